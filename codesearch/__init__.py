@@ -1,0 +1,3 @@
+"""cs: local semantic code search."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,63 @@
+"""Settings and defaults: where indexes and caches live, and the environment variables that move them.
+
+Environment variables (all optional):
+- ``CS_HOME``: one directory holding everything below (tests point it at a temp dir).
+- ``CS_INDEX_DIR``: where per-root indexes live (default ``<cache>/indexes``).
+- ``CS_CACHE_DIR``: the user cache directory for cs (default: XDG cache, ``~/.cache/codesearch``).
+- ``CS_MODEL``: the default model preset, hub id or local directory.
+- ``CS_DEVICE``: ``cpu``, ``cuda`` or ``cuda:N``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+import platformdirs
+
+DEFAULT_MODEL = "jina-code-0.5b"
+DEFAULT_DIM = 256
+# Bumped whenever the on-disk layout changes, so an old index is rebuilt rather than misread.
+INDEX_FORMAT_VERSION = 1
+DEFAULT_MAX_FILE_BYTES = 1 << 20
+
+
+def cache_dir() -> Path:
+    """The root of everything cs writes (indexes, the shared embedding cache)."""
+    if home := os.environ.get("CS_HOME"):
+        return Path(home).expanduser()
+    if explicit := os.environ.get("CS_CACHE_DIR"):
+        return Path(explicit).expanduser()
+    return Path(platformdirs.user_cache_dir("codesearch"))
+
+
+def index_root_dir() -> Path:
+    """The directory under which each indexed root gets its own database."""
+    if explicit := os.environ.get("CS_INDEX_DIR"):
+        return Path(explicit).expanduser()
+    return cache_dir() / "indexes"
+
+
+def index_dir_for(root: Path) -> Path:
+    """The index directory of one source root: readable name plus a hash of its absolute path."""
+    resolved = root.resolve()
+    digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", resolved.name or "root")
+    return index_root_dir() / f"{name}-{digest}-v{INDEX_FORMAT_VERSION}"
+
+
+def embedding_cache_dir() -> Path:
+    """The embedding cache shared by every root: (model, dim, chunk hash) -> vector."""
+    return cache_dir() / "embeddings"
+
+
+def default_model() -> str:
+    """The model used when ``--model`` is not given."""
+    return os.environ.get("CS_MODEL", DEFAULT_MODEL)
+
+
+def default_device() -> str | None:
+    """The device forced by ``CS_DEVICE``, or None to pick CUDA when present, else CPU."""
+    return os.environ.get("CS_DEVICE") or None
