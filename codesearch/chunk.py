@@ -21,4 +21,553 @@ CONTRACT (owned by the foundation work, issue 2; other modules rely on these nam
     def embedding_text(chunk: Chunk) -> str   # what the embedder sees for this chunk
     def chunk_source(text: str, rel_path: str, language: str | None, *,
                      max_tokens: int = 512) -> list[Chunk]
+
+How a file is cut (grammar languages):
+- each function is a chunk; a function inside a class-like type is a method named ``Type.method``;
+- a class-like type is chunked as its header plus fields (the lines between its methods), and each
+  method is its own chunk;
+- doc comments, decorators and attributes directly above a definition belong to it;
+- the remaining top-level code is grouped into ``module`` chunks;
+- anything longer than the token budget is split at statement boundaries; every piece after the
+  first gets a ``header`` naming the definition it continues.
+Text without a grammar: Markdown by heading (``section``), everything else by overlapping line
+windows (``window``). Line endings are normalised (``\\r\\n`` -> ``\\n``) in chunk texts so a
+checkout's line-ending setting does not change hashes.
 """
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from codesearch.languages import Definition, Language, get_language, get_parser
+
+if TYPE_CHECKING:
+    from tree_sitter import Node
+
+# Bump whenever chunk boundaries, texts, headers or embedding_text change.
+CHUNKER_VERSION = "1"
+
+DEFAULT_MAX_TOKENS = 512
+# Room left in the budget for the embedding header line and the model's document prefix.
+_PREFIX_TOKENS = 8
+_WINDOW_MAX_LINES = 60
+_WINDOW_OVERLAP_LINES = 5
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a file that gets its own embedding."""
+
+    path: str
+    language: str
+    kind: str
+    symbol: str
+    start_line: int
+    end_line: int
+    text: str
+    header: str = ""
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 hex of exactly what the embedder sees, so equal hashes mean equal vectors."""
+        return hashlib.sha256(embedding_text(self).encode("utf-8")).hexdigest()
+
+
+# --- what the embedder sees ----------------------------------------------------------------------
+
+_WORD_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+
+def identifier_words(identifier: str) -> list[str]:
+    """`parseCSVFile` -> [parse, csv, file]; `mean_of_column` -> [mean, of, column]."""
+    return [w.lower() for w in _WORD_RE.findall(identifier)]
+
+
+def embedding_text(chunk: Chunk) -> str:
+    """The text embedded for a chunk: one line naming the file and the definition (its identifiers
+    split into words, which helps natural-language queries), the piece header if any, then the code."""
+    head = chunk.path
+    if chunk.symbol:
+        head += f" | {chunk.kind} {chunk.symbol}"
+        words = " ".join(identifier_words(chunk.symbol))
+        if words and words != chunk.symbol.lower():
+            head += f" ({words})"
+    elif chunk.kind not in ("module", "window"):
+        head += f" | {chunk.kind}"
+    parts = [head]
+    if chunk.header:
+        parts.append(chunk.header)
+    parts.append(chunk.text)
+    return "\n".join(parts)
+
+
+# --- token estimate ------------------------------------------------------------------------------
+
+_TOKEN_PIECE_RE = re.compile(r"[A-Za-z]+|\d+|\n[ \t]*|[^\sA-Za-z\d]")
+
+
+def estimate_tokens(text: str) -> int:
+    """A fast, slightly pessimistic estimate of BPE tokens for code (no tokenizer loaded).
+
+    Words cost one token per ~8 letters, digits one per 3, each punctuation character one, and a
+    newline with its indentation one; spaces between words are free (BPE merges them into the
+    next word). On code this lands within ~20% of Qwen2's tokenizer, erring high.
+    """
+    total = 0
+    for piece in _TOKEN_PIECE_RE.findall(text):
+        first = piece[0]
+        if first.isalpha():
+            total += 1 + len(piece) // 8
+        elif first.isdigit():
+            total += 1 + len(piece) // 3
+        else:
+            total += 1
+    return total
+
+
+# --- entry point ---------------------------------------------------------------------------------
+
+
+def chunk_source(
+    text: str, rel_path: str, language: str | None, *, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> list[Chunk]:
+    """Cut one file's text into chunks ordered by start line.
+
+    ``language`` is a languages.py name (None or unknown: plain text). Every chunk's text is exactly
+    its lines; spans never overlap except for the overlap of fallback line windows, and a chunk is
+    never empty. ``max_tokens`` is the budget per chunk including the embedding header (estimated).
+    """
+    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+    lang = get_language(language)
+    label = language or "text"
+    if lang is not None and lang.grammar is not None:
+        try:
+            tree = get_parser(lang.name).parse(text.encode("utf-8", errors="replace"))
+        except Exception:  # a grammar crash must not lose the file: fall back to windows
+            tree = None
+        if tree is not None:
+            return _TreeChunker(lines, rel_path, lang, max_tokens).run(tree.root_node)
+    cutter = _LineChunker(lines, rel_path, label, max_tokens)
+    if label == "markdown":
+        return cutter.markdown()
+    return cutter.windows(0, len(lines) - 1, kind="window", symbol="")
+
+
+# --- shared line machinery -----------------------------------------------------------------------
+
+_NOT_SIGNATURE = ("@", "#[", "#!", "//", "/*", "*", "#", "--", "<?php", "[")
+_TRIVIAL_RE = re.compile(r"[\s{}()\[\];,]*(?:end|fi|done|esac)?[\s{}()\[\];,]*")
+
+
+class _Lines:
+    """The file's lines with prefix sums of estimated tokens, and chunk construction."""
+
+    def __init__(self, lines: list[str], rel_path: str, language: str, max_tokens: int):
+        self.lines = lines
+        self.rel_path = rel_path
+        self.language = language
+        self.max_tokens = max_tokens
+        self.prefix = [0]
+        for line in lines:
+            self.prefix.append(self.prefix[-1] + estimate_tokens(line) + 1)
+        self.chunks: list[Chunk] = []
+
+    def cost(self, start: int, end: int) -> int:
+        """Estimated tokens of rows start..end (0-based, inclusive)."""
+        return self.prefix[end + 1] - self.prefix[start]
+
+    def budget(self, kind: str, symbol: str) -> int:
+        """Tokens left for the text once the embedding header line is accounted for."""
+        head = f"{self.rel_path} | {kind} {symbol} ({' '.join(identifier_words(symbol))})"
+        return max(32, self.max_tokens - estimate_tokens(head) - _PREFIX_TOKENS)
+
+    def trim(self, start: int, end: int) -> tuple[int, int]:
+        """Drop blank lines at both ends of a span (end < start when nothing is left)."""
+        while start <= end and not self.lines[start].strip():
+            start += 1
+        while end >= start and not self.lines[end].strip():
+            end -= 1
+        return start, end
+
+    def line_units(self, start: int, end: int, budget: int) -> list[tuple[int, int]]:
+        """Rows start..end cut into runs of whole lines that fit the budget (a single longer
+        line stays whole: cutting inside a line would break the line-number contract)."""
+        units: list[tuple[int, int]] = []
+        cur = start
+        for row in range(start, end + 1):
+            if row > cur and self.cost(cur, row) > budget:
+                units.append((cur, row - 1))
+                cur = row
+        if cur <= end:
+            units.append((cur, end))
+        return units
+
+    def pack(self, units: list[tuple[int, int]], budget: int) -> list[tuple[int, int]]:
+        """Merge consecutive row ranges greedily while they fit the budget."""
+        pieces: list[tuple[int, int]] = []
+        for start, end in units:
+            if pieces and self.cost(pieces[-1][0], end) <= budget:
+                pieces[-1] = (pieces[-1][0], end)
+            else:
+                pieces.append((start, end))
+        return pieces
+
+    def emit(
+        self, start: int, end: int, kind: str, symbol: str, header: str = ""
+    ) -> Chunk | None:
+        """Add the chunk for rows start..end after trimming blank edges; None if nothing is left."""
+        start, end = self.trim(start, end)
+        if start > end:
+            return None
+        text = "\n".join(self.lines[start : end + 1])
+        chunk = Chunk(self.rel_path, self.language, kind, symbol, start + 1, end + 1, text, header)
+        self.chunks.append(chunk)
+        return chunk
+
+    def signature(self, start: int, end: int) -> str:
+        """The line that names a definition: its first line that is not a comment, decorator or
+        attribute (those come first when they belong to it)."""
+        for row in range(start, min(end, len(self.lines) - 1) + 1):
+            line = self.lines[row].strip()
+            if line and not line.startswith(_NOT_SIGNATURE):
+                return line[:160]
+        return self.lines[start].strip()[:160] if start < len(self.lines) else ""
+
+    @staticmethod
+    def header_cost(kind: str, symbol: str, signature: str) -> int:
+        """Tokens a piece header takes (see emit_pieces), reserved when a definition is split."""
+        return estimate_tokens(f"(part 10/10 of {kind} {symbol}) {signature}") + 1
+
+    def emit_pieces(
+        self,
+        pieces: list[tuple[int, int]],
+        kind: str,
+        symbol: str,
+        signature: str,
+        first_header: str = "",
+    ) -> None:
+        """Emit the pieces of one definition; every piece after the first names what it
+        continues, so a piece read alone still says where it comes from."""
+        pieces = [p for p in (self.trim(s, e) for s, e in pieces) if p[0] <= p[1]]
+        for i, (start, end) in enumerate(pieces):
+            header = first_header
+            if i > 0:
+                what = f"{kind} {symbol}".strip()
+                header = f"(part {i + 1}/{len(pieces)} of {what}) {signature}".strip()
+            self.emit(start, end, kind, symbol, header)
+
+
+class _LineChunker(_Lines):
+    """Fallbacks for files without a grammar."""
+
+    def windows(self, start: int, end: int, *, kind: str, symbol: str) -> list[Chunk]:
+        """Overlapping windows of whole lines, each within the budget and at most 60 lines."""
+        budget = self.budget(kind, symbol)
+        start, end = self.trim(start, end)
+        cur = start
+        while cur <= end:
+            stop = cur
+            while (
+                stop < end
+                and stop - cur + 1 < _WINDOW_MAX_LINES
+                and self.cost(cur, stop + 1) <= budget
+            ):
+                stop += 1
+            self.emit(cur, stop, kind, symbol)
+            if stop >= end:
+                break
+            overlap = min(_WINDOW_OVERLAP_LINES, (stop - cur + 1) // 4)
+            cur = stop + 1 - overlap
+        return self.chunks
+
+    def markdown(self) -> list[Chunk]:
+        """One chunk per heading section (symbol: the heading path, `Guide > Install`);
+        sections over the budget become windows within the section."""
+        headings: list[tuple[int, int, str]] = []  # row, level, title
+        fence: str | None = None
+        for row, line in enumerate(self.lines):
+            stripped = line.lstrip()
+            marker = re.match(r"(`{3,}|~{3,})", stripped)
+            if marker:
+                if fence is None:
+                    fence = marker.group(1)[0] * 3
+                elif stripped.startswith(fence):
+                    fence = None
+                continue
+            if fence is None:
+                match = re.match(r" {0,3}(#{1,6})\s+(.*?)\s*#*\s*$", line)
+                if match:
+                    headings.append((row, len(match.group(1)), match.group(2)))
+        bounds = [(0, 0, "")] if not headings or headings[0][0] > 0 else []
+        bounds += headings
+        path: list[tuple[int, str]] = []
+        for i, (row, level, title) in enumerate(bounds):
+            end = bounds[i + 1][0] - 1 if i + 1 < len(bounds) else len(self.lines) - 1
+            if title:
+                path = [p for p in path if p[0] < level] + [(level, title)]
+            symbol = " > ".join(t for _, t in path)
+            start, end = self.trim(row, end)
+            if start > end:
+                continue
+            if self.cost(start, end) <= self.budget("section", symbol):
+                self.emit(start, end, "section", symbol)
+            else:
+                self.windows(start, end, kind="section", symbol=symbol)
+        return self.chunks
+
+
+# --- grammar-driven chunking ---------------------------------------------------------------------
+
+
+def _end_row(node: Node) -> int:
+    """Last row a node really occupies (a node ending at column 0 ends on the row before)."""
+    row = node.end_point.row
+    if node.end_point.column == 0 and row > node.start_point.row:
+        return row - 1
+    return row
+
+
+@dataclass
+class _Item:
+    """A definition or a run of other code among a list of sibling nodes."""
+
+    start: int
+    end: int
+    definition: Definition | None = None
+    nodes: list[Node] | None = None
+
+
+class _TreeChunker(_Lines):
+    def __init__(self, lines: list[str], rel_path: str, lang: Language, max_tokens: int):
+        super().__init__(lines, rel_path, lang.name, max_tokens)
+        self.lang = lang
+        assert lang.classify is not None
+        self.classify = lang.classify
+
+    def run(self, root: Node) -> list[Chunk]:
+        self.level(list(root.named_children), [])
+        self.chunks.sort(key=lambda c: (c.start_line, c.end_line))
+        return self.chunks
+
+    # -- finding definitions among siblings
+
+    def items(self, members: list[Node]) -> list[_Item]:
+        """Group siblings into definitions (with the comments/decorators right above them) and
+        runs of other code."""
+        items: list[_Item] = []
+        pending: list[Node] = []
+        prev_end = -1
+
+        def add_other(node: Node) -> None:
+            start, end = node.start_point.row, _end_row(node)
+            last = items[-1] if items else None
+            if last is not None and last.definition is None and last.nodes is not None:
+                last.end = max(last.end, end)
+                last.nodes.append(node)
+            else:
+                items.append(_Item(start, end, nodes=[node]))
+
+        def flush() -> None:
+            for node in pending:
+                add_other(node)
+            pending.clear()
+
+        for node in members:
+            if not node.is_named:
+                continue
+            row = node.start_point.row
+            if node.type in self.lang.attach and row > prev_end:
+                if pending and row > _end_row(pending[-1]) + 1:
+                    flush()
+                pending.append(node)
+            else:
+                definition = self.classify(node)
+                if definition is None:
+                    flush()
+                    add_other(node)
+                else:
+                    start = row
+                    if pending and row <= _end_row(pending[-1]) + 1:
+                        start = pending[0].start_point.row
+                        pending.clear()
+                    else:
+                        flush()
+                        start = self.steal_trailing_comments(items, row)
+                    items.append(_Item(start, _end_row(node), definition=definition))
+            prev_end = max(prev_end, _end_row(node))
+        flush()
+        return items
+
+    def steal_trailing_comments(self, items: list[_Item], row: int) -> int:
+        """Some grammars park a doc comment inside the node before a definition (Kotlin puts it in
+        the import list); give it back to the definition. Returns the definition's start row."""
+        last = items[-1] if items else None
+        if last is None or last.definition is not None or not last.nodes:
+            return row
+        cur = last.nodes[-1]
+        while cur.named_child_count:
+            kids = cur.named_children
+            if kids[-1].type in self.lang.attach:
+                i = len(kids) - 1
+                while i > 0 and kids[i - 1].type in self.lang.attach and (
+                    _end_row(kids[i - 1]) + 1 >= kids[i].start_point.row
+                ):
+                    i -= 1
+                start = kids[i].start_point.row
+                if last.start < start and _end_row(kids[-1]) + 1 >= row:
+                    last.end = start - 1
+                    return start
+                return row
+            cur = kids[-1]
+        return row
+
+    # -- emitting
+
+    def level(self, members: list[Node], scope: list[str]) -> None:
+        """Chunk siblings at file level (or inside a transparent container)."""
+        for item in self.items(members):
+            if item.definition is None:
+                assert item.nodes is not None
+                self.other_code(item.nodes, item.start, item.end, "module", "")
+            else:
+                self.definition(item.definition, item.start, item.end, scope, in_type=False)
+
+    def definition(
+        self, d: Definition, start: int, end: int, scope: list[str], *, in_type: bool
+    ) -> None:
+        if d.container:
+            self.level(d.members, scope)
+        elif d.classlike:
+            self.type_definition(d, start, end, scope)
+        else:
+            kind = "method" if in_type and d.kind == "function" else d.kind
+            symbol = ".".join([*scope, d.name])
+            self.span(start, end, kind, symbol, d.node)
+
+    def type_definition(self, d: Definition, start: int, end: int, scope: list[str]) -> None:
+        """A class-like type: its header and fields (the lines not inside methods) become chunks of
+        the type's kind; its methods and nested types are chunked on their own."""
+        symbol = ".".join([*scope, d.name])
+        items = self.items(d.members)
+        runs: list[tuple[int, int]] = []
+        cur = start
+        for item in items:
+            if item.definition is not None:
+                runs.append((cur, item.start - 1))
+                cur = max(cur, item.end + 1)
+        runs.append((cur, end))
+        has_fields = any(item.definition is None for item in items)
+        if d.emit_header or has_fields:
+            # the type's chunk lists its members, so "a class that does X" can match the type
+            names = [item.definition.name for item in items if item.definition is not None]
+            members = f"members: {', '.join(names)}"[:300] if names else ""
+            signature = self.signature(start, end)
+            budget = self.budget(d.kind, symbol) - max(
+                self.header_cost(d.kind, symbol, signature), estimate_tokens(members) + 1
+            )
+            pieces: list[tuple[int, int]] = []
+            for run_start, run_end in runs:
+                run_start, run_end = self.trim(run_start, run_end)
+                if run_start > run_end:
+                    continue
+                text = "\n".join(self.lines[run_start : run_end + 1])
+                if _TRIVIAL_RE.fullmatch(text):
+                    continue
+                nodes = [
+                    n
+                    for item in items
+                    if item.nodes and run_start <= item.start <= run_end
+                    for n in item.nodes
+                ]
+                pieces += self.pack(self.node_units(nodes, run_start, run_end, budget), budget)
+            self.emit_pieces(pieces, d.kind, symbol, signature, members)
+        for item in items:
+            if item.definition is not None:
+                self.definition(
+                    item.definition, item.start, item.end, [*scope, d.name], in_type=True
+                )
+
+    def other_code(self, nodes: list[Node], start: int, end: int, kind: str, symbol: str) -> None:
+        """Top-level statements between definitions, grouped into chunks within the budget."""
+        start, end = self.trim(start, end)
+        if start > end:
+            return
+        text = "\n".join(self.lines[start : end + 1])
+        if _TRIVIAL_RE.fullmatch(text):
+            return
+        budget = self.budget(kind, symbol)
+        for piece_start, piece_end in self.pack(
+            self.node_units(nodes, start, end, budget), budget
+        ):
+            self.emit(piece_start, piece_end, kind, symbol)
+
+    def span(self, start: int, end: int, kind: str, symbol: str, node: Node) -> None:
+        """One definition: a single chunk, or pieces cut at statement boundaries."""
+        budget = self.budget(kind, symbol)
+        if self.cost(start, end) <= budget:
+            self.emit(start, end, kind, symbol)
+            return
+        signature = self.signature(start, end)
+        budget -= self.header_cost(kind, symbol, signature)
+        units = self.units(node, start, end, budget)
+        self.emit_pieces(self.pack(units, budget), kind, symbol, signature)
+
+    # -- cutting at statement boundaries
+
+    def node_units(
+        self, nodes: list[Node], start: int, end: int, budget: int
+    ) -> list[tuple[int, int]]:
+        """Rows start..end cut where each of ``nodes`` begins; oversized parts are cut further."""
+        starts = sorted({start} | {n.start_point.row for n in nodes if start < n.start_point.row <= end})
+        units: list[tuple[int, int]] = []
+        for i, a in enumerate(starts):
+            b = starts[i + 1] - 1 if i + 1 < len(starts) else end
+            if self.cost(a, b) <= budget:
+                units.append((a, b))
+                continue
+            candidates = [n for n in nodes if max(start, n.start_point.row) == a]
+            if candidates:
+                biggest = max(candidates, key=_end_row)
+                units.extend(self.units(biggest, a, b, budget))
+            else:
+                units.extend(self.line_units(a, b, budget))
+        return units
+
+    def units(self, node: Node, start: int, end: int, budget: int, depth: int = 0) -> list[
+        tuple[int, int]
+    ]:
+        """Rows start..end of ``node`` cut at the boundaries of its children, descending into the
+        child that is too big (a function's body, an if's block) until every unit fits or only
+        whole lines are left."""
+        if self.cost(start, end) <= budget:
+            return [(start, end)]
+        kids = [
+            k
+            for k in node.named_children
+            if _end_row(k) >= start and k.start_point.row <= end
+        ]
+        if not kids or depth > 40:
+            return self.line_units(start, end, budget)
+        starts = {max(start, k.start_point.row) for k in kids}
+        if starts == {start} and len(kids) >= 1:
+            biggest = max(kids, key=lambda k: _end_row(k) - k.start_point.row)
+            if _end_row(biggest) > start or biggest.named_child_count:
+                return self.units(biggest, start, end, budget, depth + 1)
+            return self.line_units(start, end, budget)
+        units: list[tuple[int, int]] = []
+        ordered = sorted(starts | {start})
+        for i, a in enumerate(ordered):
+            b = ordered[i + 1] - 1 if i + 1 < len(ordered) else end
+            if self.cost(a, b) <= budget:
+                units.append((a, b))
+                continue
+            candidates = [k for k in kids if max(start, k.start_point.row) == a]
+            if candidates:
+                biggest = max(candidates, key=_end_row)
+                units.extend(self.units(biggest, a, b, budget, depth + 1))
+            else:
+                units.extend(self.line_units(a, b, budget))
+        return units

@@ -58,11 +58,459 @@ def _root() -> None:
 
 # --- issue 2: chunks -------------------------------------------------------------------------
 
+from typing import Annotated  # noqa: E402 - kept inside this section of a shared file
+
+
+@app.command("chunks")
+def chunks_cmd(
+    path: Annotated[Path, typer.Argument(help="A source file or a directory tree.")],
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print a JSON array of {path, language, kind, symbol, start_line, end_line, "
+            "text, hash}.",
+        ),
+    ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Also list each skipped file and why.")
+    ] = False,
+    max_tokens: Annotated[
+        int, typer.Option(help="Token budget per chunk; longer definitions are split.", min=64)
+    ] = 512,
+    max_file_bytes: Annotated[
+        int, typer.Option(help="Skip files larger than this many bytes.", min=1)
+    ] = 1 << 20,
+) -> None:
+    """Show the chunks cs would embed for a file or a tree, and what it skipped."""
+    from codesearch.chunk import chunk_source
+    from codesearch.discover import UNREADABLE, Skip, UnreadableFileError, read_source
+    from codesearch.discover import sources_for_path
+    from codesearch.render import print_chunk_summary, print_chunks
+
+    files, skipped = sources_for_path(path, max_file_bytes=max_file_bytes)
+    chunks = []
+    for source in files:
+        try:
+            text = read_source(source)
+        except UnreadableFileError:
+            skipped.append(Skip(source.rel, UNREADABLE))
+            continue
+        chunks.extend(chunk_source(text, source.rel, source.language, max_tokens=max_tokens))
+    print_chunks(chunks, as_json=as_json)
+    print_chunk_summary(len(files), chunks, skipped, verbose=verbose)
+
 
 # --- issue 3: embed, model -------------------------------------------------------------------
 
 
+from typing import Annotated, Any  # noqa: E402 - kept inside this section of a shared file
+
+
+def _notice(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit in ("B", "KB") else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+@app.command("embed")
+def embed_cmd(
+    texts: Annotated[list[str], typer.Argument(help="Texts to embed, one vector each.")],
+    task: Annotated[
+        str, typer.Option(help="nl2code, qa, code2code, code2nl or code2completion.")
+    ] = "nl2code",
+    side: Annotated[str, typer.Option(help="query or document: which prefix the texts get.")] = (
+        "query"
+    ),
+    dim: Annotated[int | None, typer.Option(help="Output dimension (Matryoshka).")] = None,
+    model: Annotated[str | None, typer.Option(help="Preset, hub id or model directory.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or cuda:N.")] = None,
+    pooling: Annotated[str | None, typer.Option(help="last, mean or cls.")] = None,
+    max_length: Annotated[int | None, typer.Option(help="Tokens per text, then cut.")] = None,
+    dtype: Annotated[str | None, typer.Option(help="auto, float32 or bfloat16.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array of vectors, in input order.")
+    ] = False,
+) -> None:
+    """Print the embedding of each TEXT (for scripts, and for checking prefixes and pooling)."""
+    import json
+
+    from codesearch.embed import load_embedder
+    from codesearch.embed.presets import check_side, check_task
+
+    check_task(task)
+    check_side(side)
+    embedder = load_embedder(
+        model,
+        dim=dim,
+        device=device,
+        pooling=pooling,
+        max_length=max_length,
+        dtype=dtype,
+        notify=_notice,
+    )
+    vectors = embedder.embed(texts, task=task, side=side)
+    if as_json:
+        typer.echo(json.dumps([[float(x) for x in row] for row in vectors]))
+        return
+    for row in vectors:
+        typer.echo(" ".join(f"{x:.6f}" for x in row))
+
+
+@model_app.command("list")
+def model_list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array of objects.")] = False,
+) -> None:
+    """List the model presets with licence, size and whether they are on this machine."""
+    import json
+
+    from codesearch.config import default_model
+    from codesearch.embed.hub import cache_state
+    from codesearch.embed.presets import PRESETS
+
+    rows: list[dict[str, Any]] = []
+    for preset in PRESETS.values():
+        state = cache_state(preset)
+        rows.append(
+            {
+                "name": preset.name,
+                "default": preset.name == default_model(),
+                "hub_id": preset.hub_id,
+                "revision": preset.revision,
+                "params": preset.params,
+                "dims": list(preset.dims),
+                "default_dim": preset.default_dim,
+                "licence": preset.licence,
+                "size_bytes": state.size_bytes or preset.approx_bytes,
+                "cached": state.cached,
+                "source": state.source,
+                "path": str(state.path) if state.path else None,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    header = f"{'NAME':<16} {'PARAMS':>6} {'DIMS':<24} {'LICENCE':<13} {'SIZE':>8}  STATE"
+    typer.echo(header)
+    for r in rows:
+        dims = ",".join(str(d) for d in r["dims"])
+        size = _fmt_bytes(r["size_bytes"]) if r["cached"] else "~" + _fmt_bytes(r["size_bytes"])
+        name = r["name"] + (" *" if r["default"] else "")
+        typer.echo(
+            f"{name:<16} {r['params']:>6} {dims:<24} {r['licence']:<13} {size:>8}  {r['source']}"
+        )
+    typer.echo(
+        "* default. jina-code weights are CC-BY-NC-4.0 (non-commercial); "
+        "for other uses pick --model minilm or your own model."
+    )
+
+
+@model_app.command("pull")
+def model_pull_cmd(
+    name: Annotated[
+        str | None, typer.Argument(help="Preset or hub id (default: the default model).")
+    ] = None,
+) -> None:
+    """Download a model into the Hugging Face cache (at its pinned revision) so it works offline."""
+    from codesearch.config import default_model
+    from codesearch.embed.hub import cache_state, fetch
+    from codesearch.embed.presets import PRESETS, preset_for_hub_id
+    from codesearch.errors import ModelError
+
+    target = name or default_model()
+    hub_id, _, revision = target.partition("@")
+    preset = PRESETS.get(target) or preset_for_hub_id(hub_id)
+    if preset is not None:
+        state = cache_state(preset)
+        if state.cached and not revision:
+            typer.echo(f"{preset.name} is already available ({state.source}): {state.path}")
+            return
+        hub_id, revision = preset.hub_id, revision or preset.revision
+        _notice(f"{preset.name}: licence {preset.licence}.")
+    elif "/" not in hub_id:
+        raise ModelError(
+            f"unknown model '{target}'",
+            hint=f"use a preset ({', '.join(PRESETS)}) or a hub id like org/name",
+        )
+    path = fetch(hub_id, revision or "main", name=target, notify=_notice)
+    typer.echo(f"{target}: {path}")
+
+
+@model_app.command("info")
+def model_info_cmd(
+    name: Annotated[str | None, typer.Argument(help="Preset, hub id or local directory.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Describe a model: where it comes from, licence, dims, pooling, prefixes, cache state."""
+    import json
+
+    from codesearch.config import default_model
+    from codesearch.embed.hub import cache_state
+    from codesearch.embed.presets import PREFIX_SCHEMES, PRESETS
+    from codesearch.embed.resolve import resolve_model
+
+    target = name or default_model()
+    info: dict[str, object]
+    if target in PRESETS:
+        p = PRESETS[target]
+        state = cache_state(p)
+        info = {
+            "name": p.name,
+            "hub_id": p.hub_id,
+            "revision": p.revision,
+            "description": p.description,
+            "params": p.params,
+            "licence": p.licence,
+            "dims": list(p.dims),
+            "default_dim": p.default_dim,
+            "pooling": p.pooling,
+            "prefix_scheme": p.prefix_scheme,
+            "max_length": p.max_length,
+            "cached": state.cached,
+            "source": state.source,
+            "path": str(state.path) if state.path else None,
+            "size_bytes": state.size_bytes if state.cached else p.approx_bytes,
+        }
+    else:
+        r = resolve_model(target, notify=_notice)
+        info = {
+            "name": r.name,
+            "model_id": r.model_id,
+            "revision": r.revision,
+            "licence": r.licence,
+            "dims": list(r.dims),
+            "default_dim": r.default_dim,
+            "pooling": r.pooling,
+            "prefix_scheme": r.prefix_scheme,
+            "max_length": r.max_length,
+            "cached": True,
+            "path": str(r.path),
+        }
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        if key == "size_bytes":
+            value = _fmt_bytes(value if isinstance(value, int) else None)
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        typer.echo(f"{key + ':':<15}{value}")
+    scheme = PREFIX_SCHEMES.get(str(info["prefix_scheme"]))
+    if scheme:
+        typer.echo("prefixes:")
+        for task, (query, document) in scheme.items():
+            typer.echo(f"  {task:<16} query {query!r}  document {document!r}")
+
+
 # --- issue 4: index, find, similar, status ---------------------------------------------------
+
+from typing import Annotated  # noqa: E402, F811 - kept inside this section of a shared file
+
+_IndexDir = Annotated[
+    Path | None,
+    typer.Option("--index-dir", help="Directory holding per-root indexes [env CS_INDEX_DIR].",
+                 show_default=False),
+]
+_IndexUri = Annotated[
+    str | None,
+    typer.Option("--index-uri", help="The index itself: a path or s3://bucket/prefix "
+                 "[env CS_INDEX_URI].", show_default=False),
+]
+_StorageOpts = Annotated[
+    list[str] | None,
+    typer.Option("--storage-option", help="KEY=VALUE for the object store (repeatable).",
+                 show_default=False),
+]
+_Model = Annotated[
+    str | None,
+    typer.Option("--model", help="Preset, hub id or model directory (default: the index's own "
+                 "model, else CS_MODEL, else jina-code-0.5b).", show_default=False),
+]
+_Device = Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N.",
+                                             show_default=False)]
+
+
+def _storage_options(items: list[str] | None) -> dict[str, str]:
+    from codesearch.errors import UsageError
+
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--storage-option expects KEY=VALUE, got '{item}'")
+        out[key.strip()] = value
+    return out
+
+
+def _split_list(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(v.strip() for raw in values or [] for v in raw.split(",") if v.strip())
+
+
+@app.command("index")
+def index_cmd(
+    root: Annotated[Path, typer.Argument(help="The source tree to index.")] = Path("."),
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Drop the index and build it "
+                                          "again (embeddings are still reused from the cache).")
+                       ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as one JSON object.")
+                       ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="List skipped files and why.")
+                       ] = False,
+    model: _Model = None,
+    dim: Annotated[int | None, typer.Option("--dim", help="Vector dimension (Matryoshka).",
+                                            show_default=False)] = None,
+    device: _Device = None,
+    index_dir: _IndexDir = None,
+    index_uri: _IndexUri = None,
+    storage_option: _StorageOpts = None,
+) -> None:
+    """Index ROOT (default: the current directory); only what changed since the last run is
+    re-chunked, and only chunks never seen before are embedded."""
+    from codesearch.indexer import IndexOptions, index_root
+    from codesearch.render import IndexProgressBar, print_index_stats
+
+    options = IndexOptions(model=model, dim=dim, device=device, rebuild=rebuild)
+    with IndexProgressBar(enabled=None if not as_json else False) as bar:
+        stats = index_root(root, index_uri=index_uri, index_dir=index_dir,
+                           storage_options=_storage_options(storage_option), options=options,
+                           progress=bar, notify=_notice)
+    print_index_stats(stats, as_json=as_json, verbose=verbose)
+
+
+def _search_options(k: int, lang: list[str] | None, glob: list[str] | None,
+                    min_score: float | None, mode: str, task: str | None) -> Any:
+    from codesearch.search import SearchOptions
+
+    return SearchOptions(k=k, languages=_split_list(lang), globs=tuple(glob or ()),
+                         min_score=min_score, mode=mode, task=task)
+
+
+def _emit_hits(hits: list[Any], root: Path, as_json: bool, grep: bool) -> None:
+    from codesearch.render import hits_grep, hits_json, print_hits
+
+    if as_json:
+        typer.echo(hits_json(hits))
+    elif grep:
+        if hits:
+            typer.echo(hits_grep(hits, root))
+    else:
+        if hits:
+            print_hits(hits, root)
+        else:
+            _notice("No results.")
+    if not hits:
+        raise typer.Exit(int(ExitCode.NO_RESULTS))
+
+
+_K = Annotated[int, typer.Option("-k", "--top", help="How many results.")]
+_Lang = Annotated[list[str] | None, typer.Option("--lang", help="Only these languages "
+                                                 "(repeatable or comma-separated).",
+                                                 show_default=False)]
+_Glob = Annotated[list[str] | None, typer.Option("--glob", help="Only paths matching this glob "
+                                                 "(repeatable; !GLOB excludes).",
+                                                 show_default=False)]
+_MinScore = Annotated[float | None, typer.Option("--min-score", help="Drop results scoring "
+                                                 "below this.", show_default=False)]
+_Mode = Annotated[str, typer.Option("--mode", help="semantic, lexical or hybrid.")]
+_Task = Annotated[str | None, typer.Option("--task", help="nl2code or code2code (default: "
+                                           "detected from the query).", show_default=False)]
+_Json = Annotated[bool, typer.Option("--json", help="A JSON array of results.")]
+_Grep = Annotated[bool, typer.Option("--grep", help="path:line:symbol lines, for editors.")]
+_Root = Annotated[Path, typer.Option("--path", "-p", help="The indexed root.")]
+
+
+@app.command("find")
+def find_cmd(
+    query: Annotated[str, typer.Argument(help="What the code does, or a piece of code.")],
+    path: _Root = Path("."),
+    k: _K = 10,
+    lang: _Lang = None,
+    glob: _Glob = None,
+    min_score: _MinScore = None,
+    mode: _Mode = "semantic",
+    task: _Task = None,
+    as_json: _Json = False,
+    grep: _Grep = False,
+    model: _Model = None,
+    device: _Device = None,
+    index_dir: _IndexDir = None,
+    index_uri: _IndexUri = None,
+    storage_option: _StorageOpts = None,
+) -> None:
+    """Search the index of --path (default: the current directory) for QUERY. Exit 0 with
+    results, 1 with none, 2 on error."""
+    from codesearch.search import Searcher
+
+    opts = _search_options(k, lang, glob, min_score, mode, task)
+    opts.validate()
+    if not query.strip():
+        from codesearch.errors import UsageError
+
+        raise UsageError("empty query", hint='e.g. cs find "parse a CSV file"')
+    searcher = Searcher.open(path, index_uri=index_uri, index_dir=index_dir,
+                             storage_options=_storage_options(storage_option), model=model,
+                             device=device, notify=_notice)
+    _emit_hits(searcher.find(query, opts), searcher.root, as_json, grep)
+
+
+@app.command("similar")
+def similar_cmd(
+    location: Annotated[str, typer.Argument(metavar="FILE:LINE",
+                                            help="A line inside the code to compare with.")],
+    path: _Root = Path("."),
+    k: _K = 10,
+    lang: _Lang = None,
+    glob: _Glob = None,
+    min_score: _MinScore = None,
+    mode: _Mode = "semantic",
+    task: _Task = None,
+    as_json: _Json = False,
+    grep: _Grep = False,
+    model: _Model = None,
+    device: _Device = None,
+    index_dir: _IndexDir = None,
+    index_uri: _IndexUri = None,
+    storage_option: _StorageOpts = None,
+) -> None:
+    """Find code like the chunk enclosing FILE:LINE (itself excluded)."""
+    from codesearch.search import Searcher
+
+    opts = _search_options(k, lang, glob, min_score, mode, task)
+    opts.validate()
+    searcher = Searcher.open(path, index_uri=index_uri, index_dir=index_dir,
+                             storage_options=_storage_options(storage_option), model=model,
+                             device=device, notify=_notice)
+    _emit_hits(searcher.similar(location, opts), searcher.root, as_json, grep)
+
+
+@app.command("status")
+def status_cmd(
+    root: Annotated[Path, typer.Argument(help="The indexed root.")] = Path("."),
+    as_json: _Json = False,
+    index_dir: _IndexDir = None,
+    index_uri: _IndexUri = None,
+    storage_option: _StorageOpts = None,
+) -> None:
+    """Show the index of ROOT: model, dim, files, chunks, last run, files changed since."""
+    from codesearch.errors import UsageError
+    from codesearch.indexer import index_status
+    from codesearch.render import print_status
+    from codesearch.store import Store, resolve_index_uri
+
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory" if root.exists() else f"{root} does not exist")
+    uri = resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri)
+    store = Store.open(uri, storage_options=_storage_options(storage_option))
+    print_status(index_status(root, store), as_json=as_json)
 
 
 # --- issue 5: watch --------------------------------------------------------------------------

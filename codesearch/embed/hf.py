@@ -1,0 +1,369 @@
+"""The transformers-backed embedder: tokenise with the task prefix, sort by length, batch by token
+budget, run the model under inference mode, pool, truncate, normalise, restore input order.
+
+Imported only when a model is actually loaded (it imports torch and transformers).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from codesearch.config import cache_dir, default_device
+from codesearch.embed.batching import pad_batch, plan_batches
+from codesearch.embed.pooling import check_dim, pool, truncate_normalize
+from codesearch.embed.presets import check_side, check_task, prefix_for
+from codesearch.embed.resolve import ResolvedModel, resolve_model
+from codesearch.errors import ModelError
+
+if TYPE_CHECKING:
+    from codesearch.embed import EmbedderSpec
+
+_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+# Padded tokens per forward pass. On CPU bigger batches stop paying off early and attention memory
+# grows with length squared; a GPU wants large batches to stay busy.
+CPU_TOKEN_BUDGET = 4096
+CUDA_TOKEN_BUDGET = 32768
+MAX_BATCH = 256
+# CPU bf16 is used only when it is at least this much faster than fp32 on the real model and its
+# vectors stay this close (cosine) to fp32's.
+BF16_MIN_SPEEDUP = 1.2
+BF16_MIN_COSINE = 0.99
+_PROBE_SAMPLE = (
+    "def parse_csv(path, column):\n"
+    '    """Read a CSV file and return the mean of one numeric column."""\n'
+    "    import csv\n"
+    "    with open(path, newline='') as handle:\n"
+    "        values = [float(row[column]) for row in csv.DictReader(handle)]\n"
+    "    return sum(values) / len(values) if values else 0.0\n"
+)
+
+
+def pick_device(requested: str | None) -> torch.device:
+    """The device to run on: ``requested`` (or CS_DEVICE) if usable, else CUDA when present, else
+    CPU. Raises ModelError for an unknown device or CUDA asked for but missing."""
+    name = requested or default_device()
+    if name is None or name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as err:
+        raise ModelError(f"unknown device '{name}'", hint="use cpu, cuda or cuda:N") from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelError("CUDA was requested but is not available", hint="use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ModelError(
+                f"no CUDA device {device.index}",
+                hint=f"this machine has {torch.cuda.device_count()} (cuda:0...)",
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ModelError("MPS was requested but is not available", hint="use --device cpu")
+    elif device.type not in {"cpu", "cuda", "mps"}:
+        raise ModelError(f"unsupported device '{name}'", hint="use cpu, cuda or cuda:N")
+    return device
+
+
+def _parse_dtype(name: str) -> torch.dtype | None:
+    if name == "auto":
+        return None
+    if name not in _DTYPES:
+        raise ModelError(f"unknown dtype '{name}'", hint="use auto, float32 or bfloat16")
+    return _DTYPES[name]
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class HFEmbedder:
+    """Texts -> (n, dim) float32 L2-normalised vectors with a transformers model.
+
+    Pickling sends only the spec; unpickling loads the model again (once per process), which is
+    what a Ray actor or a worker process wants.
+    """
+
+    def __init__(
+        self,
+        spec: EmbedderSpec,
+        *,
+        resolved: ResolvedModel | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        self.spec = spec
+        res = resolved or resolve_model(
+            spec.model,
+            pooling=spec.pooling,
+            prefix_scheme=spec.prefix_scheme,
+            max_length=spec.max_length,
+            notify=notify,
+        )
+        self.resolved = res
+        self.name = res.name
+        self.model_id = res.model_id
+        self.revision = res.revision
+        self.pooling = res.pooling
+        self.prefix_scheme = res.prefix_scheme
+        self.max_length = res.max_length
+        self.dims = res.dims
+        self.licence = res.licence
+        # Checked before loading weights, so a wrong --dim fails in milliseconds.
+        self.dim = check_dim(
+            spec.dim if spec.dim is not None else res.default_dim, res.dims, res.name
+        )
+        if spec.padding_side not in ("left", "right"):
+            raise ModelError(
+                f"unknown padding side '{spec.padding_side}'", hint="use left or right"
+            )
+        self.padding_side = spec.padding_side
+        self.device = pick_device(spec.device)
+        requested_dtype = _parse_dtype(spec.dtype or "auto")
+        self.token_budget = spec.token_budget or (
+            CUDA_TOKEN_BUDGET if self.device.type == "cuda" else CPU_TOKEN_BUDGET
+        )
+        self.dtype_choice: dict[str, Any] = {}
+        self.tokenizer, model = self._load(res)
+        self.model = self._place(model, requested_dtype, notify)
+        self.dtype = next(self.model.parameters()).dtype
+        forward_params = inspect.signature(self.model.forward).parameters
+        # A decoder would otherwise build a KV cache we never read: memory and time for nothing.
+        self._extra: dict[str, Any] = {"use_cache": False} if "use_cache" in forward_params else {}
+        self._takes_positions = "position_ids" in forward_params
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id
+        self._pad_id = int(pad) if pad is not None else 0
+        eos = self.tokenizer.eos_token_id
+        self._filler_id = int(eos) if eos is not None else self._pad_id
+
+    # -- loading ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _load(res: ResolvedModel) -> tuple[Any, torch.nn.Module]:
+        import transformers
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        bar_was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+        dtype_kw = "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
+        try:
+            # trust_remote_code stays False: a model repository must not run code on this machine.
+            tokenizer = AutoTokenizer.from_pretrained(res.path, trust_remote_code=False)
+            kwargs: dict[str, Any] = {dtype_kw: torch.float32, "trust_remote_code": False}
+            model = AutoModel.from_pretrained(res.path, **kwargs)
+        except ModelError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any loader failure becomes one readable line
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ModelError(
+                f"cannot load model from {res.path}: {first_line}",
+                hint="check that the directory holds a transformers model and its tokenizer",
+            ) from err
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
+        return tokenizer, model.eval()
+
+    def _place(
+        self,
+        model: torch.nn.Module,
+        requested: torch.dtype | None,
+        notify: Callable[[str], None] | None,
+    ) -> torch.nn.Module:
+        if requested is None:
+            if self.device.type == "cuda":
+                requested = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            elif self.device.type == "cpu":
+                requested = self._choose_cpu_dtype(model, notify)
+            else:
+                requested = torch.float32
+        return model.to(device=self.device, dtype=requested)
+
+    def _choose_cpu_dtype(
+        self, model: torch.nn.Module, notify: Callable[[str], None] | None
+    ) -> torch.dtype:
+        """fp32 or bf16 for this model on this CPU, measured once and remembered in the cache dir.
+
+        bf16 speed on CPUs ranges from several times faster (AMX, AVX512-BF16) to slower (emulated),
+        so it is timed on the real model rather than guessed from CPU flags; agreement with fp32 is
+        checked on the same inputs.
+        """
+        key = "|".join(
+            [
+                self.model_id,
+                str(self.revision),
+                _cpu_name(),
+                torch.__version__,
+                str(torch.get_num_threads()),
+            ]
+        )
+        store = cache_dir() / "cpu-dtype.json"
+        try:
+            known = json.loads(store.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = {}
+        if isinstance(known, dict) and isinstance(known.get(key), dict):
+            self.dtype_choice = known[key]
+            return _DTYPES.get(str(known[key].get("dtype")), torch.float32)
+        if notify is not None:
+            notify("Measuring fp32 vs bf16 speed on this CPU (once per model)...")
+        choice = measure_cpu_dtype(model, self.tokenizer, self.pooling)
+        self.dtype_choice = choice
+        try:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            known = known if isinstance(known, dict) else {}
+            known[key] = choice
+            tmp = store.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(known, indent=1), encoding="utf-8")
+            tmp.replace(store)
+        except OSError:
+            pass  # not remembering only costs another measurement next time
+        return _DTYPES[choice["dtype"]]
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (_load_from_spec, (self.spec,))
+
+    # -- embedding ----------------------------------------------------------------------------
+
+    def tokenize(self, texts: Sequence[str], task: str, side: str) -> list[list[int]]:
+        """Token ids of ``prefix + text`` for each text, truncated to ``max_length`` tokens."""
+        prefix = prefix_for(self.prefix_scheme, check_task(task), check_side(side))
+        if not texts:
+            return []
+        encoded = self.tokenizer(
+            [prefix + t for t in texts],
+            add_special_tokens=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+        # An empty text with no prefix and no special tokens would be a zero-length row.
+        return [ids if ids else [self._filler_id] for ids in encoded]
+
+    def forward_pooled(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
+        """One forward pass over ``sequences`` (padded together): pooled full-size float32 vectors,
+        before truncation and normalisation."""
+        ids_np, mask_np = pad_batch(sequences, self._pad_id, self.padding_side)
+        ids = torch.from_numpy(ids_np).to(self.device, non_blocking=True)
+        mask = torch.from_numpy(mask_np).to(self.device, non_blocking=True)
+        kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, **self._extra}
+        if self.padding_side == "left" and self._takes_positions:
+            # Count positions from each row's first real token, as if there were no padding.
+            kwargs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            out = self.model(**kwargs)
+            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+            pooled = pool(self.pooling, hidden, mask)
+            return pooled.float().cpu().numpy()
+
+    def embed(
+        self,
+        texts: Sequence[str],
+        task: str = "nl2code",
+        side: str = "document",
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """(len(texts), dim) float32 rows, L2-normalised, in input order; ``progress(k)`` is called
+        as each batch of k texts finishes."""
+        if isinstance(texts, str):
+            raise TypeError("texts must be a sequence of strings, not one string")
+        sequences = self.tokenize(texts, task, side)
+        out = np.empty((len(sequences), self.dim), dtype=np.float32)
+        lengths = [len(s) for s in sequences]
+        for batch in plan_batches(lengths, self.token_budget, MAX_BATCH):
+            pooled = self.forward_pooled([sequences[i] for i in batch])
+            out[batch] = truncate_normalize(pooled, self.dim)
+            if progress is not None:
+                progress(len(batch))
+        return out
+
+    def embed_queries(self, texts: Sequence[str], task: str = "nl2code") -> np.ndarray:
+        """Vectors for search queries (the task's query prefix)."""
+        return self.embed(texts, task=task, side="query")
+
+    def embed_documents(
+        self,
+        texts: Sequence[str],
+        task: str = "nl2code",
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Vectors for indexed documents (the task's document prefix)."""
+        return self.embed(texts, task=task, side="document", progress=progress)
+
+    def __repr__(self) -> str:
+        return (
+            f"HFEmbedder({self.name!r}, dim={self.dim}, pooling={self.pooling!r}, "
+            f"prefixes={self.prefix_scheme!r}, device={self.device}, dtype={self.dtype})"
+        )
+
+
+def measure_cpu_dtype(model: torch.nn.Module, tokenizer: Any, pooling: str) -> dict[str, Any]:
+    """Time fp32 and bf16 forward passes of ``model`` on a fixed code batch (2 x 64 tokens, best of
+    three runs) and compare the pooled vectors. Returns {"dtype", "speedup", "min_cosine"}; bf16
+    only when it is BF16_MIN_SPEEDUP faster and agrees to BF16_MIN_COSINE."""
+    ids = tokenizer([_PROBE_SAMPLE * 4, _PROBE_SAMPLE * 3], truncation=True, max_length=64)
+    seqs = ids["input_ids"]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    ids_np, mask_np = pad_batch(seqs, pad, "right")
+    ids_t, mask_t = torch.from_numpy(ids_np), torch.from_numpy(mask_np)
+    params = inspect.signature(model.forward).parameters
+    extra = {"use_cache": False} if "use_cache" in params else {}
+
+    def run(m: torch.nn.Module) -> tuple[float, np.ndarray]:
+        best = float("inf")
+        with torch.inference_mode():
+            # The first call at a shape builds kernels (oneDNN); time the later ones.
+            for _ in range(3):
+                start = time.perf_counter()
+                out = m(input_ids=ids_t, attention_mask=mask_t, **extra)
+                best = min(best, time.perf_counter() - start)
+            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+            return best, pool(pooling, hidden, mask_t).float().numpy()
+
+    t32, v32 = run(model)
+    bf16 = copy.deepcopy(model).to(torch.bfloat16)
+    t16, v16 = run(bf16)
+    del bf16
+    a = v32 / np.linalg.norm(v32, axis=1, keepdims=True)
+    b = v16 / np.linalg.norm(v16, axis=1, keepdims=True)
+    min_cos = float(np.min(np.sum(a * b, axis=1)))
+    speedup = t32 / t16 if t16 > 0 else 0.0
+    use_bf16 = speedup >= BF16_MIN_SPEEDUP and min_cos >= BF16_MIN_COSINE
+    return {
+        "dtype": "bfloat16" if use_bf16 else "float32",
+        "speedup": round(speedup, 3),
+        "min_cosine": round(min_cos, 6),
+    }
+
+
+def _load_from_spec(spec: EmbedderSpec) -> HFEmbedder:
+    return HFEmbedder(spec)

@@ -1,0 +1,239 @@
+"""Turn what the user typed for ``--model`` into a local directory plus how to use it.
+
+A preset name, a local directory, a hub id (optionally ``id@revision``) or anything else (a clear
+error). Reads only small JSON files; the weights are loaded later by hf.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from codesearch.embed.hub import cached_snapshot, fetch, package_model_dir
+from codesearch.embed.pooling import check_pooling
+from codesearch.embed.presets import (
+    PREFIX_SCHEMES,
+    PRESETS,
+    ModelPreset,
+    default_dim_for,
+    matryoshka_dims,
+    preset_for_hub_id,
+)
+from codesearch.errors import ModelError
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
+# Decoder-only families: their summary of the text is the last token's state.
+_DECODER_TYPES = {
+    "qwen2", "qwen3", "qwen2_moe", "qwen3_moe", "llama", "mistral", "gemma", "gemma2",
+    "gemma3_text", "phi", "phi3", "gpt2", "gpt_neox", "starcoder2", "olmo", "olmo2",
+}  # fmt: skip
+# Families that jina-code prefixes were trained for; another decoder gets no prefixes by default.
+_JINA_PREFIX_TYPES = {"qwen2"}
+DEFAULT_LOCAL_MAX_LENGTH = 512
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Everything needed to load and use a model, short of its weights."""
+
+    name: str  # what the user called it (preset name, path or hub id)
+    model_id: str  # hub id, or the absolute path of a local directory
+    revision: str | None  # pinned hub revision; None for a local directory
+    path: Path  # local directory with config.json, tokenizer and weights
+    pooling: str
+    prefix_scheme: str
+    dims: tuple[int, ...]
+    default_dim: int
+    max_length: int
+    licence: str
+    preset: ModelPreset | None = None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelError(
+            f"cannot read {path}: {err}", hint="point --model at a transformers model directory"
+        ) from err
+    return data if isinstance(data, dict) else {}
+
+
+def _sentence_transformers_pooling(path: Path) -> str | None:
+    """The pooling a sentence-transformers directory declares (1_Pooling/config.json), if any."""
+    cfg_path = path / "1_Pooling" / "config.json"
+    if not cfg_path.is_file():
+        return None
+    cfg = _read_json(cfg_path)
+    if cfg.get("pooling_mode_lasttoken"):
+        return "last"
+    if cfg.get("pooling_mode_cls_token"):
+        return "cls"
+    if cfg.get("pooling_mode_mean_tokens"):
+        return "mean"
+    return None
+
+
+def _check_prefix_scheme(scheme: str) -> str:
+    if scheme not in PREFIX_SCHEMES:
+        raise ModelError(
+            f"unknown prefix scheme '{scheme}'", hint=f"use one of: {', '.join(PREFIX_SCHEMES)}"
+        )
+    return scheme
+
+
+def _from_preset(
+    preset: ModelPreset,
+    *,
+    name: str,
+    pooling: str | None,
+    prefix_scheme: str | None,
+    max_length: int | None,
+    revision: str | None,
+    notify: Callable[[str], None] | None,
+) -> ResolvedModel:
+    rev = revision or preset.revision
+    path = package_model_dir(preset.package) if revision is None else None
+    if path is None:
+        if notify is not None and cached_snapshot(preset.hub_id, rev) is None:
+            notify(f"{preset.name} weights are licensed {preset.licence}; see the model card.")
+        path = fetch(preset.hub_id, rev, name=name, notify=notify)
+    return ResolvedModel(
+        name=name,
+        model_id=preset.hub_id,
+        revision=rev,
+        path=path,
+        pooling=check_pooling(pooling or preset.pooling),
+        prefix_scheme=_check_prefix_scheme(prefix_scheme or preset.prefix_scheme),
+        dims=preset.dims,
+        default_dim=preset.default_dim,
+        max_length=max_length or preset.max_length,
+        licence=preset.licence,
+        preset=preset,
+    )
+
+
+def _from_directory(
+    path: Path,
+    *,
+    name: str,
+    model_id: str,
+    revision: str | None,
+    pooling: str | None,
+    prefix_scheme: str | None,
+    max_length: int | None,
+) -> ResolvedModel:
+    if not (path / "config.json").is_file():
+        raise ModelError(
+            f"{path} has no config.json, so it is not a transformers model directory",
+            hint="use a directory saved by save_pretrained, a hub id, or a preset (cs model list)",
+        )
+    cfg = _read_json(path / "config.json")
+    model_type = str(cfg.get("model_type", "")).lower()
+    hidden = cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("dim")
+    if not isinstance(hidden, int):
+        raise ModelError(f"{path}/config.json has no hidden_size", hint="pass a transformers model")
+    is_decoder = model_type in _DECODER_TYPES or any(
+        "CausalLM" in a for a in cfg.get("architectures") or []
+    )
+    chosen_pooling = pooling or _sentence_transformers_pooling(path)
+    chosen_pooling = chosen_pooling or ("last" if is_decoder else "mean")
+    scheme = prefix_scheme or ("jina-code-v1" if model_type in _JINA_PREFIX_TYPES else "none")
+    dims = matryoshka_dims(hidden)
+    return ResolvedModel(
+        name=name,
+        model_id=model_id,
+        revision=revision,
+        path=path,
+        pooling=check_pooling(chosen_pooling),
+        prefix_scheme=_check_prefix_scheme(scheme),
+        dims=dims,
+        default_dim=default_dim_for(dims),
+        max_length=max_length or DEFAULT_LOCAL_MAX_LENGTH,
+        licence="see the model's card",
+    )
+
+
+def normalize_model_name(model: str) -> str:
+    """A local directory becomes its absolute path (valid in other processes); anything else is
+    returned unchanged."""
+    candidate = Path(model).expanduser()
+    if model not in PRESETS and candidate.is_dir():
+        return str(candidate.resolve())
+    return model
+
+
+def resolve_model(
+    model: str,
+    *,
+    pooling: str | None = None,
+    prefix_scheme: str | None = None,
+    max_length: int | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> ResolvedModel:
+    """Find ``model``'s files (downloading a hub model when allowed) and decide pooling, prefixes,
+    valid dims and max length. Explicit arguments win over the preset's or the directory's defaults.
+    Raises ModelError for an unknown name, a missing directory, or offline and not cached.
+    """
+    if pooling is not None:
+        check_pooling(pooling)
+    if max_length is not None and max_length < 1:
+        raise ModelError(f"max length must be positive, got {max_length}")
+    if model in PRESETS:
+        return _from_preset(
+            PRESETS[model],
+            name=model,
+            pooling=pooling,
+            prefix_scheme=prefix_scheme,
+            max_length=max_length,
+            revision=None,
+            notify=notify,
+        )
+    local = Path(model).expanduser()
+    if local.is_dir():
+        local = local.resolve()
+        return _from_directory(
+            local,
+            name=model,
+            model_id=str(local),
+            revision=None,
+            pooling=pooling,
+            prefix_scheme=prefix_scheme,
+            max_length=max_length,
+        )
+    if _HUB_ID.match(model) and not model.startswith((".", "~")):
+        hub_id, _, revision = model.partition("@")
+        if (preset := preset_for_hub_id(hub_id)) is not None:
+            return _from_preset(
+                preset,
+                name=model,
+                pooling=pooling,
+                prefix_scheme=prefix_scheme,
+                max_length=max_length,
+                revision=revision or None,
+                notify=notify,
+            )
+        rev = revision or "main"
+        path = fetch(hub_id, rev, name=model, notify=notify)
+        return _from_directory(
+            path,
+            name=model,
+            model_id=hub_id,
+            revision=rev,
+            pooling=pooling,
+            prefix_scheme=prefix_scheme,
+            max_length=max_length,
+        )
+    if model.startswith((".", "/", "~")) or "/" in model or "\\" in model:
+        raise ModelError(
+            f"model directory {model} does not exist",
+            hint="pass an existing directory saved with save_pretrained, or a preset name",
+        )
+    raise ModelError(
+        f"unknown model '{model}'",
+        hint=f"use a preset ({', '.join(PRESETS)}), a hub id like org/name, or a local directory",
+    )

@@ -1,0 +1,570 @@
+"""Keep a root's index current: discover -> diff by stat and hash -> chunk -> embed only what is
+missing -> store, one atomic batch at a time.
+
+- Unchanged files cost a stat (mtime and size); when those differ the file's hash decides.
+- A chunk's vector comes from the index itself (same file, same content), else the shared embedding
+  cache, else the model; the model is loaded only when something must be embedded.
+- Work is committed in batches of files (:meth:`codesearch.store.Store.commit_batch`); after Ctrl-C
+  or kill -9 the next run redoes at most one batch. Chunk ids are deterministic, so redoing never
+  duplicates.
+- One writer per index (:meth:`codesearch.store.Store.writer_lock`).
+
+The embedding step is a pure batch function (:data:`EmbedFn`: texts -> vectors) so another engine
+(a Ray actor pool) can replace the local loop without touching the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from codesearch import config
+from codesearch.errors import IndexMismatchError, UsageError
+from codesearch.store import (
+    DEFAULT_ANN_THRESHOLD,
+    REBUILD_HINT,
+    ChunkRecord,
+    EmbeddingCache,
+    FileRecord,
+    Manifest,
+    Store,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from codesearch.chunk import Chunk
+    from codesearch.discover import SourceFile
+    from codesearch.embed import Embedder
+
+
+
+class EmbedFn(Protocol):
+    """The embedding step as a batch function: document texts -> (n, dim) float32 L2-normalised
+    vectors, in order; ``progress(k)`` as k more texts finish. A Ray engine supplies its own."""
+
+    def __call__(self, texts: Sequence[str],
+                 progress: Callable[[int], None] | None = None) -> np.ndarray: ...
+
+# The task whose document side is stored. Every code task of the jina models shares the document
+# prefix "Candidate code snippet:\n", so these vectors answer both nl2code and code2code queries.
+DOCUMENT_TASK = "nl2code"
+
+
+# --- values ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IndexProgress:
+    """What the core reports while indexing; the CLI turns it into a progress bar."""
+
+    phase: str  # "scan" (walking the tree), "index" (chunk/embed/store), "optimize"
+    files_done: int = 0
+    files_total: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
+
+
+ProgressFn = Callable[[IndexProgress], None]
+
+
+@dataclass
+class IndexStats:
+    """The summary of one run (``cs index --json`` prints :meth:`to_dict`)."""
+
+    root: str
+    index: str
+    model: str = ""
+    dim: int = 0
+    rebuilt: bool = False
+    files_scanned: int = 0  # files discovery offered
+    files_changed: int = 0  # new or modified in content: (re)chunked and written
+    files_new: int = 0  # of files_changed, never indexed before
+    files_touched: int = 0  # stat changed, content did not: only the record is updated
+    files_unchanged: int = 0
+    files_removed: int = 0
+    files_skipped: int = 0  # refused by discovery (ignored, binary, too large, ...)
+    files_failed: int = 0  # could not be read or chunked; reported, never fatal
+    chunks_embedded: int = 0  # texts run through the model
+    chunks_reused: int = 0  # chunks of changed files whose vector came from the index or cache
+    chunks_total: int = 0  # rows in the index after the run
+    batches: int = 0
+    seconds: float = 0.0
+    skips: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), for --verbose
+
+    def to_dict(self, *, verbose: bool = False) -> dict[str, Any]:
+        """A JSON-ready dict; ``skips`` only when ``verbose``."""
+        data = asdict(self)
+        data["seconds"] = round(self.seconds, 3)
+        skips = data.pop("skips")
+        if verbose:
+            data["skips"] = [{"path": p, "reason": r} for p, r in skips]
+        return data
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a tree differs from its index, by stat alone (no file is read)."""
+
+    candidates: list[SourceFile]  # new files, or files whose mtime or size changed
+    removed: list[str]  # indexed paths no longer offered by discovery
+    unchanged: int
+    scanned: int
+    new: int
+
+
+def plan(files: Iterable[SourceFile], records: dict[str, FileRecord]) -> Plan:
+    """Compare discovered files with the index's records: what may have changed, what is gone."""
+    candidates: list[SourceFile] = []
+    seen: set[str] = set()
+    unchanged = new = 0
+    for f in files:
+        seen.add(f.rel)
+        rec = records.get(f.rel)
+        if rec is None:
+            new += 1
+            candidates.append(f)
+        elif rec.mtime_ns == f.mtime_ns and rec.size == f.size:
+            unchanged += 1
+        else:
+            candidates.append(f)
+    removed = sorted(set(records) - seen)
+    return Plan(candidates, removed, unchanged, len(seen), new)
+
+
+def chunk_id(path: str, content_hash: str, occurrence: int) -> str:
+    """A chunk's row id: the same file, content and occurrence always give the same id, so a
+    rerun after a crash upserts rather than duplicates, and moving a function within its file
+    keeps its id."""
+    key = f"{path}\0{content_hash}\0{occurrence}".encode()
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+def chunk_records(chunks: Sequence[Chunk]) -> list[ChunkRecord]:
+    """Rows for one file's chunks, with deterministic ids and the lexical text."""
+    from codesearch.search import lexical_text
+
+    seen: dict[str, int] = {}
+    out = []
+    for c in chunks:
+        h = c.content_hash
+        n = seen.get(h, 0)
+        seen[h] = n + 1
+        out.append(ChunkRecord(
+            id=chunk_id(c.path, h, n), path=c.path, language=c.language, kind=c.kind,
+            symbol=c.symbol, start_line=c.start_line, end_line=c.end_line, text=c.text, hash=h,
+            search_text=lexical_text(c.path, c.symbol, c.text),
+        ))
+    return out
+
+
+def embed_batch(embedder: Embedder, texts: Sequence[str],
+                progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """The pure embedding step: document texts -> (n, dim) float32 L2-normalised vectors."""
+    return embedder.embed_documents(list(texts), task=DOCUMENT_TASK, progress=progress)
+
+
+def describe(embedder: Embedder, model: str, root: Path) -> Manifest:
+    """The manifest an index built by ``embedder`` records."""
+    from codesearch.chunk import CHUNKER_VERSION
+
+    return Manifest(
+        model=model, model_id=embedder.model_id, revision=embedder.revision, dim=embedder.dim,
+        prefix_scheme=embedder.prefix_scheme, max_length=embedder.max_length,
+        chunker_version=CHUNKER_VERSION, root=str(root), created_at=time.time(),
+    )
+
+
+def model_spec(model: str) -> str:
+    """What to record for ``--model``: an existing local directory becomes absolute, so find works
+    from any working directory; presets and hub ids stay as typed."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    return model
+
+
+class EmbedderHandle:
+    """Loads the model on first use only, so a run with nothing to embed never pays for it."""
+
+    def __init__(self, model: str, *, dim: int | None = None, device: str | None = None,
+                 loader: Callable[..., Embedder] | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
+        self.model = model
+        self.dim = dim
+        self.device = device
+        self._loader = loader
+        self._notify = notify
+        self._embedder: Embedder | None = None
+        self._checks: list[Callable[[Embedder], None]] = []
+
+    @property
+    def loaded(self) -> bool:
+        return self._embedder is not None
+
+    def on_load(self, check: Callable[[Embedder], None]) -> None:
+        """Run ``check`` once the model is loaded (e.g. compare it with the index's manifest)."""
+        self._checks.append(check)
+        if self._embedder is not None:
+            check(self._embedder)
+
+    def get(self) -> Embedder:
+        """The loaded embedder (loading it now if needed)."""
+        if self._embedder is None:
+            if self._loader is None:
+                from codesearch.embed import load_embedder
+
+                embedder: Embedder = load_embedder(self.model, dim=self.dim, device=self.device,
+                                                   notify=self._notify)
+            else:
+                embedder = self._loader(self.model, dim=self.dim, device=self.device)
+            for check in self._checks:
+                check(embedder)
+            self._embedder = embedder
+        return self._embedder
+
+
+# --- the indexer -------------------------------------------------------------------------------
+
+
+@dataclass
+class IndexOptions:
+    """Knobs of one run. ``model=None`` means: the index's own model, else the default model."""
+
+    model: str | None = None
+    dim: int | None = None
+    device: str | None = None
+    rebuild: bool = False
+    batch_files: int = 64
+    batch_chunks: int = 512
+    max_file_bytes: int = config.DEFAULT_MAX_FILE_BYTES
+    lock_wait: float = 2.0
+    ann_threshold: int = DEFAULT_ANN_THRESHOLD
+    cache_uri: str | None = None  # the shared embedding cache; default config.embedding_cache_dir()
+
+
+@dataclass
+class _Batch:
+    files: list[tuple[FileRecord, list[Chunk]]] = field(default_factory=list)
+    touched: list[FileRecord] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    reindexed: set[str] = field(default_factory=set)  # paths that already have rows in the index
+    n_chunks: int = 0
+
+    def __len__(self) -> int:
+        return len(self.files) + len(self.touched) + len(self.removed)
+
+
+class Indexer:
+    """Brings one root's index up to date. Build it, then call :meth:`run` (whole tree) or
+    :meth:`sync` (given files, for watch mode) while holding :meth:`lock`."""
+
+    def __init__(self, root: Path, store: Store, options: IndexOptions | None = None, *,
+                 progress: ProgressFn | None = None, embed_fn: EmbedFn | None = None,
+                 loader: Callable[..., Embedder] | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
+        self.root = root.resolve()
+        self.store = store
+        self.options = options or IndexOptions()
+        self._progress = progress or (lambda p: None)
+        self._embed_fn = embed_fn
+        self._loader = loader
+        self._notify = notify
+        self.manifest: Manifest | None = None
+        self.handle: EmbedderHandle | None = None
+        self.cache: EmbeddingCache | None = None
+        self.stats = IndexStats(root=str(self.root), index=store.uri)
+
+    # setup ----------------------------------------------------------------------------------
+
+    def prepare(self) -> Manifest:
+        """Check (or create) the manifest; returns it. Call while holding the writer lock.
+
+        Raises IndexMismatchError when the index was built with another model, dim or chunker and
+        ``rebuild`` is off; with ``rebuild`` the old tables are dropped first.
+        """
+        from codesearch.chunk import CHUNKER_VERSION
+
+        opts = self.options
+        try:
+            manifest = self.store.read_manifest()
+        except IndexMismatchError:
+            if not opts.rebuild:
+                raise
+            manifest = None
+        requested = model_spec(opts.model) if opts.model else None
+        if manifest is None or opts.rebuild:
+            spec = requested or (manifest.model if manifest else model_spec(config.default_model()))
+            self.handle = EmbedderHandle(spec, dim=opts.dim, device=opts.device,
+                                         loader=self._loader, notify=self._notify)
+            # Load before dropping anything: a model that fails to load must not cost the index.
+            manifest = describe(self.handle.get(), spec, self.root)
+            if opts.rebuild:
+                self.store.reset()
+                self.stats.rebuilt = True
+            self.store.write_manifest(manifest)
+        else:
+            if manifest.format_version != config.INDEX_FORMAT_VERSION:
+                raise IndexMismatchError(
+                    f"the index has format {manifest.format_version}, "
+                    f"this cs writes {config.INDEX_FORMAT_VERSION}", hint=REBUILD_HINT)
+            if manifest.chunker_version != CHUNKER_VERSION:
+                raise IndexMismatchError(
+                    f"the index was chunked by chunker {manifest.chunker_version!r}, "
+                    f"this cs has {CHUNKER_VERSION!r}", hint=REBUILD_HINT)
+            if opts.dim is not None and opts.dim != manifest.dim:
+                raise IndexMismatchError(
+                    f"the index has dim {manifest.dim}, --dim asks for {opts.dim}",
+                    hint=REBUILD_HINT)
+            spec = requested or manifest.model
+            self.handle = EmbedderHandle(spec, dim=manifest.dim, device=opts.device,
+                                         loader=self._loader, notify=self._notify)
+            index_manifest = manifest
+
+            def check(embedder: Embedder) -> None:
+                index_manifest.check_compatible(describe(embedder, spec, self.root))
+
+            self.handle.on_load(check)
+            if requested and requested != manifest.model:
+                self.handle.get()  # another name may be the same model; load to find out now
+        self.manifest = manifest
+        self.stats.model, self.stats.dim = manifest.model, manifest.dim
+        self.store.ensure_tables(manifest.dim)
+        self.cache = EmbeddingCache.open(manifest.identity(), manifest.dim, uri=opts.cache_uri,
+                                         storage_options=self.store.storage_options)
+        return manifest
+
+    def lock(self) -> Any:
+        """The writer lock (a context manager); IndexBusyError if another writer holds it."""
+        return self.store.writer_lock(self.options.lock_wait)
+
+    # whole tree -----------------------------------------------------------------------------
+
+    def run(self) -> IndexStats:
+        """Index the whole root: the usual entry point (``cs index``). Takes the lock itself."""
+        from codesearch.discover import Discovery
+
+        if not self.root.is_dir():
+            raise UsageError(f"{self.root} is not a directory")
+        start = time.monotonic()
+        with self.lock():
+            self.prepare()
+            self._progress(IndexProgress("scan"))
+            discovery = Discovery(self.root, max_file_bytes=self.options.max_file_bytes)
+            the_plan = plan(discovery, self.store.file_records())
+            self.stats.files_skipped = len(discovery.skipped)
+            self.stats.skips.extend((s.rel, s.reason) for s in discovery.skipped)
+            self.stats.files_scanned = the_plan.scanned
+            self.stats.files_unchanged = the_plan.unchanged
+            self.stats.files_new = the_plan.new
+            self._apply(the_plan.candidates, the_plan.removed)
+            self._finish(start)
+        return self.stats
+
+    def sync(self, candidates: Sequence[SourceFile], removed: Sequence[str]) -> IndexStats:
+        """Re-check ``candidates`` (hash first, so unchanged content costs no chunking) and drop
+        ``removed`` paths. For watch mode; the caller holds the lock and has called prepare()."""
+        start = time.monotonic()
+        self.stats = IndexStats(root=str(self.root), index=self.store.uri,
+                                model=self.stats.model, dim=self.stats.dim)
+        records = self.store.file_records()
+        self.stats.files_new += sum(1 for f in candidates if f.rel not in records)
+        self._apply(list(candidates), [p for p in removed if p in records])
+        self._finish(start, optimize=False)
+        return self.stats
+
+    # the pipeline ---------------------------------------------------------------------------
+
+    def _apply(self, candidates: list[SourceFile], removed: list[str]) -> None:
+        from codesearch.chunk import chunk_source
+        from codesearch.discover import read_source
+
+        records = self.store.file_records()
+        total = len(candidates)
+        done = 0
+        batch = _Batch(removed=list(removed))
+        self.stats.files_removed += len(removed)
+        self._report(done, total)
+        for f in candidates:
+            old = records.get(f.rel)
+            try:
+                text = read_source(f)
+            except OSError as err:
+                self._fail(f.rel, f"unreadable: {err.strerror or err}", batch, old)
+                done += 1
+                continue
+            digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+            now = time.time()
+            if old is not None and old.hash == digest:
+                batch.touched.append(FileRecord(f.rel, f.mtime_ns, f.size, digest, old.language,
+                                                old.chunks, old.indexed_at))
+                self.stats.files_touched += 1
+            else:
+                try:
+                    chunks = chunk_source(text, f.rel, f.language)
+                except Exception as err:  # noqa: BLE001 - a bad file is reported, never fatal
+                    self._fail(f.rel, f"chunker failed: {type(err).__name__}: {err}"[:200],
+                               batch, old)
+                    done += 1
+                    continue
+                language = f.language or (chunks[0].language if chunks else "")
+                batch.files.append((FileRecord(f.rel, f.mtime_ns, f.size, digest, language,
+                                               len(chunks), now), chunks))
+                batch.n_chunks += len(chunks)
+                if old is not None:
+                    batch.reindexed.add(f.rel)
+                self.stats.files_changed += 1
+            done += 1
+            if (len(batch.files) + len(batch.touched) >= self.options.batch_files
+                    or batch.n_chunks >= self.options.batch_chunks):
+                self._flush(batch)
+                batch = _Batch()
+                self._report(done, total)
+        if len(batch):
+            self._flush(batch)
+        self._report(done, total)
+
+    def _fail(self, rel: str, reason: str, batch: _Batch, old: FileRecord | None) -> None:
+        self.stats.files_failed += 1
+        self.stats.skips.append((rel, reason))
+        if old is not None:  # keep no stale chunks of a file we can no longer read
+            batch.removed.append(rel)
+            self.stats.files_removed += 1
+
+    def _flush(self, batch: _Batch) -> None:
+        from codesearch.chunk import embedding_text
+
+        assert self.cache is not None and self.manifest is not None
+        dim = self.manifest.dim
+        rows: list[ChunkRecord] = []
+        texts: dict[str, str] = {}  # hash -> text the embedder sees
+        for _record, chunks in batch.files:
+            rows.extend(chunk_records(chunks))
+            for c in chunks:
+                texts.setdefault(c.content_hash, embedding_text(c))
+        vectors: dict[str, np.ndarray] = {}
+        if rows:
+            wanted = set(texts)
+            if batch.reindexed:  # unchanged functions of an edited file keep their vectors
+                stored = self.store.vectors_by_hash(sorted(batch.reindexed), dim)
+                vectors.update((h, v) for h, v in stored.items() if h in wanted)
+            missing = sorted(wanted - vectors.keys())
+            if missing:
+                vectors.update(self.cache.get(missing))
+                missing = [h for h in missing if h not in vectors]
+            if missing:
+                fresh = self._embed([texts[h] for h in missing])
+                self.cache.put(missing, fresh)  # before the index: a crash keeps the work
+                vectors.update(zip(missing, fresh, strict=True))
+            self.stats.chunks_embedded += len(missing)
+            self.stats.chunks_reused += len(rows) - len(missing)
+        matrix = (np.stack([vectors[r.hash] for r in rows]).astype(np.float32) if rows
+                  else np.zeros((0, dim), dtype=np.float32))
+        self.store.commit_batch(files=[r for r, _ in batch.files], chunks=rows, vectors=matrix,
+                                touched=batch.touched, removed=batch.removed)
+        self.stats.batches += 1
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        assert self.manifest is not None
+        base = self.stats.chunks_embedded
+        done = 0
+
+        def tick(k: int) -> None:
+            nonlocal done
+            done += k
+            self._progress(IndexProgress("index", self._files_done, self._files_total,
+                                         base + done, self.stats.chunks_reused))
+
+        if self._embed_fn is not None:
+            out = self._embed_fn(texts, tick)
+        else:
+            assert self.handle is not None
+            out = embed_batch(self.handle.get(), texts, tick)
+        out = np.asarray(out, dtype=np.float32)
+        if out.shape != (len(texts), self.manifest.dim):
+            raise IndexMismatchError(
+                f"the model returned vectors of shape {out.shape}, the index needs "
+                f"({len(texts)}, {self.manifest.dim})", hint=REBUILD_HINT)
+        return out
+
+    _files_done = 0
+    _files_total = 0
+
+    def _report(self, done: int, total: int) -> None:
+        self._files_done, self._files_total = done, total
+        self._progress(IndexProgress("index", done, total, self.stats.chunks_embedded,
+                                     self.stats.chunks_reused))
+
+    def _finish(self, start: float, *, optimize: bool = True) -> None:
+        assert self.manifest is not None and self.cache is not None
+        # A run that changed nothing skips compaction, unless an earlier run was killed before
+        # building the indexes.
+        if optimize and (self.stats.batches or self.store.needs_indexes()):
+            self._progress(IndexProgress("optimize", self._files_done, self._files_total,
+                                         self.stats.chunks_embedded, self.stats.chunks_reused))
+            self.store.optimize(ann_threshold=self.options.ann_threshold)
+            self.cache.optimize()
+        self.stats.chunks_total = self.store.count_chunks()
+        self.stats.seconds = time.monotonic() - start
+        self.manifest = replace(self.manifest, last_run_at=time.time(),
+                                last_run=self.stats.to_dict())
+        self.store.write_manifest(self.manifest)
+
+
+def index_root(root: Path, *, index_uri: str | None = None, index_dir: str | Path | None = None,
+               storage_options: dict[str, str] | None = None, options: IndexOptions | None = None,
+               progress: ProgressFn | None = None,
+               notify: Callable[[str], None] | None = None) -> IndexStats:
+    """Index ``root`` into its store (see :func:`codesearch.store.resolve_index_uri`)."""
+    from codesearch.store import resolve_index_uri
+
+    root = root.expanduser()
+    if not root.exists():
+        raise UsageError(f"{root} does not exist")
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a directory", hint="cs index takes a directory")
+    uri = resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri)
+    store = Store.open(uri, storage_options=storage_options)
+    return Indexer(root, store, options, progress=progress, notify=notify).run()
+
+
+def index_status(root: Path, store: Store) -> dict[str, Any]:
+    """``cs status``: what built the index, its size, the last run, and how many files changed
+    since (by stat: new, modified, removed). IndexMissingError when there is no index."""
+    from codesearch.discover import Discovery
+    from codesearch.errors import IndexMissingError
+
+    root = root.resolve()
+    manifest = store.read_manifest()
+    if manifest is None:
+        raise IndexMissingError(f"no index for {root}", hint=f"run `cs index {root}` first")
+    records = store.file_records()
+    the_plan = plan(Discovery(root), records)
+    modified = len(the_plan.candidates) - the_plan.new
+    return {
+        "root": str(root),
+        "index": store.uri,
+        "model": manifest.model,
+        "model_id": manifest.model_id,
+        "revision": manifest.revision,
+        "dim": manifest.dim,
+        "prefix_scheme": manifest.prefix_scheme,
+        "chunker_version": manifest.chunker_version,
+        "format_version": manifest.format_version,
+        "files": len(records),
+        "chunks": store.count_chunks(),
+        "created_at": manifest.created_at,
+        "last_run_at": manifest.last_run_at,
+        "last_run": manifest.last_run,
+        "changed_since": {
+            "total": len(the_plan.candidates) + len(the_plan.removed),
+            "new": the_plan.new,
+            "modified": modified,
+            "removed": len(the_plan.removed),
+        },
+        "indexes": store.index_info().get("indexes", []),
+    }

@@ -1,0 +1,428 @@
+"""Find and similar: a query (or a FILE:LINE) -> ranked :class:`Hit` s.
+
+Three modes over the same index:
+- ``semantic``: the query's embedding (nl2code for natural language, code2code for code) against
+  chunk vectors, cosine similarity.
+- ``lexical``: BM25 over ``search_text`` (the chunk's text, its symbol and path, with identifiers
+  also split into words: ``parseCsv`` -> ``parse csv``). Needs no model.
+- ``hybrid``: both candidate lists, each max-normalised, combined linearly (:func:`fuse`). A plain
+  reciprocal-rank fusion was measured to lose to semantic alone; a weighted linear fusion keeps the
+  semantic gains.
+
+Filters (``--lang``, ``--glob``) become a SQL prefilter applied before ranking, never after top-k.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from codesearch.errors import IndexMissingError, UsageError
+from codesearch.store import REBUILD_HINT, Manifest, Store, StoredChunk, sql_in
+
+if TYPE_CHECKING:  # pragma: no cover
+    from codesearch.chunk import Chunk
+    from codesearch.embed import Embedder
+    from codesearch.indexer import EmbedderHandle
+
+MODES = ("semantic", "lexical", "hybrid")
+QUERY_TASKS = ("nl2code", "code2code", "qa", "code2nl", "code2completion")
+# The default until the shared eval says otherwise (bench/quality measures every mode).
+DEFAULT_MODE = "semantic"
+# Weight of the (max-normalised) semantic score in hybrid mode; the rest goes to BM25.
+SEMANTIC_WEIGHT = 0.85
+# How many candidates each side contributes to a hybrid ranking, per requested hit.
+HYBRID_POOL = 5
+HYBRID_MIN_POOL = 50
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result. ``path`` is POSIX, relative to the indexed root."""
+
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str
+    language: str
+    kind: str
+    score: float
+    text: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON form (``cs find --json``)."""
+        return {
+            "path": self.path, "start_line": self.start_line, "end_line": self.end_line,
+            "symbol": self.symbol, "language": self.language, "kind": self.kind,
+            "score": round(float(self.score), 6), "text": self.text,
+        }
+
+    @classmethod
+    def from_stored(cls, row: StoredChunk, score: float | None = None) -> Hit:
+        return cls(row.path, row.start_line, row.end_line, row.symbol, row.language, row.kind,
+                   float(row.score if score is None else score), row.text)
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """What every query accepts: ``-k``, ``--lang``, ``--glob``, ``--min-score``, ``--mode``,
+    ``--task`` (None: detected)."""
+
+    k: int = 10
+    languages: tuple[str, ...] = ()
+    globs: tuple[str, ...] = ()
+    min_score: float | None = None
+    mode: str = DEFAULT_MODE
+    task: str | None = None
+
+    def validate(self) -> None:
+        """UsageError for values no query can satisfy."""
+        if self.k < 1:
+            raise UsageError(f"-k must be at least 1, got {self.k}")
+        if self.mode not in MODES:
+            raise UsageError(f"unknown mode '{self.mode}'", hint="use one of: " + ", ".join(MODES))
+        if self.task is not None and self.task not in QUERY_TASKS:
+            raise UsageError(f"unknown task '{self.task}'",
+                             hint="use one of: " + ", ".join(QUERY_TASKS))
+
+
+# --- pure helpers ------------------------------------------------------------------------------
+
+_CODE_PUNCT = re.compile(r"[{};]|=>|->|::|==|!=|&&|\|\||\w\(|\)\s*:|^\s*[@#]\w")
+_CODE_START = re.compile(
+    r"^\s*(def|fn|func|function|class|struct|impl|interface|enum|import|from|package|public|"
+    r"private|protected|static|const|let|var|return|async|pub|template|#include)\s+[\w$<*&]+"
+    r".*[(:=<{\[]"
+)
+
+
+def detect_task(query: str) -> str:
+    """``code2code`` when the query looks like code (several lines, code punctuation, a call, a
+    definition), else ``nl2code``. Prose that merely mentions "function" stays nl2code."""
+    text = query.strip()
+    if "\n" in text or _CODE_PUNCT.search(text) or _CODE_START.match(text):
+        return "code2code"
+    return "nl2code"
+
+
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def split_identifier(name: str) -> list[str]:
+    """``parseCSVFile`` -> ``['parse', 'csv', 'file']``; ``read_all`` -> ``['read', 'all']``."""
+    parts: list[str] = []
+    for piece in re.split(r"[^A-Za-z0-9]+", name):
+        parts.extend(m.group(0).lower() for m in _CAMEL.finditer(piece))
+    return parts
+
+
+def _subwords(text: str) -> list[str]:
+    """Sub-words of the compound identifiers in ``text`` (the full-text tokenizer already splits on
+    ``_`` and punctuation, but not on case changes)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for m in _IDENT.finditer(text):
+        ident = m.group(0)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        if any(c.isupper() for c in ident[1:]) and any(c.islower() for c in ident):
+            out.extend(split_identifier(ident))
+    return out
+
+
+def lexical_text(path: str, symbol: str, text: str) -> str:
+    """What the full-text index sees for a chunk: path and symbol (each also as words), the text,
+    then the sub-words of its camelCase identifiers."""
+    head = " ".join([path, " ".join(split_identifier(path)), symbol,
+                     " ".join(split_identifier(symbol))])
+    return f"{head}\n{text}\n{' '.join(_subwords(text))}"
+
+
+def lexical_query(query: str) -> str:
+    """A full-text query from free text: its words plus the sub-words of its identifiers (BM25
+    OR-semantics; operators and punctuation are dropped so nothing is parsed as syntax)."""
+    words = [w.lower() for w in _WORD.findall(query)]
+    words.extend(_subwords(query))
+    return " ".join(dict.fromkeys(words))
+
+
+def glob_to_regex(pattern: str) -> str:
+    """A path glob -> an anchored regex over POSIX paths relative to the root. Like ripgrep's
+    ``--glob``: a pattern without ``/`` matches the file name in any directory; ``*`` stays within
+    one directory level, ``**`` crosses levels, ``?`` is one character, ``[...]`` a class; a
+    pattern ending in ``/`` matches everything below that directory."""
+    pat = pattern.strip()
+    if not pat:
+        raise UsageError("empty --glob pattern")
+    anchored = "/" in pat.rstrip("/")
+    pat = pat.lstrip("/")
+    if pat.endswith("/"):
+        pat += "**"
+    out = []
+    i = 0
+    while i < len(pat):
+        c = pat[i]
+        if pat.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pat.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            end = pat.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(c))
+            else:
+                body = pat[i + 1:end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    prefix = "^" if anchored else "(?:^|/)"
+    return prefix + "".join(out) + "$"
+
+
+def build_where(languages: Sequence[str] = (), globs: Sequence[str] = (),
+                extra: Sequence[str] = ()) -> str | None:
+    """The SQL prefilter for ``--lang`` and ``--glob`` (``!pattern`` excludes), ANDed with
+    ``extra`` clauses; None when there is nothing to filter."""
+    clauses = [f"({c})" for c in extra if c]
+    if languages:
+        clauses.append(sql_in("language", [lang.lower() for lang in languages]))
+    include = [g for g in globs if not g.startswith("!")]
+    exclude = [g[1:] for g in globs if g.startswith("!")]
+    if include:
+        clauses.append("(" + " OR ".join(_regex_clause(g) for g in include) + ")")
+    for g in exclude:
+        clauses.append(f"NOT {_regex_clause(g)}")
+    return " AND ".join(clauses) or None
+
+
+def _regex_clause(glob: str) -> str:
+    regex = glob_to_regex(glob).replace("'", "''")
+    return f"regexp_like(path, '{regex}')"
+
+
+def fuse(semantic: Mapping[str, float], lexical: Mapping[str, float],
+         weight: float = SEMANTIC_WEIGHT) -> dict[str, float]:
+    """Linear fusion of max-normalised scores: ``weight * s/max(s) + (1-weight) * l/max(l)``.
+    A candidate missing from one side scores 0 there; negative scores count as 0."""
+    def normalised(scores: Mapping[str, float]) -> dict[str, float]:
+        top = max((v for v in scores.values()), default=0.0)
+        if top <= 0:
+            return dict.fromkeys(scores, 0.0)
+        return {key: max(value, 0.0) / top for key, value in scores.items()}
+
+    sem, lex = normalised(semantic), normalised(lexical)
+    keys = dict.fromkeys([*semantic, *lexical])
+    return {key: weight * sem.get(key, 0.0) + (1 - weight) * lex.get(key, 0.0) for key in keys}
+
+
+def parse_location(location: str) -> tuple[str, int]:
+    """``FILE:LINE`` -> (file, line). UsageError for anything else."""
+    file, sep, line = location.rpartition(":")
+    if not sep or not file or not line.strip().isdigit():
+        raise UsageError(f"expected FILE:LINE, got '{location}'",
+                         hint="e.g. cs similar src/app.py:42")
+    return file, int(line)
+
+
+def enclosing_chunk(chunks: Sequence[Chunk], line: int) -> Chunk | None:
+    """The smallest chunk containing ``line``; when none does (a blank line between definitions),
+    the nearest one."""
+    containing = [c for c in chunks if c.start_line <= line <= c.end_line]
+    if containing:
+        return min(containing, key=lambda c: (c.end_line - c.start_line, c.start_line))
+    if not chunks:
+        return None
+    return min(chunks, key=lambda c: min(abs(c.start_line - line), abs(c.end_line - line)))
+
+
+# --- the searcher ------------------------------------------------------------------------------
+
+
+class Searcher:
+    """Queries one root's index. Open with :meth:`open`; the model loads on the first semantic
+    query only (lexical queries never load it)."""
+
+    def __init__(self, root: Path, store: Store, manifest: Manifest,
+                 handle: EmbedderHandle) -> None:
+        self.root = root.resolve()
+        self.store = store
+        self.manifest = manifest
+        self.handle = handle
+
+    @classmethod
+    def open(cls, root: Path, *, index_uri: str | None = None, index_dir: str | Path | None = None,
+             storage_options: dict[str, str] | None = None, model: str | None = None,
+             device: str | None = None, store: Store | None = None,
+             loader: Callable[..., Embedder] | None = None,
+             notify: Callable[[str], None] | None = None) -> Searcher:
+        """Open the index of ``root`` and check it can be searched: IndexMissingError when there
+        is none, IndexMismatchError when it was built by another format, chunker or (when
+        ``model`` is given) model."""
+        from codesearch import config
+        from codesearch.chunk import CHUNKER_VERSION
+        from codesearch.errors import IndexMismatchError
+        from codesearch.indexer import EmbedderHandle, describe, model_spec
+        from codesearch.store import resolve_index_uri
+
+        root = root.expanduser()
+        if not root.is_dir():
+            raise UsageError(f"{root} is not a directory" if root.exists()
+                             else f"{root} does not exist")
+        if store is None:
+            uri = resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri)
+            store = Store.open(uri, storage_options=storage_options)
+        manifest = store.read_manifest()
+        if manifest is None:
+            raise IndexMissingError(f"no index for {root.resolve()}",
+                                    hint=f"run `cs index {root}` first")
+        if manifest.format_version != config.INDEX_FORMAT_VERSION:
+            raise IndexMismatchError(
+                f"the index has format {manifest.format_version}, "
+                f"this cs reads {config.INDEX_FORMAT_VERSION}", hint=REBUILD_HINT)
+        if manifest.chunker_version != CHUNKER_VERSION:
+            raise IndexMismatchError(
+                f"the index was chunked by chunker {manifest.chunker_version!r}, "
+                f"this cs has {CHUNKER_VERSION!r}", hint=REBUILD_HINT)
+        requested = model_spec(model) if model else None
+        spec = requested or manifest.model
+        handle = EmbedderHandle(spec, dim=manifest.dim, device=device, loader=loader,
+                                notify=notify)
+        handle.on_load(lambda e: manifest.check_compatible(describe(e, spec, root.resolve())))
+        if requested and requested != manifest.model:
+            handle.get()  # a different name may still be the same model; find out now
+        return cls(root, store, manifest, handle)
+
+    # queries --------------------------------------------------------------------------------
+
+    def find(self, query: str, options: SearchOptions | None = None) -> list[Hit]:
+        """Rank chunks for ``query`` (see the module doc for modes); empty query is a UsageError."""
+        opts = options or SearchOptions()
+        opts.validate()
+        if not query.strip():
+            raise UsageError("empty query", hint='e.g. cs find "parse a CSV file"')
+        task = opts.task or detect_task(query)
+        where = self._where(opts)
+
+        def embed() -> np.ndarray:
+            return self.handle.get().embed_queries([query], task=task)[0]
+
+        return self._rank(embed, lexical_query(query), where, opts)
+
+    def similar(self, location: str, options: SearchOptions | None = None, *,
+                cwd: Path | None = None) -> list[Hit]:
+        """Chunks like the one enclosing ``FILE:LINE`` (code2code), excluding itself. The file is
+        chunked now, so an unindexed or edited file works too."""
+        from codesearch.chunk import chunk_source
+
+        opts = options or SearchOptions()
+        opts.validate()
+        rel, line, text, language = self._resolve_location(location, cwd or Path.cwd())
+        chunks = chunk_source(text, rel, language)
+        chunk = enclosing_chunk(chunks, line)
+        if chunk is None:
+            raise UsageError(f"{rel}:{line} has no code to compare")
+        # Exclude every stored chunk of this file around the chosen one (itself, possibly at
+        # shifted lines if the file changed since indexing).
+        lo, hi = chunk.start_line, chunk.end_line
+        own = (f"NOT (path = '{rel.replace(chr(39), chr(39) * 2)}' AND start_line <= {hi} "
+               f"AND end_line >= {lo})")
+        where = self._where(opts, extra=[own])
+        task = opts.task or "code2code"
+
+        def embed() -> np.ndarray:
+            return self.handle.get().embed_queries([chunk.text], task=task)[0]
+
+        return self._rank(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, opts)
+
+    # internals ------------------------------------------------------------------------------
+
+    def _where(self, opts: SearchOptions, extra: Sequence[str] = ()) -> str | None:
+        if opts.languages:
+            known = self.store.languages()
+            unknown = [lang for lang in opts.languages if lang.lower() not in known]
+            if unknown:
+                raise UsageError(
+                    f"no indexed files in language '{unknown[0]}'",
+                    hint="indexed languages: " + (", ".join(known) or "none"))
+        return build_where(opts.languages, opts.globs, extra)
+
+    def _rank(self, embed: Callable[[], np.ndarray], text_query: str, where: str | None,
+              opts: SearchOptions) -> list[Hit]:
+        k = opts.k
+        if opts.mode == "semantic":
+            rows = self.store.vector_search(embed(), k, where=where)
+            hits = [Hit.from_stored(r) for r in rows]
+        elif opts.mode == "lexical":
+            rows = self.store.text_search(text_query, k, where=where)
+            hits = [Hit.from_stored(r) for r in rows]
+        else:
+            hits = self._hybrid(embed(), text_query, where, k)
+        if opts.min_score is not None:
+            hits = [h for h in hits if h.score >= opts.min_score]
+        return hits[:k]
+
+    def _hybrid(self, vector: np.ndarray, text_query: str, where: str | None,
+                k: int) -> list[Hit]:
+        pool = max(k * HYBRID_POOL, HYBRID_MIN_POOL)
+        sem_rows = self.store.vector_search(vector, pool, where=where, with_vectors=True)
+        lex_rows = self.store.text_search(text_query, pool, where=where, with_vectors=True)
+        rows: dict[str, StoredChunk] = {r.id: r for r in sem_rows}
+        for r in lex_rows:
+            rows.setdefault(r.id, r)
+        # Exact cosine for every candidate, including lexical-only ones.
+        semantic = {
+            key: float(np.dot(r.vector, vector)) if r.vector is not None else 0.0
+            for key, r in rows.items()
+        }
+        lexical = {r.id: r.score for r in lex_rows}
+        fused = fuse(semantic, lexical)
+        order = sorted(fused, key=lambda key: (-fused[key], rows[key].path,
+                                               rows[key].start_line))
+        return [Hit.from_stored(rows[key], fused[key]) for key in order[:k]]
+
+    def _resolve_location(self, location: str, cwd: Path) -> tuple[str, int, str, str | None]:
+        from codesearch.discover import SourceFile, read_source
+        from codesearch.languages import language_for_path
+
+        file, line = parse_location(location)
+        path = Path(file).expanduser()
+        path = (path if path.is_absolute() else cwd / path).resolve()
+        if not path.exists():
+            raise UsageError(f"no such file: {file}")
+        if not path.is_file():
+            raise UsageError(f"not a file: {file}")
+        try:
+            rel = path.relative_to(self.root).as_posix()
+        except ValueError:
+            raise UsageError(f"{file} is outside the indexed root {self.root}",
+                             hint="pass --path ROOT for the root that contains it") from None
+        st = path.stat()
+        try:
+            text = read_source(SourceFile(path, rel, st.st_size, st.st_mtime_ns, None))
+        except OSError as err:
+            raise UsageError(f"cannot read {file}: {err.strerror or err}") from err
+        n_lines = len(text.splitlines())
+        if line < 1 or line > n_lines:
+            raise UsageError(f"line {line} is out of range: {file} has {n_lines} lines")
+        first = text.split("\n", 1)[0][:200]
+        return rel, line, text, language_for_path(rel, first)

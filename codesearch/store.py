@@ -1,0 +1,800 @@
+"""The index on disk (or on an object store): the only module that imports lancedb.
+
+One LanceDB database per indexed root, holding three tables:
+
+- ``chunks``: one row per chunk (id, path, language, kind, symbol, start_line, end_line, text,
+  hash, search_text, vector as a fixed-size float32 list of the index's dim). Searches read only
+  this table.
+- ``files``: one row per indexed file (path, mtime_ns, size, hash, language, chunks, indexed_at):
+  what the incremental indexer compares the tree against.
+- ``manifest``: key/value rows recording what built the index (model, revision, dim, prefix scheme,
+  chunker version, format version) and the last run's summary.
+
+Writes are atomic per batch: :meth:`Store.commit_batch` replaces every chunk of a set of files in
+ONE LanceDB commit (a merge-insert that also deletes the files' old rows), then records the files
+in a second commit. A crash between the two leaves files that look changed, so the next run redoes
+them; chunk ids are deterministic, so redoing them never duplicates a row. Readers always see a
+whole version of ``chunks``: never half of a file's chunks.
+
+The embedding cache (:class:`EmbeddingCache`) is a separate LanceDB database shared by every root:
+one table per embedder identity, mapping a chunk's content hash to its vector.
+
+Everything here takes a URI (a local path, ``s3://bucket/prefix``, ...) plus ``storage_options``, so
+an index or cache can live on an object store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from codesearch import config
+from codesearch.errors import IndexBusyError, IndexMismatchError, StorageError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; lancedb and pyarrow load lazily
+    import pyarrow as pa
+
+CHUNKS = "chunks"
+FILES = "files"
+MANIFEST = "manifest"
+VECTOR = "vector"
+# Columns returned by searches (the vector only when asked for).
+CHUNK_FIELDS = (
+    "id", "path", "language", "kind", "symbol", "start_line", "end_line", "text", "hash",
+)
+# Past this many rows, search through an ANN index instead of brute force (bench/ann_recall.py).
+DEFAULT_ANN_THRESHOLD = 50_000
+# LanceDB versions older than this are pruned by optimize(); readers re-open per query, so an hour
+# is far longer than any reader holds a version.
+VERSION_RETENTION = timedelta(hours=1)
+REBUILD_HINT = "run `cs index --rebuild` to rebuild the index"
+
+
+def _lancedb() -> Any:
+    """Import lancedb, with its Rust logger limited to errors (it otherwise prints deprecation and
+    "creating dataset" warnings on stderr that mean nothing to a cs user)."""
+    os.environ.setdefault("LANCEDB_LOG", "error")
+    import lancedb
+
+    return lancedb
+
+
+# --- records -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What built an index. Two indexes are compatible when their :meth:`identity` is equal."""
+
+    model: str  # what the user named (preset, directory, hub id): reloaded by find/similar
+    model_id: str
+    revision: str | None
+    dim: int
+    prefix_scheme: str
+    max_length: int
+    chunker_version: str
+    format_version: int = config.INDEX_FORMAT_VERSION
+    root: str = ""
+    created_at: float = 0.0
+    last_run_at: float | None = None
+    last_run: dict[str, Any] | None = None
+
+    def identity(self) -> dict[str, Any]:
+        """The fields that must match for vectors to be comparable (what the cache is keyed by)."""
+        return {
+            "model_id": self.model_id,
+            "revision": self.revision,
+            "dim": self.dim,
+            "prefix_scheme": self.prefix_scheme,
+            "max_length": self.max_length,
+        }
+
+    def differences(self, other: Manifest) -> list[str]:
+        """Human-readable differences between this (the index) and ``other`` (what is asked for)."""
+        out = []
+        for key in ("format_version", "model_id", "revision", "dim", "prefix_scheme",
+                    "max_length", "chunker_version"):
+            mine, theirs = getattr(self, key), getattr(other, key)
+            if mine != theirs:
+                out.append(f"{key} {mine!r} (index) vs {theirs!r} (now)")
+        return out
+
+    def check_compatible(self, other: Manifest) -> None:
+        """Raise IndexMismatchError naming the differences when ``other`` cannot use this index."""
+        diffs = self.differences(other)
+        if diffs:
+            raise IndexMismatchError(
+                "the index was built differently: " + "; ".join(diffs[:3]), hint=REBUILD_HINT
+            )
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One indexed file, as the incremental indexer last saw it."""
+
+    path: str  # POSIX, relative to the root
+    mtime_ns: int
+    size: int
+    hash: str  # sha256 of the file's bytes
+    language: str = ""
+    chunks: int = 0
+    indexed_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ChunkRecord:
+    """One chunk row, without its vector (vectors travel as a numpy matrix beside the records)."""
+
+    id: str
+    path: str
+    language: str
+    kind: str
+    symbol: str
+    start_line: int
+    end_line: int
+    text: str
+    hash: str  # content hash of what the embedder saw: the embedding cache key
+    search_text: str = ""  # what the full-text index sees (identifiers split into words, path)
+
+
+@dataclass
+class StoredChunk:
+    """A chunk read back from the index, with a score when it came from a search."""
+
+    id: str
+    path: str
+    language: str
+    kind: str
+    symbol: str
+    start_line: int
+    end_line: int
+    text: str
+    hash: str
+    score: float = 0.0
+    vector: np.ndarray | None = field(default=None, repr=False)
+
+
+# --- locations ---------------------------------------------------------------------------------
+
+
+def is_remote(uri: str) -> bool:
+    """True for object-store URIs (``s3://``, ``gs://``, ``az://``, ...), False for local paths."""
+    return "://" in uri and not uri.startswith("file://")
+
+
+def resolve_index_uri(root: Path, *, index_dir: str | Path | None = None,
+                      index_uri: str | None = None) -> str:
+    """Where the index of ``root`` lives: ``index_uri`` (or CS_INDEX_URI) names the database itself;
+    otherwise a per-root directory under ``index_dir`` (or CS_INDEX_DIR, or the user cache)."""
+    uri = index_uri or os.environ.get("CS_INDEX_URI")
+    if uri:
+        return uri if is_remote(uri) else str(Path(uri.removeprefix("file://")).expanduser())
+    default = config.index_dir_for(root)
+    if index_dir is not None:
+        return str(Path(index_dir).expanduser() / default.name)
+    return str(default)
+
+
+def _sql_str(value: str) -> str:
+    """A SQL string literal (DataFusion SQL: quotes are doubled, backslashes are not escapes)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_in(column: str, values: Sequence[str]) -> str:
+    """``column IN ('a', 'b')`` with proper quoting; a never-true filter for no values."""
+    if not values:
+        return "false"
+    return f"{column} IN ({', '.join(_sql_str(v) for v in values)})"
+
+
+# --- arrow conversion --------------------------------------------------------------------------
+
+
+def _chunk_schema(dim: int) -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([
+        ("id", pa.string()),
+        ("path", pa.string()),
+        ("language", pa.string()),
+        ("kind", pa.string()),
+        ("symbol", pa.string()),
+        ("start_line", pa.int32()),
+        ("end_line", pa.int32()),
+        ("text", pa.string()),
+        ("hash", pa.string()),
+        ("search_text", pa.string()),
+        (VECTOR, pa.list_(pa.float32(), dim)),
+    ])
+
+
+def _file_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([
+        ("path", pa.string()),
+        ("mtime_ns", pa.int64()),
+        ("size", pa.int64()),
+        ("hash", pa.string()),
+        ("language", pa.string()),
+        ("chunks", pa.int32()),
+        ("indexed_at", pa.float64()),
+    ])
+
+
+def _manifest_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema([("key", pa.string()), ("value", pa.string())])
+
+
+def _vectors_to_arrow(vectors: np.ndarray, dim: int) -> pa.FixedSizeListArray:
+    import pyarrow as pa
+
+    flat = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1)
+    return pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), dim)
+
+
+def _vectors_from_arrow(column: Any, dim: int) -> np.ndarray:
+    """A fixed-size-list column -> (n, dim) float32 matrix, without a Python loop."""
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
+    if len(column) == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    return column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
+
+
+def _chunks_to_arrow(chunks: Sequence[ChunkRecord], vectors: np.ndarray, dim: int) -> pa.Table:
+    import pyarrow as pa
+
+    if vectors.shape != (len(chunks), dim):
+        raise ValueError(f"expected vectors of shape {(len(chunks), dim)}, got {vectors.shape}")
+    cols: dict[str, Any] = {
+        name: [getattr(c, name) for c in chunks]
+        for name in ("id", "path", "language", "kind", "symbol", "start_line", "end_line", "text",
+                     "hash", "search_text")
+    }
+    cols[VECTOR] = _vectors_to_arrow(vectors, dim)
+    return pa.Table.from_pydict(cols, schema=_chunk_schema(dim))
+
+
+def _files_to_arrow(files: Sequence[FileRecord]) -> pa.Table:
+    import pyarrow as pa
+
+    cols = {name: [getattr(f, name) for f in files] for name in _file_schema().names}
+    return pa.Table.from_pydict(cols, schema=_file_schema())
+
+
+def _rows_to_chunks(table: pa.Table, dim: int, *, score_from: str | None = None,
+                    invert_distance: bool = False) -> list[StoredChunk]:
+    data = table.to_pydict()
+    n = table.num_rows
+    vectors = _vectors_from_arrow(table.column(VECTOR), dim) if VECTOR in data else None
+    out = []
+    for i in range(n):
+        score = 0.0
+        if score_from is not None and score_from in data:
+            raw = float(data[score_from][i])
+            # cosine distance in [0, 2] -> cosine similarity in [-1, 1]
+            score = 1.0 - raw if invert_distance else raw
+        out.append(StoredChunk(
+            id=data["id"][i], path=data["path"][i], language=data["language"][i],
+            kind=data["kind"][i], symbol=data["symbol"][i], start_line=int(data["start_line"][i]),
+            end_line=int(data["end_line"][i]), text=data["text"][i], hash=data["hash"][i],
+            score=score, vector=None if vectors is None else vectors[i],
+        ))
+    return out
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _storage_errors(action: str, uri: str) -> Iterator[None]:
+    """Turn OS and LanceDB IO failures into one StorageError line; other errors pass through."""
+    try:
+        yield
+    except (IndexBusyError, IndexMismatchError, StorageError):
+        raise
+    except PermissionError as err:
+        raise StorageError(f"cannot {action} the index at {uri}: permission denied",
+                           hint="check the directory's permissions or pass --index-dir") from err
+    except OSError as err:
+        raise StorageError(f"cannot {action} the index at {uri}: {err.strerror or err}",
+                           hint="check free disk space and permissions") from err
+    except RuntimeError as err:  # lancedb raises RuntimeError for IO errors from its Rust core
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise StorageError(f"cannot {action} the index at {uri}: {first[:200]}",
+                           hint="check free disk space and permissions") from err
+
+
+# --- the writer lock ---------------------------------------------------------------------------
+
+
+class WriterLock:
+    """One writer per index: an exclusive ``flock`` on ``<index>/.cs-writer.lock``.
+
+    The kernel drops the lock when the process dies, so a kill -9 never leaves a stale lock. Object
+    stores have no such primitive; :meth:`Store.writer_lock` returns a no-op lock there (documented
+    limitation until the object-store work adds one).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, wait: float = 0.0) -> None:
+        """Take the lock, polling up to ``wait`` seconds; IndexBusyError names the holder's pid."""
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                    os.close(fd)
+                    raise IndexBusyError(
+                        f"another cs process (pid {holder}) is writing this index",
+                        hint="wait for it to finish (or stop `cs watch`), then retry",
+                    ) from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the lock (closing the descriptor releases the flock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> WriterLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class _NoLock:
+    def acquire(self, wait: float = 0.0) -> None:
+        pass
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+class Store:
+    """The index of one root. Open with :meth:`open`; cheap, so open one per command or request."""
+
+    def __init__(self, uri: str, db: Any, storage_options: Mapping[str, str] | None) -> None:
+        self.uri = uri
+        self._db = db
+        self.storage_options = dict(storage_options or {})
+        self._tables: dict[str, Any] = {}
+
+    @classmethod
+    def open(cls, uri: str, *, storage_options: Mapping[str, str] | None = None,
+             read_consistency_interval: timedelta | None = None) -> Store:
+        """Connect to the database at ``uri`` (a path or object-store URI); creates nothing yet.
+
+        Long-lived readers (watch, serve) pass ``read_consistency_interval=timedelta(0)`` so every
+        query sees the latest committed version; one-shot commands read the version current at open.
+        """
+        lancedb = _lancedb()
+        with _storage_errors("open", uri):
+            db = lancedb.connect(uri, storage_options=dict(storage_options or {}) or None,
+                                 read_consistency_interval=read_consistency_interval)
+        return cls(uri, db, storage_options)
+
+    # tables ---------------------------------------------------------------------------------
+
+    def _table(self, name: str) -> Any | None:
+        if name in self._tables:
+            return self._tables[name]
+        try:
+            with _storage_errors("read", self.uri):
+                table = self._db.open_table(name)
+        except ValueError:  # "Table 'x' was not found"
+            return None
+        self._tables[name] = table
+        return table
+
+    def _create(self, name: str, schema: pa.Schema) -> Any:
+        with _storage_errors("write", self.uri):
+            table = self._db.create_table(name, schema=schema, exist_ok=True)
+        self._tables[name] = table
+        return table
+
+    def exists(self) -> bool:
+        """True when this location holds an index (a manifest, or data tables left without one)."""
+        return any(self._table(name) is not None for name in (MANIFEST, CHUNKS, FILES))
+
+    def writer_lock(self, wait: float = 2.0) -> WriterLock | _NoLock:
+        """The lock a writer holds for its whole run: ``with store.writer_lock(): ...``."""
+        if is_remote(self.uri):
+            lock: WriterLock | _NoLock = _NoLock()
+        else:
+            lock = WriterLock(Path(self.uri) / ".cs-writer.lock")
+        lock.acquire(wait)
+        return lock
+
+    def reset(self) -> None:
+        """Drop every table (``--rebuild``). Data tables go first and the manifest last, so a
+        crash midway leaves either the old manifest with no data (an empty, compatible index) or
+        nothing."""
+        with _storage_errors("reset", self.uri):
+            for name in (CHUNKS, FILES, MANIFEST):
+                if self._table(name) is not None:
+                    self._db.drop_table(name)
+                self._tables.pop(name, None)
+
+    # manifest -------------------------------------------------------------------------------
+
+    def read_manifest(self) -> Manifest | None:
+        """The manifest, or None when there is no index here. A damaged manifest is an
+        IndexMismatchError naming the rebuild."""
+        table = self._table(MANIFEST)
+        if table is None:
+            if self._table(CHUNKS) is not None or self._table(FILES) is not None:
+                raise IndexMismatchError(f"the index at {self.uri} has no manifest",
+                                         hint=REBUILD_HINT)
+            return None
+        with _storage_errors("read", self.uri):
+            rows = table.to_arrow().to_pylist()
+        values = {row["key"]: row["value"] for row in rows}
+        try:
+            fields = {key: json.loads(value) for key, value in values.items()}
+            known = {f for f in Manifest.__dataclass_fields__}
+            return Manifest(**{k: v for k, v in fields.items() if k in known})
+        except (TypeError, ValueError) as err:
+            raise IndexMismatchError(f"the index manifest at {self.uri} is unreadable",
+                                     hint=REBUILD_HINT) from err
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Replace the manifest in one commit."""
+        import pyarrow as pa
+
+        items = asdict(manifest)
+        data = pa.Table.from_pydict(
+            {"key": list(items), "value": [json.dumps(v, sort_keys=True) for v in items.values()]},
+            schema=_manifest_schema(),
+        )
+        with _storage_errors("write", self.uri):
+            self._tables[MANIFEST] = self._db.create_table(MANIFEST, data, mode="overwrite")
+
+    # reads ----------------------------------------------------------------------------------
+
+    def file_records(self) -> dict[str, FileRecord]:
+        """Every indexed file, by path."""
+        table = self._table(FILES)
+        if table is None:
+            return {}
+        with _storage_errors("read", self.uri):
+            rows = table.to_arrow().to_pylist()
+        return {row["path"]: FileRecord(**row) for row in rows}
+
+    def count_chunks(self, where: str | None = None) -> int:
+        """Number of chunk rows (matching ``where``)."""
+        table = self._table(CHUNKS)
+        if table is None:
+            return 0
+        with _storage_errors("read", self.uri):
+            return int(table.count_rows(where))
+
+    def count_files(self) -> int:
+        """Number of indexed files."""
+        table = self._table(FILES)
+        if table is None:
+            return 0
+        with _storage_errors("read", self.uri):
+            return int(table.count_rows())
+
+    def languages(self) -> list[str]:
+        """The distinct languages of indexed files, sorted."""
+        return sorted({r.language for r in self.file_records().values() if r.language})
+
+    def vectors_by_hash(self, paths: Sequence[str], dim: int) -> dict[str, np.ndarray]:
+        """hash -> vector for the chunks currently stored for ``paths`` (reuse on edit)."""
+        table = self._table(CHUNKS)
+        if table is None or not paths:
+            return {}
+        with _storage_errors("read", self.uri):
+            data = (table.search().where(sql_in("path", list(paths)))
+                    .select(["hash", VECTOR]).limit(None).to_arrow())
+        vectors = _vectors_from_arrow(data.column(VECTOR), dim)
+        return dict(zip(data.column("hash").to_pylist(), vectors, strict=True))
+
+    def chunks(self, where: str | None = None, *, with_vectors: bool = False,
+               limit: int | None = None) -> list[StoredChunk]:
+        """Chunk rows matching ``where`` (all when None), in storage order."""
+        table = self._table(CHUNKS)
+        if table is None:
+            return []
+        cols = list(CHUNK_FIELDS) + ([VECTOR] if with_vectors else [])
+        with _storage_errors("read", self.uri):
+            query = table.search().select(cols).limit(limit)
+            if where:
+                query = query.where(where)
+            data = query.to_arrow()
+        return _rows_to_chunks(data, self._dim(table))
+
+    def _dim(self, table: Any) -> int:
+        return int(table.schema.field(VECTOR).type.list_size)
+
+    # searches -------------------------------------------------------------------------------
+
+    def vector_search(self, vector: np.ndarray, k: int, *, where: str | None = None,
+                      with_vectors: bool = False, nprobes: int = 32,
+                      refine_factor: int = 4) -> list[StoredChunk]:
+        """The ``k`` chunks nearest ``vector`` by cosine, among rows matching ``where`` (applied
+        before ranking). Uses the ANN index when one exists (rows added since it was built are
+        searched exactly), else brute force. ``score`` is the cosine similarity."""
+        table = self._table(CHUNKS)
+        if table is None or k <= 0:
+            return []
+        cols = list(CHUNK_FIELDS) + ([VECTOR] if with_vectors else [])
+        with _storage_errors("search", self.uri):
+            query = (table.search(np.asarray(vector, dtype=np.float32), vector_column_name=VECTOR)
+                     .distance_type("cosine").select(cols).limit(k)
+                     .nprobes(nprobes).refine_factor(refine_factor))
+            if where:
+                query = query.where(where, prefilter=True)
+            data = query.to_arrow()
+        return _rows_to_chunks(data, self._dim(table), score_from="_distance",
+                               invert_distance=True)
+
+    def text_search(self, text: str, k: int, *, where: str | None = None,
+                    with_vectors: bool = False) -> list[StoredChunk]:
+        """The ``k`` best BM25 matches of ``text`` over ``search_text``, among rows matching
+        ``where``. ``score`` is the BM25 score. Empty when no full-text index exists yet."""
+        table = self._table(CHUNKS)
+        if table is None or k <= 0 or not text.strip():
+            return []
+        if not self._has_index(table, "search_text"):
+            return []
+        cols = list(CHUNK_FIELDS) + ([VECTOR] if with_vectors else [])
+        with _storage_errors("search", self.uri):
+            query = (table.search(text, query_type="fts", fts_columns="search_text")
+                     .select(cols).limit(k))
+            if where:
+                query = query.where(where, prefilter=True)
+            data = query.to_arrow()
+        return _rows_to_chunks(data, self._dim(table), score_from="_score")
+
+    # writes ---------------------------------------------------------------------------------
+
+    def ensure_tables(self, dim: int) -> None:
+        """Create empty chunks and files tables (vectors of ``dim``) when missing."""
+        if self._table(CHUNKS) is None:
+            self._create(CHUNKS, _chunk_schema(dim))
+        if self._table(FILES) is None:
+            self._create(FILES, _file_schema())
+
+    def commit_batch(self, *, files: Sequence[FileRecord], chunks: Sequence[ChunkRecord],
+                     vectors: np.ndarray, touched: Sequence[FileRecord] = (),
+                     removed: Sequence[str] = ()) -> None:
+        """Apply one batch atomically per table, chunks first.
+
+        ``files`` are (re)indexed files whose chunks are exactly ``chunks`` (with ``vectors``, one
+        row each): every other chunk of those paths disappears in the same commit. ``touched`` files
+        changed on disk but not in content (only their stat is updated). ``removed`` paths lose
+        their chunks and records. The files table is written only after the chunks commit, so a
+        file is never recorded as indexed before its chunks are visible.
+        """
+        chunk_table = self._table(CHUNKS)
+        file_table = self._table(FILES)
+        if chunk_table is None or file_table is None:
+            raise StorageError(f"the index at {self.uri} has no tables", hint=REBUILD_HINT)
+        dim = self._dim(chunk_table)
+        replaced = [f.path for f in files] + list(removed)
+        with _storage_errors("write", self.uri):
+            if chunks:
+                # One commit: upsert the new rows by id, delete the replaced files' other rows.
+                (chunk_table.merge_insert("id")
+                 .when_matched_update_all()
+                 .when_not_matched_insert_all()
+                 .when_not_matched_by_source_delete(sql_in("path", replaced))
+                 .execute(_chunks_to_arrow(chunks, vectors, dim)))
+            elif replaced:
+                chunk_table.delete(sql_in("path", replaced))
+            records = list(files) + list(touched)
+            if records:
+                builder = (file_table.merge_insert("path").when_matched_update_all()
+                           .when_not_matched_insert_all())
+                if removed:
+                    builder = builder.when_not_matched_by_source_delete(sql_in("path", removed))
+                builder.execute(_files_to_arrow(records))
+            elif removed:
+                file_table.delete(sql_in("path", removed))
+
+    def optimize(self, *, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> None:
+        """Compact small commits, prune old versions, and keep the indexes current: a full-text
+        index on ``search_text``, scalar indexes on ``path`` and ``id``, and an ANN vector index
+        once the table has ``ann_threshold`` rows. Safe to call after every run."""
+        from lancedb.index import FTS, BTree
+
+        chunk_table = self._table(CHUNKS)
+        with _storage_errors("optimize", self.uri):
+            for name in (CHUNKS, FILES, MANIFEST):
+                table = self._table(name)
+                if table is not None:
+                    table.optimize(cleanup_older_than=VERSION_RETENTION)
+            if chunk_table is None:
+                return
+            rows = chunk_table.count_rows()
+            if rows == 0:
+                return
+            if not self._has_index(chunk_table, "search_text"):
+                chunk_table.create_index("search_text", config=FTS(with_position=False))
+            for column in ("path", "id"):
+                if not self._has_index(chunk_table, column):
+                    chunk_table.create_index(column, config=BTree())
+            if rows >= ann_threshold and not self._has_index(chunk_table, VECTOR):
+                self.create_vector_index(rows)
+
+    def needs_indexes(self) -> bool:
+        """True when chunks exist but the full-text index does not (a run died before optimize)."""
+        table = self._table(CHUNKS)
+        if table is None:
+            return False
+        with _storage_errors("read", self.uri):
+            return table.count_rows() > 0 and not self._has_index(table, "search_text")
+
+    def create_vector_index(self, rows: int | None = None) -> None:
+        """Build (or replace) the IVF-HNSW-SQ cosine index on the vectors (needs a few thousand
+        rows to train its partitions)."""
+        from lancedb.index import HnswSq
+
+        table = self._table(CHUNKS)
+        if table is None:
+            return
+        rows = rows if rows is not None else int(table.count_rows())
+        # A few thousand vectors per partition keeps each HNSW graph small and recall high.
+        partitions = max(1, rows // 4096)
+        with _storage_errors("index", self.uri):
+            table.create_index(VECTOR, config=HnswSq(distance_type="cosine",
+                                                     num_partitions=partitions), replace=True)
+
+    def _has_index(self, table: Any, column: str) -> bool:
+        return any(column in idx.columns for idx in table.list_indices())
+
+    def index_info(self) -> dict[str, Any]:
+        """Sizes and indexes, for ``cs status``."""
+        table = self._table(CHUNKS)
+        info: dict[str, Any] = {"uri": self.uri, "indexes": []}
+        if table is not None:
+            with _storage_errors("read", self.uri):
+                info["indexes"] = sorted(
+                    f"{idx.index_type}({','.join(idx.columns)})" for idx in table.list_indices()
+                )
+                info["version"] = int(table.version)
+        return info
+
+
+# --- the shared embedding cache ----------------------------------------------------------------
+
+
+def cache_table_name(identity: Mapping[str, Any]) -> str:
+    """The cache table of one embedder identity (model, revision, dim, prefixes, max length)."""
+    import hashlib
+
+    key = json.dumps(dict(identity), sort_keys=True)
+    return "emb_" + hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+class EmbeddingCache:
+    """content hash -> vector, for one embedder identity, shared by every indexed root.
+
+    Lookups never need the model; writers append (concurrent appends from several roots are safe in
+    LanceDB; a rare duplicate row is harmless because every copy holds the same vector).
+    """
+
+    def __init__(self, db: Any, uri: str, identity: Mapping[str, Any], dim: int) -> None:
+        self._db = db
+        self.uri = uri
+        self.identity = dict(identity)
+        self.dim = dim
+        self.name = cache_table_name(identity)
+        self._table: Any | None = None
+        self._since_optimize = 0
+
+    @classmethod
+    def open(cls, identity: Mapping[str, Any], dim: int, *, uri: str | None = None,
+             storage_options: Mapping[str, str] | None = None) -> EmbeddingCache:
+        """The cache for ``identity`` at ``uri`` (default: config.embedding_cache_dir())."""
+        lancedb = _lancedb()
+        uri = uri or str(config.embedding_cache_dir())
+        with _storage_errors("open", uri):
+            db = lancedb.connect(uri, storage_options=dict(storage_options or {}) or None)
+        return cls(db, uri, identity, dim)
+
+    def _open_table(self, create: bool) -> Any | None:
+        if self._table is not None:
+            return self._table
+        try:
+            self._table = self._db.open_table(self.name)
+        except ValueError:
+            if not create:
+                return None
+            import pyarrow as pa
+
+            schema = pa.schema(
+                [("hash", pa.string()), (VECTOR, pa.list_(pa.float32(), self.dim))],
+                metadata={"cs_identity": json.dumps(self.identity, sort_keys=True)},
+            )
+            self._table = self._db.create_table(self.name, schema=schema, exist_ok=True)
+        return self._table
+
+    def get(self, hashes: Sequence[str]) -> dict[str, np.ndarray]:
+        """The cached vectors among ``hashes``."""
+        if not hashes:
+            return {}
+        with _storage_errors("read", self.uri):
+            table = self._open_table(create=False)
+            if table is None:
+                return {}
+            out: dict[str, np.ndarray] = {}
+            unique = sorted(set(hashes))
+            for start in range(0, len(unique), 1000):
+                part = unique[start:start + 1000]
+                data = (table.search().where(sql_in("hash", part)).select(["hash", VECTOR])
+                        .limit(None).to_arrow())
+                vectors = _vectors_from_arrow(data.column(VECTOR), self.dim)
+                out.update(zip(data.column("hash").to_pylist(), vectors, strict=True))
+        return out
+
+    def put(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
+        """Store vectors (one row per hash) in one commit."""
+        import pyarrow as pa
+
+        if not len(hashes):
+            return
+        data = pa.Table.from_pydict(
+            {"hash": list(hashes), VECTOR: _vectors_to_arrow(vectors, self.dim)},
+            schema=pa.schema([("hash", pa.string()), (VECTOR, pa.list_(pa.float32(), self.dim))]),
+        )
+        with _storage_errors("write", self.uri):
+            table = self._open_table(create=True)
+            table.add(data)
+        self._since_optimize += 1
+
+    def optimize(self) -> None:
+        """Compact appends and keep a scalar index on ``hash`` so lookups stay fast as it grows.
+        Best effort: a concurrent writer's commit may win; the next run tries again."""
+        from lancedb.index import BTree
+
+        table = self._open_table(create=False)
+        if table is None or self._since_optimize == 0:
+            return
+        try:
+            table.optimize(cleanup_older_than=VERSION_RETENTION)
+            if not any("hash" in idx.columns for idx in table.list_indices()):
+                table.create_index("hash", config=BTree())
+            self._since_optimize = 0
+        except (RuntimeError, OSError):
+            pass
