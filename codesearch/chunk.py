@@ -2,18 +2,18 @@
 
 CONTRACT (owned by the foundation work, issue 2; other modules rely on these names):
 
-    CHUNKER_VERSION: str     # bump when chunk boundaries or texts change; recorded in index manifests
+    CHUNKER_VERSION: str     # bump when chunk boundaries or texts change; in index manifests
 
     @dataclass(frozen=True)
     class Chunk:
         path: str            # POSIX path relative to the root
         language: str        # e.g. "python", or "text"/"markdown" for fallbacks
         kind: str            # "function" | "method" | "class" | "module" | "section" | "window" ...
-        symbol: str          # qualified: "Class.method", "impl Type.fn", "(*Recv).Method"; "" if none
+        symbol: str          # "Class.method", "impl Type.fn", "(*Recv).Method"; "" if none
         start_line: int      # 1-based, inclusive
         end_line: int        # 1-based, inclusive
         text: str            # exactly the source lines start_line..end_line
-        header: str = ""     # context for the embedder (file, enclosing definition, for split pieces)
+        header: str = ""     # context for the embedder (enclosing definition of split pieces)
 
         @property
         def content_hash(self) -> str: ...   # sha256 hex of embedding_text(self)
@@ -87,8 +87,8 @@ def identifier_words(identifier: str) -> list[str]:
 
 
 def embedding_text(chunk: Chunk) -> str:
-    """The text embedded for a chunk: one line naming the file and the definition (its identifiers
-    split into words, which helps natural-language queries), the piece header if any, then the code."""
+    """The text embedded for a chunk: one line naming the file and the definition (identifiers
+    split into words, which helps natural-language queries), the header if any, then the code."""
     head = chunk.path
     if chunk.symbol:
         head += f" | {chunk.kind} {chunk.symbol}"
@@ -110,11 +110,13 @@ _TOKEN_PIECE_RE = re.compile(r"[A-Za-z]+|\d+|\n[ \t]*|[^\sA-Za-z\d]")
 
 
 def estimate_tokens(text: str) -> int:
-    """A fast, slightly pessimistic estimate of BPE tokens for code (no tokenizer loaded).
+    """A fast estimate of BPE tokens for code, without loading a tokenizer.
 
     Words cost one token per ~8 letters, digits one per 3, each punctuation character one, and a
     newline with its indentation one; spaces between words are free (BPE merges them into the
-    next word). On code this lands within ~20% of Qwen2's tokenizer, erring high.
+    next word). Counting every punctuation character alone is meant to err high, so chunks fit
+    the model's window. Not calibrated against Qwen2's tokenizer (unavailable offline); the
+    budget parameter is what to tune if real counts differ.
     """
     total = 0
     for piece in _TOKEN_PIECE_RE.findall(text):
@@ -215,9 +217,7 @@ class _Lines:
                 pieces.append((start, end))
         return pieces
 
-    def emit(
-        self, start: int, end: int, kind: str, symbol: str, header: str = ""
-    ) -> Chunk | None:
+    def emit(self, start: int, end: int, kind: str, symbol: str, header: str = "") -> Chunk | None:
         """Add the chunk for rows start..end after trimming blank edges; None if nothing is left."""
         start, end = self.trim(start, end)
         if start > end:
@@ -412,8 +412,10 @@ class _TreeChunker(_Lines):
             kids = cur.named_children
             if kids[-1].type in self.lang.attach:
                 i = len(kids) - 1
-                while i > 0 and kids[i - 1].type in self.lang.attach and (
-                    _end_row(kids[i - 1]) + 1 >= kids[i].start_point.row
+                while (
+                    i > 0
+                    and kids[i - 1].type in self.lang.attach
+                    and (_end_row(kids[i - 1]) + 1 >= kids[i].start_point.row)
                 ):
                     i -= 1
                 start = kids[i].start_point.row
@@ -498,10 +500,10 @@ class _TreeChunker(_Lines):
         text = "\n".join(self.lines[start : end + 1])
         if _TRIVIAL_RE.fullmatch(text):
             return
+        if start == end and all(n.type in self.lang.attach for n in nodes):
+            return  # a lone comment line such as `}  // namespace geo` says nothing alone
         budget = self.budget(kind, symbol)
-        for piece_start, piece_end in self.pack(
-            self.node_units(nodes, start, end, budget), budget
-        ):
+        for piece_start, piece_end in self.pack(self.node_units(nodes, start, end, budget), budget):
             self.emit(piece_start, piece_end, kind, symbol)
 
     def span(self, start: int, end: int, kind: str, symbol: str, node: Node) -> None:
@@ -521,7 +523,9 @@ class _TreeChunker(_Lines):
         self, nodes: list[Node], start: int, end: int, budget: int
     ) -> list[tuple[int, int]]:
         """Rows start..end cut where each of ``nodes`` begins; oversized parts are cut further."""
-        starts = sorted({start} | {n.start_point.row for n in nodes if start < n.start_point.row <= end})
+        starts = sorted(
+            {start} | {n.start_point.row for n in nodes if start < n.start_point.row <= end}
+        )
         units: list[tuple[int, int]] = []
         for i, a in enumerate(starts):
             b = starts[i + 1] - 1 if i + 1 < len(starts) else end
@@ -536,19 +540,15 @@ class _TreeChunker(_Lines):
                 units.extend(self.line_units(a, b, budget))
         return units
 
-    def units(self, node: Node, start: int, end: int, budget: int, depth: int = 0) -> list[
-        tuple[int, int]
-    ]:
+    def units(
+        self, node: Node, start: int, end: int, budget: int, depth: int = 0
+    ) -> list[tuple[int, int]]:
         """Rows start..end of ``node`` cut at the boundaries of its children, descending into the
         child that is too big (a function's body, an if's block) until every unit fits or only
         whole lines are left."""
         if self.cost(start, end) <= budget:
             return [(start, end)]
-        kids = [
-            k
-            for k in node.named_children
-            if _end_row(k) >= start and k.start_point.row <= end
-        ]
+        kids = [k for k in node.named_children if _end_row(k) >= start and k.start_point.row <= end]
         if not kids or depth > 40:
             return self.line_units(start, end, budget)
         starts = {max(start, k.start_point.row) for k in kids}

@@ -313,7 +313,7 @@ def model_info_cmd(
 
 # --- issue 4: index, find, similar, status ---------------------------------------------------
 
-from typing import Annotated  # noqa: E402, F811 - kept inside this section of a shared file
+from typing import Annotated, Any  # noqa: E402, F811 - kept inside this section of a shared file
 
 _IndexDir = Annotated[
     Path | None,
@@ -372,13 +372,16 @@ def index_cmd(
     index_dir: _IndexDir = None,
     index_uri: _IndexUri = None,
     storage_option: _StorageOpts = None,
+    batch_files: Annotated[int, typer.Option("--batch-files", hidden=True,
+                                             help="Files per committed batch.")] = 64,
 ) -> None:
     """Index ROOT (default: the current directory); only what changed since the last run is
     re-chunked, and only chunks never seen before are embedded."""
     from codesearch.indexer import IndexOptions, index_root
     from codesearch.render import IndexProgressBar, print_index_stats
 
-    options = IndexOptions(model=model, dim=dim, device=device, rebuild=rebuild)
+    options = IndexOptions(model=model, dim=dim, device=device, rebuild=rebuild,
+                           batch_files=max(1, batch_files))
     with IndexProgressBar(enabled=None if not as_json else False) as bar:
         stats = index_root(root, index_uri=index_uri, index_dir=index_dir,
                            storage_options=_storage_options(storage_option), options=options,
@@ -507,7 +510,8 @@ def status_cmd(
     from codesearch.store import Store, resolve_index_uri
 
     if not root.is_dir():
-        raise UsageError(f"{root} is not a directory" if root.exists() else f"{root} does not exist")
+        raise UsageError(f"{root} is not a directory" if root.exists()
+                         else f"{root} does not exist")
     uri = resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri)
     store = Store.open(uri, storage_options=_storage_options(storage_option))
     print_status(index_status(root, store), as_json=as_json)

@@ -13,9 +13,9 @@ CONTRACT (owned by the foundation work, issue 2; other modules rely on these nam
     @dataclass(frozen=True)
     class Skip:
         rel: str
-        reason: str          # short fixed reason: "gitignored", "binary", "too large", "minified", ...
+        reason: str          # fixed reason: "gitignored", "binary", "too large", "minified", ...
 
-    class Discovery:        # iterate it for SourceFiles; .skipped lists Skips (countable, --verbose)
+    class Discovery:        # iterate it for SourceFiles; .skipped lists Skips (for --verbose)
         def __init__(self, root: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
                      include_secrets: bool = False, include_vendored: bool = False): ...
         def __iter__(self) -> Iterator[SourceFile]: ...
@@ -27,10 +27,12 @@ CONTRACT (owned by the foundation work, issue 2; other modules rely on these nam
 Rules, in the order they are checked (the first that applies is the reason recorded):
 - ``.git``/``.hg``/``.svn`` directories: "vcs";
 - ``.gitignore`` files at every level (and those above the root up to the repository top),
-  ``.git/info/exclude``: "gitignored"; ``.csignore`` files (gitignore syntax, any level): "csignored";
+  ``.git/info/exclude``: "gitignored"; ``.csignore`` files (gitignore syntax, any level):
+  "csignored";
 - node_modules, vendor, .venv (any directory holding a pyvenv.cfg), dist, build, target, caches:
   "vendored" (``include_vendored`` keeps them);
-- ``.env*``, ``*.pem``, ``*.key``, ``id_rsa*`` and similar: "secret" (``include_secrets`` keeps them);
+- ``.env*``, ``*.pem``, ``*.key``, ``id_rsa*`` and similar: "secret" (``include_secrets`` keeps
+  them);
 - lockfiles: "lockfile"; data files (csv, logs, ...): "data file";
 - symlinks are never followed: one pointing outside the root is "symlink outside root", a dangling
   one or a loop is "broken symlink", one inside the root is "symlink" (its target is indexed under
@@ -67,6 +69,7 @@ DATA_FILE = "data file"
 SYMLINK = "symlink"
 SYMLINK_OUTSIDE = "symlink outside root"
 BROKEN_SYMLINK = "broken symlink"
+OUTSIDE_ROOT = "outside root"
 NOT_REGULAR = "not a regular file"
 UNREADABLE = "unreadable"
 TOO_LARGE = "too large"
@@ -85,6 +88,7 @@ REASONS = (
     SYMLINK,
     SYMLINK_OUTSIDE,
     BROKEN_SYMLINK,
+    OUTSIDE_ROOT,
     NOT_REGULAR,
     UNREADABLE,
     TOO_LARGE,
@@ -222,10 +226,12 @@ def read_source(file: SourceFile) -> str:
     try:
         data = file.path.read_bytes()
     except OSError as err:
-        raise UnreadableFileError(
+        error = UnreadableFileError(
             f"cannot read {file.rel}: {err.strerror or err}",
             hint="check that the file exists and is readable",
-        ) from err
+        )
+        error.errno, error.strerror, error.filename = err.errno, err.strerror, err.filename
+        raise error from err
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     return data.decode("utf-8", errors="replace")
@@ -270,7 +276,7 @@ def _match(specs: list[_Spec], abs_posix: str, is_dir: bool) -> str | None:
 
 def _git_toplevel(root: Path) -> Path | None:
     for candidate in (root, *root.parents):
-        if (candidate / ".git").exists():
+        if os.path.exists(candidate / ".git"):
             return candidate
     return None
 
@@ -294,9 +300,9 @@ class Discovery:
         include_vendored: bool = False,
     ) -> None:
         root = Path(root).expanduser()
-        if not root.exists():
+        if not os.path.exists(root):
             raise UsageError(f"no such directory: {root}", hint="give the root of a source tree")
-        if not root.is_dir():
+        if not os.path.isdir(root):
             raise UsageError(f"not a directory: {root}", hint="give the root of a source tree")
         self.root = root.resolve()
         self.max_file_bytes = max_file_bytes
@@ -354,7 +360,7 @@ class Discovery:
         if top is None:
             return specs
         exclude = top / ".git" / "info" / "exclude"
-        if exclude.is_file() and (s := _load_spec(exclude, top, GITIGNORED)):
+        if os.path.isfile(exclude) and (s := _load_spec(exclude, top, GITIGNORED)):
             specs.append(s)
         for directory in reversed(self.root.parents):
             if directory == top or top in directory.parents:
@@ -379,7 +385,9 @@ class Discovery:
         if reason := _match(specs, self._abs(rel), is_dir=True):
             return reason
         if not self.include_vendored and (
-            name in VENDORED_DIRS or name.endswith(".egg-info") or (path / "pyvenv.cfg").exists()
+            name in VENDORED_DIRS
+            or name.endswith(".egg-info")
+            or os.path.exists(path / "pyvenv.cfg")
         ):
             return VENDORED
         return None
@@ -441,25 +449,28 @@ class Discovery:
     def check(self, rel: str) -> SourceFile | Skip | None:
         """Judge one path (relative to the root) by the same rules as a walk: the SourceFile, the
         Skip saying why not, or None when the path no longer exists and no name rule excludes it."""
+        if rel.startswith("/") or ".." in rel.split("/"):
+            return Skip(rel, OUTSIDE_ROOT)  # watch events can name paths beyond the root
         rel = rel.strip("/")
-        parts = rel.split("/")
+        parts = [p for p in rel.split("/") if p not in ("", ".")]
+        rel = "/".join(parts)
         specs = list(self._base_specs) + self._dir_specs(self.root)
         directory = self.root
         for i, part in enumerate(parts[:-1]):
             directory = directory / part
             sub_rel = "/".join(parts[: i + 1])
-            if directory.is_symlink():
+            if os.path.islink(directory):
                 return Skip(sub_rel + "/", self._link_reason(directory))
             if reason := self._dir_reason(directory, sub_rel, specs):
                 return Skip(sub_rel + "/", reason)
             specs += self._dir_specs(directory)
         path = self.root / rel
-        if path.is_symlink():
+        if os.path.islink(path):
             return self._file(path, rel, specs, is_link=True)
-        if path.is_dir():
+        if os.path.isdir(path):
             reason = self._dir_reason(path, rel, specs)
             return Skip(rel + "/", reason) if reason else None
-        if not path.exists():
+        if not os.path.lexists(path):
             reason = self._name_reason(rel, specs)
             return Skip(rel, reason) if reason else None
         return self._file(path, rel, specs, is_link=False)
@@ -472,11 +483,11 @@ def sources_for_path(
     file is taken as asked (ignore rules do not apply to it), relative to its repository top (or
     its directory), but a binary, oversized or unreadable file is a UsageError."""
     path = Path(path).expanduser()
-    if path.is_symlink() and not path.exists():
+    if os.path.islink(path) and not os.path.exists(path):
         raise UsageError(f"broken symlink: {path}", hint="give a file or directory that exists")
-    if not path.exists():
+    if not os.path.exists(path):
         raise UsageError(f"no such file or directory: {path}")
-    if path.is_dir():
+    if os.path.isdir(path):
         discovery = Discovery(path, max_file_bytes=max_file_bytes)
         files = list(discovery)
         return files, discovery.skipped
@@ -502,7 +513,9 @@ def sources_for_path(
     if b"\0" in sample or os.path.splitext(rel)[1].lower() in BINARY_SUFFIXES:
         raise UsageError(f"{path} is a binary file", hint="cs chunks reads text files")
     first_line = sample.split(b"\n", 1)[0][:200].decode("utf-8", errors="replace")
-    source = SourceFile(resolved, rel, st.st_size, st.st_mtime_ns, language_for_path(rel, first_line))
+    source = SourceFile(
+        resolved, rel, st.st_size, st.st_mtime_ns, language_for_path(rel, first_line)
+    )
     return [source], []
 
 

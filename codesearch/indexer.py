@@ -228,6 +228,28 @@ class EmbedderHandle:
         return self._embedder
 
 
+def handle_for(manifest: Manifest, requested: str | None, root: Path, *,
+               device: str | None = None, loader: Callable[..., Embedder] | None = None,
+               notify: Callable[[str], None] | None = None) -> EmbedderHandle:
+    """The embedder for an existing index: its own model unless ``requested`` names another, which
+    is loaded now and must produce the same vectors (else IndexMismatchError naming the rebuild).
+    Whatever loads later is checked against the manifest too."""
+    from codesearch.errors import ModelError
+
+    spec = requested or manifest.model
+    handle = EmbedderHandle(spec, dim=manifest.dim, device=device, loader=loader, notify=notify)
+    handle.on_load(lambda e: manifest.check_compatible(describe(e, spec, root)))
+    if requested and requested != manifest.model:
+        try:
+            handle.get()  # another name may still be the same model: find out now
+        except ModelError as err:
+            raise IndexMismatchError(
+                f"the index was built with {manifest.model} (dim {manifest.dim}); "
+                f"--model {requested} does not fit it ({err.message})", hint=REBUILD_HINT,
+            ) from err
+    return handle
+
+
 # --- the indexer -------------------------------------------------------------------------------
 
 
@@ -320,17 +342,8 @@ class Indexer:
                 raise IndexMismatchError(
                     f"the index has dim {manifest.dim}, --dim asks for {opts.dim}",
                     hint=REBUILD_HINT)
-            spec = requested or manifest.model
-            self.handle = EmbedderHandle(spec, dim=manifest.dim, device=opts.device,
-                                         loader=self._loader, notify=self._notify)
-            index_manifest = manifest
-
-            def check(embedder: Embedder) -> None:
-                index_manifest.check_compatible(describe(embedder, spec, self.root))
-
-            self.handle.on_load(check)
-            if requested and requested != manifest.model:
-                self.handle.get()  # another name may be the same model; load to find out now
+            self.handle = handle_for(manifest, requested, self.root, device=opts.device,
+                                     loader=self._loader, notify=self._notify)
         self.manifest = manifest
         self.stats.model, self.stats.dim = manifest.model, manifest.dim
         self.store.ensure_tables(manifest.dim)

@@ -25,7 +25,8 @@ class Definition:
     """One definition found by a language's ``classify``.
 
     ``node`` spans the whole definition (decorators and export/template wrappers included);
-    ``members`` are the nodes inside a class-like or container definition, visited for nested chunks.
+    ``members`` are the nodes inside a class-like or container definition, visited for nested
+    chunks.
     """
 
     kind: str  # "function", "method", "class", "struct", "interface", "enum", "trait", "impl", ...
@@ -232,7 +233,11 @@ def _rust(node: Node) -> Definition | None:
     if kind == "impl_item":
         type_name = _strip_generics(_text(node.child_by_field_name("type")))
         trait = node.child_by_field_name("trait")
-        name = f"impl {_strip_generics(_text(trait))} for {type_name}" if trait else f"impl {type_name}"
+        name = (
+            f"impl {_strip_generics(_text(trait))} for {type_name}"
+            if trait
+            else f"impl {type_name}"
+        )
         return _cls("impl", name, node, _body_members(node), emit_header=False)
     if kind == "mod_item" and node.child_by_field_name("body") is not None:
         return _container(node, _body_members(node))
@@ -463,9 +468,10 @@ def _kotlin(node: Node) -> Definition | None:
         keywords = {c.type for c in node.children if not c.is_named}
         if kind == "class_declaration":
             type_kind = "interface" if "interface" in keywords else "class"
-            if _first_child(node, "modifiers") is not None and "enum" in _text(
-                _first_child(node, "modifiers")
-            ).split():
+            if (
+                _first_child(node, "modifiers") is not None
+                and "enum" in _text(_first_child(node, "modifiers")).split()
+            ):
                 type_kind = "enum"
         else:
             type_kind = "object"

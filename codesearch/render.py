@@ -68,7 +68,7 @@ def print_hits(hits: _Sequence[Hit], root: _Path) -> None:
     from rich.syntax import Syntax
     from rich.text import Text
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     for i, h in enumerate(hits):
         if i:
             console.print()
@@ -103,7 +103,7 @@ def print_index_stats(stats: IndexStats, *, as_json: bool, verbose: bool) -> Non
         return
     from rich.console import Console
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     if verbose:
         for path, reason in stats.skips:
             console.print(f"[yellow]skipped[/yellow] {path}: {reason}")

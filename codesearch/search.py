@@ -281,7 +281,7 @@ class Searcher:
         from codesearch import config
         from codesearch.chunk import CHUNKER_VERSION
         from codesearch.errors import IndexMismatchError
-        from codesearch.indexer import EmbedderHandle, describe, model_spec
+        from codesearch.indexer import handle_for, model_spec
         from codesearch.store import resolve_index_uri
 
         root = root.expanduser()
@@ -303,13 +303,8 @@ class Searcher:
             raise IndexMismatchError(
                 f"the index was chunked by chunker {manifest.chunker_version!r}, "
                 f"this cs has {CHUNKER_VERSION!r}", hint=REBUILD_HINT)
-        requested = model_spec(model) if model else None
-        spec = requested or manifest.model
-        handle = EmbedderHandle(spec, dim=manifest.dim, device=device, loader=loader,
-                                notify=notify)
-        handle.on_load(lambda e: manifest.check_compatible(describe(e, spec, root.resolve())))
-        if requested and requested != manifest.model:
-            handle.get()  # a different name may still be the same model; find out now
+        handle = handle_for(manifest, model_spec(model) if model else None, root.resolve(),
+                            device=device, loader=loader, notify=notify)
         return cls(root, store, manifest, handle)
 
     # queries --------------------------------------------------------------------------------

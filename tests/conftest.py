@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -35,6 +37,24 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.support.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+_CPU_DTYPE_MEMO: dict[str, object] = {}
+
+
+@pytest.fixture
+def cpu_dtype_memo(cs_home: Path) -> Iterator[None]:
+    """Share the embedder's one-off fp32-vs-bf16 measurement (``cpu-dtype.json`` in CS_HOME)
+    between tests, so each fresh home does not measure again (seconds per model). Opt-in
+    (``pytest.mark.usefixtures``) so tests of the measurement itself still start clean."""
+    memo = cs_home / "cpu-dtype.json"
+    if _CPU_DTYPE_MEMO:
+        memo.write_text(json.dumps(_CPU_DTYPE_MEMO), encoding="utf-8")
+    yield
+    try:
+        _CPU_DTYPE_MEMO.update(json.loads(memo.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        pass
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

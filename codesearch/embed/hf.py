@@ -112,7 +112,10 @@ class HFEmbedder:
         *,
         resolved: ResolvedModel | None = None,
         notify: Callable[[str], None] | None = None,
+        loaded: tuple[Any, torch.nn.Module] | None = None,
     ) -> None:
+        """Load the model ``spec`` names. ``resolved`` skips resolution; ``loaded`` (tokenizer,
+        float32 model) skips reading weights, for benchmarks of architectures built in memory."""
         self.spec = spec
         res = resolved or resolve_model(
             spec.model,
@@ -145,7 +148,7 @@ class HFEmbedder:
             CUDA_TOKEN_BUDGET if self.device.type == "cuda" else CPU_TOKEN_BUDGET
         )
         self.dtype_choice: dict[str, Any] = {}
-        self.tokenizer, model = self._load(res)
+        self.tokenizer, model = loaded if loaded is not None else self._load(res)
         self.model = self._place(model, requested_dtype, notify)
         self.dtype = next(self.model.parameters()).dtype
         forward_params = inspect.signature(self.model.forward).parameters

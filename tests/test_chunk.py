@@ -1,0 +1,511 @@
+"""The chunker: exact symbols and spans per language, splitting, fallbacks, embedding text."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from codesearch.chunk import (
+    CHUNKER_VERSION,
+    Chunk,
+    chunk_source,
+    embedding_text,
+    estimate_tokens,
+    identifier_words,
+)
+from codesearch.discover import Discovery, read_source
+from codesearch.languages import get_parser, language_for_path, supported_languages
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+# (kind, symbol, start_line, end_line) of every chunk of each fixture file, in order.
+EXPECTED: dict[str, list[tuple[str, str, int, int]]] = {
+    "python/datatools/__init__.py": [
+        ("module", "", 1, 3),
+    ],
+    "python/datatools/cli.py": [
+        ("module", "", 1, 6),
+        ("function", "build_parser", 9, 13),
+        ("module", "", 16, 19),
+    ],
+    "python/datatools/dates.py": [
+        ("module", "", 1, 5),
+        ("function", "parse_date", 8, 15),
+        ("function", "days_between", 18, 19),
+    ],
+    "python/datatools/hashing.py": [
+        ("module", "", 1, 5),
+        ("function", "sha256_of_file", 8, 14),
+    ],
+    "python/datatools/net.py": [
+        ("module", "", 1, 8),
+        ("function", "fetch_json", 11, 22),
+    ],
+    "python/datatools/smoothing.py": [
+        ("module", "", 1, 1),
+        ("function", "rolling_mean", 4, 16),
+        ("function", "clamp", 19, 21),
+    ],
+    "python/datatools/stats.py": [
+        ("module", "", 1, 10),
+        ("function", "mean_of_column", 13, 30),
+        ("function", "binomial", 33, 38),  # with its decorator
+        ("class", "RunningStats", 41, 47),  # decorator, docstring and fields
+        ("method", "RunningStats.push", 49, 53),
+        ("method", "RunningStats.variance", 55, 59),
+    ],
+    "python/datatools/text.py": [
+        ("module", "", 1, 4),
+        ("function", "slugify", 7, 11),
+        ("function", "truncate_words", 14, 19),
+    ],
+    "python/datatools/timeseries.py": [
+        ("module", "", 1, 1),
+        ("function", "moving_average", 4, 16),
+        ("function", "resample_daily", 19, 24),
+    ],
+    "javascript/src/cart.js": [
+        ("module", "", 1, 3),
+        ("class", "ShoppingCart", 5, 9),  # JSDoc, header, field
+        ("method", "ShoppingCart.constructor", 11, 13),
+        ("method", "ShoppingCart.addItem", 15, 20),
+        ("method", "ShoppingCart.total", 22, 28),
+        ("method", "ShoppingCart.describe", 30, 30),  # arrow-function field
+    ],
+    "javascript/src/format.js": [
+        ("function", "formatPrice", 3, 5),
+        ("function", "debounce", 7, 13),  # const debounce = (...) => {...}
+        ("function", "range", 15, 17),  # generator
+        ("module", "", 19, 19),
+    ],
+    "typescript/src/components/Counter.tsx": [
+        ("module", "", 1, 1),
+        ("interface", "CounterProps", 3, 6),
+        ("function", "useToggle", 8, 11),
+        ("function", "Counter", 13, 20),
+        ("module", "", 22, 22),
+    ],
+    "typescript/src/queue.ts": [
+        ("module", "", 1, 1),
+        ("enum", "Priority", 3, 7),
+        ("interface", "Job", 9, 13),
+        ("module", "", 15, 15),
+        ("class", "JobQueue", 17, 20),
+        ("method", "JobQueue.constructor", 22, 24),
+        ("method", "JobQueue.enqueue", 26, 30),
+        ("method", "JobQueue.drain", 32, 43),
+        ("function", "backoff", 47, 49),  # inside `export namespace Retry`
+    ],
+    "go/cmd/server/main.go": [
+        ("module", "", 1, 7),
+        ("struct", "healthResponse", 9, 11),
+        ("function", "healthHandler", 13, 16),
+        ("function", "main", 18, 21),
+    ],
+    "go/stack/stack.go": [
+        ("module", "", 1, 7),
+        ("struct", "Stack", 9, 12),
+        ("function", "New", 14, 17),
+        ("method", "(*Stack).Push", 19, 22),
+        ("method", "(*Stack).Pop", 24, 32),
+        ("method", "Stack.Len", 34, 37),
+        ("interface", "Peeker", 39, 42),
+    ],
+    "rust/src/lib.rs": [
+        ("module", "", 1, 3),
+        ("struct", "Matrix", 5, 11),  # doc comment and #[derive]
+        ("method", "impl Matrix.zeros", 14, 17),
+        ("method", "impl Matrix.transpose", 19, 27),
+        ("method", "impl fmt::Display for Matrix.fmt", 31, 36),
+        ("trait", "Shape", 39, 41),  # required method signatures are the trait's fields
+        ("method", "Shape.describe", 43, 45),
+        ("enum", "Norm", 48, 51),
+        ("function", "identity", 53, 59),
+        ("module", "", 63, 63),
+        ("function", "transpose_twice_is_identity", 65, 69),
+    ],
+    "java/src/main/java/com/example/inventory/Inventory.java": [
+        ("module", "", 1, 5),
+        ("class", "Inventory", 7, 12),
+        ("method", "Inventory.Inventory", 14, 16),
+        ("method", "Inventory.restock", 18, 24),
+        ("method", "Inventory.level", 26, 29),  # with @Deprecated
+        ("method", "Inventory.isLow", 31, 33),
+        ("enum", "Inventory.Unit", 35, 37),
+        ("method", "Inventory.Unit.factor", 39, 41),
+    ],
+    "java/src/main/java/com/example/inventory/Repository.java": [
+        ("module", "", 1, 3),
+        ("interface", "Repository", 5, 9),
+        ("method", "Repository.exists", 11, 13),
+    ],
+    "c/src/ringbuf.c": [
+        ("module", "", 1, 5),
+        ("struct", "stats", 7, 10),
+        ("module", "", 12, 12),
+        ("function", "ringbuf_init", 14, 25),
+        ("function", "ringbuf_push", 27, 37),
+        ("function", "status_name", 39, 43),
+    ],
+    "c/src/ringbuf.h": [
+        ("module", "", 1, 4),
+        ("struct", "ringbuf_t", 6, 12),  # typedef struct {...} ringbuf_t inside the guard
+        ("module", "", 14, 15),
+    ],
+    "cpp/src/geometry.cpp": [
+        ("module", "", 1, 1),
+        ("function", "distance", 5, 7),
+        ("method", "Polygon.perimeter", 9, 16),  # out-of-class definition
+    ],
+    "cpp/src/geometry.hpp": [
+        ("module", "", 1, 4),
+        ("struct", "Point", 8, 12),
+        ("class", "Polygon", 14, 16),
+        ("method", "Polygon.Polygon", 17, 17),
+        ("class", "Polygon", 19, 19),
+        ("method", "Polygon.size", 21, 21),
+        ("class", "Polygon", 23, 25),
+        ("function", "clamp", 27, 30),  # template
+    ],
+    "csharp/src/Money.cs": [
+        ("struct", "Money", 3, 6),
+        ("method", "Money.ToString", 8, 8),
+        ("enum", "Rounding", 11, 15),
+    ],
+    "csharp/src/OrderService.cs": [
+        ("module", "", 1, 3),
+        ("class", "OrderLine", 7, 8),
+        ("interface", "IOrderService", 10, 13),
+        ("class", "OrderService", 15, 21),  # doc comment and [Serializable]
+        ("method", "OrderService.OrderService", 23, 26),
+        ("method", "OrderService.Total", 28, 35),
+        ("method", "OrderService.Sum", 37, 38),
+    ],
+    "ruby/lib/billing/formatting.rb": [
+        ("method", "Billing.Formatting.money", 3, 5),
+        ("function", "print_invoice", 9, 11),
+    ],
+    "ruby/lib/billing/invoice.rb": [
+        ("module", "", 1, 3),
+        ("class", "Billing.Invoice", 6, 10),
+        ("method", "Billing.Invoice.initialize", 12, 15),
+        ("method", "Billing.Invoice.add_line", 17, 21),
+        ("method", "Billing.Invoice.total", 23, 26),
+        ("method", "Billing.Invoice.from_hash", 28, 32),
+    ],
+    "php/src/UserRepository.php": [
+        ("module", "", 1, 7),
+        ("class", "UserRepository", 9, 14),
+        ("method", "UserRepository.__construct", 16, 18),
+        ("method", "UserRepository.findByEmail", 20, 27),
+        ("method", "UserRepository.count", 29, 33),  # with #[Deprecated]
+        ("interface", "Cache", 36, 39),
+        ("function", "normalize_email", 41, 44),
+    ],
+    "kotlin/src/main/kotlin/library/Library.kt": [
+        ("module", "", 1, 3),
+        ("class", "Book", 5, 6),  # KDoc the grammar parks in the import list
+        ("interface", "Catalog", 8, 10),
+        ("class", "Library", 12, 13),
+        ("method", "Library.lend", 15, 20),
+        ("method", "Library.overdue", 22, 23),
+        ("object", "Library.Companion", 25, 26),
+        ("method", "Library.Companion.empty", 28, 30),
+        ("object", "Isbn", 34, 34),
+        ("method", "Isbn.isValid", 35, 35),
+        ("function", "main", 38, 40),
+    ],
+    "swift/Sources/Geometry/Shapes.swift": [
+        ("module", "", 1, 1),
+        ("protocol", "Shape", 3, 7),
+        ("struct", "Circle", 9, 11),
+        ("method", "Circle.area", 13, 15),
+        ("class", "Canvas", 18, 19),
+        ("method", "Canvas.init", 21, 21),
+        ("method", "Canvas.add", 23, 27),  # with @discardableResult
+        ("method", "Canvas.totalArea", 31, 33),  # from `extension Canvas`
+        ("enum", "Unit", 36, 39),
+        ("function", "describe", 41, 43),
+    ],
+    "bash/bin/backup": [
+        ("module", "", 1, 2),
+        ("function", "backup_dir", 4, 6),
+        ("module", "", 8, 8),
+    ],
+    "bash/scripts/deploy.sh": [
+        ("module", "", 1, 5),
+        ("function", "log", 7, 9),
+        ("function", "deploy", 11, 16),  # `function deploy {` with its comment
+        ("module", "", 18, 19),
+    ],
+}
+
+LANGUAGE_OF = {
+    "python": "python",
+    "javascript": "javascript",
+    "typescript": "typescript",
+    "go": "go",
+    "rust": "rust",
+    "java": "java",
+    "c": "c",
+    "cpp": "cpp",
+    "csharp": "csharp",
+    "ruby": "ruby",
+    "php": "php",
+    "kotlin": "kotlin",
+    "swift": "swift",
+    "bash": "bash",
+}
+
+
+def _chunks_of(fixture_path: str, max_tokens: int = 512) -> list[Chunk]:
+    path = FIXTURES / fixture_path
+    rel = fixture_path.split("/", 1)[1]
+    language = language_for_path(rel, path.read_text().split("\n", 1)[0])
+    return chunk_source(path.read_text(), rel, language, max_tokens=max_tokens)
+
+
+@pytest.mark.parametrize("fixture_path", sorted(EXPECTED))
+def test_symbols_and_spans(fixture_path: str) -> None:
+    chunks = _chunks_of(fixture_path)
+    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == EXPECTED[fixture_path]
+    repo = fixture_path.split("/", 1)[0]
+    expected_language = "tsx" if fixture_path.endswith(".tsx") else LANGUAGE_OF[repo]
+    assert {c.language for c in chunks} == {expected_language}
+
+
+def test_every_language_of_the_issue_has_a_bundled_grammar_and_a_fixture() -> None:
+    wanted = {"python", "javascript", "typescript", "tsx", "go", "rust", "java", "c", "cpp"}
+    wanted |= {"csharp", "ruby", "php", "kotlin", "swift", "bash"}
+    assert wanted <= set(supported_languages())
+    for name in wanted:
+        assert get_parser(name).parse(b"x").root_node is not None  # offline, no download
+    covered = {"tsx" if p.endswith(".tsx") else LANGUAGE_OF[p.split("/")[0]] for p in EXPECTED}
+    assert covered == wanted
+
+
+def test_chunk_texts_are_exactly_their_lines_across_all_fixtures() -> None:
+    for repo in sorted(p for p in FIXTURES.iterdir() if p.is_dir() and p.name != "ignore-rules"):
+        for source in Discovery(repo):
+            text = read_source(source)
+            lines = text.replace("\r\n", "\n").split("\n")
+            chunks = chunk_source(text, source.rel, source.language)
+            previous_end = 0
+            for chunk in chunks:
+                assert 1 <= chunk.start_line <= chunk.end_line <= len(lines)
+                assert chunk.text == "\n".join(lines[chunk.start_line - 1 : chunk.end_line])
+                assert chunk.text.strip() and lines[chunk.start_line - 1].strip()
+                assert lines[chunk.end_line - 1].strip()
+                if chunk.kind != "window":
+                    assert chunk.start_line > previous_end, (source.rel, chunk)  # no overlap
+                previous_end = chunk.end_line
+                assert chunk.path == source.rel
+
+
+def test_decorators_and_doc_comments_belong_to_their_definition() -> None:
+    source = (
+        "/** A service. */\n"
+        "@Injectable()\n"
+        "export class Service {\n"
+        "  /** Loads it. */\n"
+        "  @Memo()\n"
+        "  load(): void {}\n"
+        "}\n"
+        "\n"
+        "// unrelated note\n"
+        "\n"
+        "function helper() {}\n"
+    )
+    chunks = chunk_source(source, "svc.ts", "typescript")
+    spans = [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks]
+    assert spans == [
+        ("class", "Service", 1, 3),
+        ("method", "Service.load", 4, 6),
+        # the note is not the function's: a blank line separates them (and a lone comment
+        # line is not worth a chunk)
+        ("function", "helper", 11, 11),
+    ]
+
+
+def test_trailing_comment_is_not_taken_by_the_next_definition() -> None:
+    source = "x = 1  # the answer\ndef f():\n    return x\n"
+    chunks = chunk_source(source, "a.py", "python")
+    assert [(c.kind, c.start_line, c.end_line) for c in chunks] == [
+        ("module", 1, 1),
+        ("function", 2, 3),
+    ]
+
+
+def _long_function(statements: int) -> str:
+    body = []
+    for i in range(statements):
+        if i == 40:
+            # one statement over three lines: no piece may start inside it
+            body.append("    total += combine(\n        first_argument_value,\n        i,\n    )")
+        else:
+            body.append(f"    total += compute_value(index_{i}, other_argument_{i})")
+    return (
+        "def big(first_argument_value):\n    total = 0\n" + "\n".join(body) + "\n    return total\n"
+    )
+
+
+def test_long_definition_is_split_at_statement_boundaries() -> None:
+    text = _long_function(120)
+    lines = text.split("\n")
+    chunks = chunk_source(text, "pkg/big.py", "python", max_tokens=200)
+    assert len(chunks) > 3
+    assert {(c.kind, c.symbol) for c in chunks} == {("function", "big")}
+    assert chunks[0].start_line == 1 and chunks[0].header == ""
+    assert chunks[-1].end_line == len(lines) - 1
+    for before, after in zip(chunks, chunks[1:], strict=False):
+        assert after.start_line == before.end_line + 1  # contiguous, no gaps, no overlap
+        assert not lines[after.start_line - 1].startswith("        ")  # not mid-statement
+    for i, chunk in enumerate(chunks):
+        assert estimate_tokens(embedding_text(chunk)) <= 200
+        if i:
+            assert chunk.header == (
+                f"(part {i + 1}/{len(chunks)} of function big) def big(first_argument_value):"
+            )
+
+
+def test_the_budget_is_a_parameter() -> None:
+    text = _long_function(120)
+    default = chunk_source(text, "big.py", "python")
+    small = chunk_source(text, "big.py", "python", max_tokens=200)
+    assert len(small) > len(default) >= 2
+    assert all(estimate_tokens(embedding_text(c)) <= 512 for c in default)
+
+
+def test_long_top_level_code_is_grouped_within_the_budget() -> None:
+    text = "\n".join(f"SETTING_{i} = compute_default({i}, 'value number {i}')" for i in range(200))
+    chunks = chunk_source(text + "\n", "settings.py", "python", max_tokens=150)
+    assert len(chunks) > 5
+    assert {c.kind for c in chunks} == {"module"}
+    assert chunks[0].start_line == 1 and chunks[-1].end_line == 200
+    assert all(estimate_tokens(embedding_text(c)) <= 150 for c in chunks)
+
+
+def test_markdown_is_split_by_heading() -> None:
+    text = (
+        "Intro line before any heading.\n"
+        "\n"
+        "# Guide\n"
+        "Welcome.\n"
+        "\n"
+        "## Install\n"
+        "```sh\n"
+        "# not a heading: a shell comment\n"
+        "pip install thing\n"
+        "```\n"
+        "### Linux\n"
+        "Use apt.\n"
+        "## Usage\n"
+        "Run it.\n"
+    )
+    chunks = chunk_source(text, "docs/guide.md", "markdown")
+    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
+        ("section", "", 1, 1),
+        ("section", "Guide", 3, 4),
+        ("section", "Guide > Install", 6, 10),
+        ("section", "Guide > Install > Linux", 11, 12),
+        ("section", "Guide > Usage", 13, 14),
+    ]
+    assert {c.language for c in chunks} == {"markdown"}
+
+
+def test_text_without_grammar_becomes_overlapping_windows() -> None:
+    text = "\n".join(f"line {i}: some configuration value = {i * 7}" for i in range(1, 201))
+    chunks = chunk_source(text, "notes.cfg", None)
+    assert all(c.kind == "window" and c.language == "text" and c.symbol == "" for c in chunks)
+    assert chunks[0].start_line == 1 and chunks[-1].end_line == 200
+    for before, after in zip(chunks, chunks[1:], strict=False):
+        assert before.start_line < after.start_line <= before.end_line  # overlap, progress
+        assert before.end_line - after.start_line + 1 <= 5
+    assert all(c.end_line - c.start_line + 1 <= 60 for c in chunks)
+    assert all(estimate_tokens(embedding_text(c)) <= 512 for c in chunks)
+
+
+def test_unknown_language_and_empty_text() -> None:
+    assert chunk_source("", "a.py", "python") == []
+    assert chunk_source("\n\n   \n", "a.txt", None) == []
+    chunks = chunk_source("PROGRAM-ID. HELLO.\n", "hello.cob", "cobol")
+    assert [(c.kind, c.language, c.start_line, c.end_line) for c in chunks] == [
+        ("window", "cobol", 1, 1)
+    ]
+
+
+def test_syntax_errors_do_not_lose_the_rest_of_the_file() -> None:
+    text = "def broken(:\n    pass\n\n\ndef fine():\n    return 1\n"
+    chunks = chunk_source(text, "bad.py", "python")
+    assert ("function", "fine", 5, 6) in [
+        (c.kind, c.symbol, c.start_line, c.end_line) for c in chunks
+    ]
+    covered = {line for c in chunks for line in range(c.start_line, c.end_line + 1)}
+    assert 1 in covered
+
+
+def test_crlf_line_endings_do_not_change_texts_or_hashes() -> None:
+    unix = chunk_source("def f():\n    return 1\n", "a.py", "python")
+    dos = chunk_source("def f():\r\n    return 1\r\n", "a.py", "python")
+    assert [c.text for c in dos] == ["def f():\n    return 1"]
+    assert [c.content_hash for c in dos] == [c.content_hash for c in unix]
+
+
+def test_replacement_characters_keep_spans() -> None:
+    text = "# caf\ufffd\ndef price(item):\n    return PRICES[item]\n"
+    chunks = chunk_source(text, "legacy.py", "python")
+    assert [(c.kind, c.start_line, c.end_line) for c in chunks] == [
+        ("module", 1, 1),
+        ("function", 2, 3),
+    ] or [(c.kind, c.start_line, c.end_line) for c in chunks] == [("function", 1, 3)]
+
+
+def test_embedding_text_names_file_and_symbol_in_words() -> None:
+    chunk = next(c for c in _chunks_of("python/datatools/stats.py") if c.symbol == "mean_of_column")
+    text = embedding_text(chunk)
+    first, rest = text.split("\n", 1)
+    assert first == "datatools/stats.py | function mean_of_column (mean of column)"
+    assert rest == chunk.text
+    assert chunk.content_hash == hashlib.sha256(text.encode()).hexdigest()
+    moved = Chunk(**{**chunk.__dict__, "path": "other/stats.py"})
+    assert moved.content_hash != chunk.content_hash
+
+
+def test_type_chunks_list_their_members() -> None:
+    chunk = next(c for c in _chunks_of("python/datatools/stats.py") if c.kind == "class")
+    assert chunk.header == "members: push, variance"
+    assert embedding_text(chunk).split("\n")[1] == "members: push, variance"
+
+
+def test_module_and_window_chunks_have_a_bare_path_line() -> None:
+    chunk = _chunks_of("python/datatools/stats.py")[0]
+    assert embedding_text(chunk).split("\n", 1)[0] == "datatools/stats.py"
+
+
+@pytest.mark.parametrize(
+    ("identifier", "words"),
+    [
+        ("mean_of_column", ["mean", "of", "column"]),
+        ("parseCSVFile", ["parse", "csv", "file"]),
+        ("(*Stack).Push", ["stack", "push"]),
+        ("HTTPServer2.listen", ["http", "server", "2", "listen"]),
+        ("impl fmt::Display for Matrix.fmt", ["impl", "fmt", "display", "for", "matrix", "fmt"]),
+    ],
+)
+def test_identifier_words(identifier: str, words: list[str]) -> None:
+    assert identifier_words(identifier) == words
+
+
+def test_token_estimate_is_in_the_range_of_a_code_tokenizer() -> None:
+    code = (FIXTURES / "python" / "datatools" / "stats.py").read_text()
+    estimate = estimate_tokens(code)
+    # BPE code tokenizers average 3-4 characters per token on Python
+    assert len(code) / 5 < estimate < len(code) / 2.5
+    assert estimate_tokens(code + "\nx = 1") > estimate
+    assert estimate_tokens("") == 0
+
+
+def test_chunker_version_is_recorded_as_a_string() -> None:
+    assert isinstance(CHUNKER_VERSION, str) and CHUNKER_VERSION

@@ -1,0 +1,297 @@
+"""File discovery: ignore files at every level, default skips, symlinks, bad files, is_ignored."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from codesearch.discover import Discovery, Skip, SourceFile, is_ignored, read_source
+from codesearch.errors import UsageError
+
+IGNORE_RULES = Path(__file__).resolve().parent.parent / "fixtures" / "ignore-rules"
+
+
+def materialize(src: Path, dest: Path) -> Path:
+    """Copy a fixture repository, turning `dot-x` names into `.x` (ignore files and `.git` cannot
+    be committed under their real names: the project's own git would obey or refuse them)."""
+    shutil.copytree(src, dest, symlinks=True)
+    for path in sorted(dest.rglob("dot-*"), key=lambda p: len(p.parts), reverse=True):
+        path.rename(path.with_name("." + path.name[len("dot-") :]))
+    return dest
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return materialize(IGNORE_RULES, tmp_path / "repo")
+
+
+def walk(root: Path, **options: object) -> tuple[list[str], dict[str, str]]:
+    discovery = Discovery(root, **options)  # type: ignore[arg-type]
+    files = [f.rel for f in discovery]
+    return files, {s.rel: s.reason for s in discovery.skipped}
+
+
+EXPECTED_FILES = [
+    ".csignore",
+    ".gitignore",
+    "README.md",
+    "app/.gitignore",
+    "app/crlf.py",
+    "app/keep.tmp",
+    "app/legacy.py",
+    "app/main.py",
+    "app/util.py",
+    "docs/guide.md",
+    "important.tmp",
+    "scripts/run",
+]
+EXPECTED_SKIPS = {
+    ".env": "secret",
+    ".env.production": "secret",
+    ".git/": "vcs",
+    "Cargo.lock": "lockfile",
+    "api/service_pb2.py": "generated",
+    "app/cache.tmp": "gitignored",
+    "app/scratch.py": "gitignored",
+    "app/test_view.snapshot.py": "csignored",
+    "assets/blob.xyz": "binary",
+    "assets/logo.png": "binary",
+    "certs/server.pem": "secret",
+    "data/sample.csv": "data file",
+    "deploy.key": "secret",
+    "docs/drafts/": "csignored",
+    "gen/models.go": "generated",
+    "generated/": "gitignored",
+    "keys/id_rsa": "secret",
+    "keys/id_rsa.pub": "secret",
+    "local-only.py": "gitignored",
+    "myenv/": "vendored",
+    "node_modules/": "vendored",
+    "package-lock.json": "lockfile",
+    "poetry.lock": "lockfile",
+    "static/app.min.js": "minified",
+    "static/bundle.js": "minified",
+    "target/": "vendored",
+    "vendor/": "vendored",
+}
+
+
+def test_every_rule_of_the_fixture_repository(repo: Path) -> None:
+    files, skips = walk(repo)
+    assert files == EXPECTED_FILES  # sorted, stable order
+    assert skips == EXPECTED_SKIPS
+
+
+def test_counts_tally_skips_by_reason(repo: Path) -> None:
+    discovery = Discovery(repo)
+    list(discovery)
+    counts = discovery.counts()
+    assert counts["secret"] == 6
+    assert counts["gitignored"] == 4
+    assert sum(counts.values()) == len(EXPECTED_SKIPS)
+    # iterating again starts the tally afresh
+    list(discovery)
+    assert discovery.counts() == counts
+
+
+def test_source_file_fields_and_languages(repo: Path) -> None:
+    by_rel = {f.rel: f for f in Discovery(repo)}
+    main = by_rel["app/main.py"]
+    assert main.path == (repo / "app" / "main.py").resolve()
+    assert main.size == (repo / "app" / "main.py").stat().st_size
+    assert main.mtime_ns == (repo / "app" / "main.py").stat().st_mtime_ns
+    assert main.language == "python"
+    assert by_rel["scripts/run"].language == "python"  # from its #! line
+    assert by_rel["docs/guide.md"].language == "markdown"
+    assert by_rel["important.tmp"].language is None
+    assert by_rel[".gitignore"].language is None
+
+
+def test_include_vendored_and_secrets(repo: Path) -> None:
+    files, skips = walk(repo, include_vendored=True, include_secrets=True)
+    assert {
+        ".env",
+        ".env.production",
+        "certs/server.pem",
+        "deploy.key",
+        "keys/id_rsa",
+        "keys/id_rsa.pub",
+        "node_modules/leftpad/index.js",
+        "vendor/github.com/pkg/pkg.go",
+        "target/debug/build.rs",
+        "myenv/lib/site.py",
+        "myenv/pyvenv.cfg",
+    } <= set(files)
+    assert "secret" not in skips.values() and "vendored" not in skips.values()
+    assert skips[".git/"] == "vcs"  # never searched
+
+
+def test_build_dist_and_venv_dirs_are_vendored(repo: Path) -> None:
+    # made here: the project's own .gitignore keeps build/, dist/ and .venv/ out of the fixture
+    for name in ("build", "dist", ".venv", "pkg.egg-info", "__pycache__"):
+        (repo / "app" / name).mkdir()
+        (repo / "app" / name / "x.py").write_text("x = 1\n")
+    _, skips = walk(repo)
+    for name in ("build", "dist", ".venv", "pkg.egg-info", "__pycache__"):
+        assert skips[f"app/{name}/"] == "vendored"
+
+
+def test_gitignore_above_the_root_applies(repo: Path) -> None:
+    # indexing a subdirectory of a repository still obeys the repository's outer ignore files
+    files, skips = walk(repo / "app")
+    assert skips["cache.tmp"] == "gitignored"  # *.tmp from the top .gitignore
+    assert skips["scratch.py"] == "gitignored"
+    assert "keep.tmp" in files  # re-included by app/.gitignore
+    assert "main.py" in files
+
+
+def test_gitignore_outside_a_repository_is_not_inherited(tmp_path: Path) -> None:
+    (tmp_path / ".gitignore").write_text("*.py\n")  # no .git: this directory is not a repository
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.py").write_text("a = 1\n")
+    files, _ = walk(tmp_path / "sub")
+    assert files == ["a.py"]
+
+
+def test_size_cap_is_configurable(repo: Path) -> None:
+    big = repo / "app" / "big.py"
+    big.write_text("x = 1\n" * 400_000)  # 2.4 MB, over the 1 MiB default
+    _, skips = walk(repo)
+    assert skips["app/big.py"] == "too large"
+    files, skips = walk(repo, max_file_bytes=64)
+    assert skips["app/main.py"] == "too large"
+    assert "app/util.py" in files  # 47 bytes
+
+
+def test_symlinks_are_never_followed(repo: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret_code.py").write_text("def leaked(): pass\n")
+    (repo / "out_dir").symlink_to(outside)
+    (repo / "out_file.py").symlink_to(outside / "secret_code.py")
+    (repo / "alias.py").symlink_to(repo / "app" / "main.py")
+    (repo / "dangling.py").symlink_to(repo / "missing.py")
+    (repo / "self.py").symlink_to(repo / "self.py")  # a loop of one
+    (repo / "app" / "loop").symlink_to(repo)  # a directory loop
+    files, skips = walk(repo)
+    assert skips["out_dir"] == "symlink outside root"
+    assert skips["out_file.py"] == "symlink outside root"
+    assert skips["alias.py"] == "symlink"  # its target is indexed under its own path
+    assert skips["dangling.py"] == "broken symlink"
+    assert skips["self.py"] == "broken symlink"
+    assert skips["app/loop"] == "symlink"
+    assert files == EXPECTED_FILES
+
+
+def test_fifo_is_not_read(repo: Path) -> None:
+    os.mkfifo(repo / "app" / "pipe.py")  # opening it would block forever
+    _, skips = walk(repo)
+    assert skips["app/pipe.py"] == "not a regular file"
+
+
+@contextlib.contextmanager
+def unprivileged() -> Iterator[None]:
+    """Run the block without root's power to read anything (permission bits do not stop root)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_unreadable_files_and_directories_are_skipped() -> None:
+    # a world-traversable directory, so the unprivileged walk can reach it
+    base = Path(tempfile.mkdtemp(prefix="cs-unreadable-"))
+    try:
+        base.chmod(0o755)
+        (base / "ok.py").write_text("ok = 1\n")
+        (base / "ok.py").chmod(0o644)
+        (base / "locked.py").write_text("hidden = 1\n")
+        (base / "locked.py").chmod(0o000)
+        (base / "private").mkdir()
+        (base / "private" / "a.py").write_text("a = 1\n")
+        (base / "private").chmod(0o000)
+        with unprivileged():
+            files, skips = walk(base)
+        assert files == ["ok.py"]
+        assert skips == {"locked.py": "unreadable", "private/": "unreadable"}
+    finally:
+        (base / "private").chmod(0o755)
+        shutil.rmtree(base)
+
+
+def test_read_source_keeps_line_numbers_for_broken_utf8(repo: Path) -> None:
+    legacy = next(f for f in Discovery(repo) if f.rel == "app/legacy.py")
+    text = read_source(legacy)
+    raw_lines = (repo / "app" / "legacy.py").read_bytes().split(b"\n")
+    assert len(text.split("\n")) == len(raw_lines)
+    assert text.split("\n")[0] == "# caf\ufffd menu"
+    assert text.split("\n")[4] == "def price(item):"
+
+
+def test_read_source_drops_a_bom_and_reports_vanished_files(tmp_path: Path) -> None:
+    (tmp_path / "bom.py").write_bytes(b"\xef\xbb\xbfx = 1\n")
+    source = next(iter(Discovery(tmp_path)))
+    assert read_source(source) == "x = 1\n"
+    (tmp_path / "bom.py").unlink()
+    with pytest.raises(OSError, match="cannot read bom.py"):
+        read_source(source)
+
+
+def test_missing_or_file_root_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="no such directory"):
+        Discovery(tmp_path / "nope")
+    (tmp_path / "f.py").write_text("")
+    with pytest.raises(UsageError, match="not a directory"):
+        Discovery(tmp_path / "f.py")
+
+
+@pytest.mark.parametrize(
+    ("rel", "ignored"),
+    [
+        ("app/main.py", False),
+        ("app/cache.tmp", True),  # gitignored
+        ("app/keep.tmp", False),  # re-included by the nested .gitignore
+        ("app/scratch.py", True),  # nested .gitignore
+        ("local-only.py", True),  # .git/info/exclude
+        ("docs/drafts/plan.md", True),  # .csignore directory
+        ("generated/models.py", True),
+        ("node_modules/leftpad/index.js", True),
+        ("node_modules/not/created/yet.js", True),  # judged by its directory
+        (".git/HEAD", True),
+        (".env", True),
+        ("assets/logo.png", True),
+        ("static/bundle.js", True),  # judged by content when it exists
+        ("app/new_module.py", False),  # does not exist (deleted, or not written yet)
+        ("app/old.tmp", True),  # does not exist, but its name is ignored
+        ("Cargo.lock", True),
+        ("../elsewhere.py", True),  # outside the root
+        ("./app/main.py", False),
+    ],
+)
+def test_is_ignored(repo: Path, rel: str, ignored: bool) -> None:
+    assert is_ignored(repo, rel) is ignored
+
+
+def test_check_agrees_with_the_walk(repo: Path) -> None:
+    discovery = Discovery(repo)
+    walked = {f.rel: f for f in discovery}
+    for rel, source in walked.items():
+        assert discovery.check(rel) == source
+    for rel, reason in EXPECTED_SKIPS.items():
+        result = discovery.check(rel)
+        assert isinstance(result, Skip) and result.reason == reason, rel
+        assert isinstance(result, Skip) and result.rel == rel
+    assert not isinstance(discovery.check("app/main.py"), Skip)
+    assert isinstance(discovery.check("app/main.py"), SourceFile)

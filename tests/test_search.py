@@ -1,0 +1,187 @@
+"""Search helpers as tables (query-type detection, globs, fusion, identifiers, FILE:LINE), and the
+Searcher on a real index built with the tiny model."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from codesearch.chunk import Chunk
+from codesearch.errors import IndexMissingError, UsageError
+from codesearch.indexer import IndexOptions, index_root
+from codesearch.search import (
+    Searcher,
+    SearchOptions,
+    detect_task,
+    enclosing_chunk,
+    fuse,
+    glob_to_regex,
+    lexical_query,
+    lexical_text,
+    parse_location,
+    split_identifier,
+)
+
+pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
+
+
+@pytest.mark.parametrize(
+    ("query", "task"),
+    [
+        ("parse CSV and compute mean", "nl2code"),
+        ("function that returns the mean of a column", "nl2code"),
+        ("class that parses csv files", "nl2code"),
+        ("where do we retry failed http requests?", "nl2code"),
+        ("parse_csv", "nl2code"),
+        ("def mean(xs): return sum(xs) / len(xs)", "code2code"),
+        ("for (let i = 0; i < n; i++) {", "code2code"),
+        ("x = foo(bar)", "code2code"),
+        ("fn main() -> Result<(), Error>", "code2code"),
+        ("if a == b:\n    return", "code2code"),
+        ("std::vector<int>", "code2code"),
+    ],
+)
+def test_detect_task(query: str, task: str) -> None:
+    assert detect_task(query) == task
+
+
+@pytest.mark.parametrize(
+    ("glob", "matches", "misses"),
+    [
+        ("*.py", ["a.py", "src/deep/b.py"], ["a.pyc", "a.py/x.go"]),
+        ("src/*.py", ["src/a.py"], ["src/deep/a.py", "lib/src/a.py"]),
+        ("src/**/*.py", ["src/a.py", "src/x/y/a.py"], ["a.py", "lib/src/a.py"]),
+        ("**/test_*.py", ["test_a.py", "t/test_b.py"], ["t/a_test.py"]),
+        ("tests/", ["tests/a.py", "tests/x/b.go"], ["src/tests.py"]),
+        ("file?.[ch]", ["file1.c", "x/fileA.h"], ["file10.c", "file1.cpp"]),
+        ("[!a]*.go", ["b.go"], ["a.go"]),
+        ("a+b(1).js", ["a+b(1).js"], ["aab1.js"]),
+    ],
+)
+def test_glob_to_regex(glob: str, matches: list[str], misses: list[str]) -> None:
+    regex = re.compile(glob_to_regex(glob))
+    for path in matches:
+        assert regex.search(path), (glob, path)
+    for path in misses:
+        assert not regex.search(path), (glob, path)
+
+
+def test_fuse_is_linear_on_max_normalised_scores() -> None:
+    fused = fuse({"a": 0.8, "b": 0.4}, {"b": 10.0, "c": 5.0}, weight=0.75)
+    assert fused["a"] == pytest.approx(0.75)
+    assert fused["b"] == pytest.approx(0.75 * 0.5 + 0.25)
+    assert fused["c"] == pytest.approx(0.25 * 0.5)
+    assert fuse({"a": -0.2}, {}) == {"a": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("parseCSVFile", ["parse", "csv", "file"]),
+        ("mean_of_column", ["mean", "of", "column"]),
+        ("HTTPServer2", ["http", "server", "2"]),
+        ("src/data_tools/CsvReader.py", ["src", "data", "tools", "csv", "reader", "py"]),
+        ("(*Stack).Push", ["stack", "push"]),
+    ],
+)
+def test_split_identifier(name: str, words: list[str]) -> None:
+    assert split_identifier(name) == words
+
+
+def test_lexical_text_and_query_split_camel_case() -> None:
+    text = lexical_text("src/CsvReader.ts", "CsvReader.readRows",
+                        "readRows() { return parseLine(x) }")
+    assert "csv reader" in text and "read rows" in text and "parse line" in text
+    assert lexical_query("where is parseLine() && x?") == "where is parseline x parse line"
+
+
+def test_parse_location() -> None:
+    assert parse_location("src/a.py:42") == ("src/a.py", 42)
+    assert parse_location("C:/x/a.py:7") == ("C:/x/a.py", 7)
+    for bad in ("src/a.py", "a.py:", ":3", "a.py:x"):
+        with pytest.raises(UsageError, match="FILE:LINE"):
+            parse_location(bad)
+
+
+def test_enclosing_chunk_prefers_the_smallest() -> None:
+    def c(start: int, end: int) -> Chunk:
+        return Chunk("a.py", "python", "function", f"f{start}", start, end, "x")
+
+    chunks = [c(1, 20), c(5, 9), c(12, 14)]
+    assert enclosing_chunk(chunks, 6).symbol == "f5"
+    assert enclosing_chunk(chunks, 3).symbol == "f1"
+    assert enclosing_chunk([c(1, 3), c(10, 12)], 8).symbol == "f10"
+    assert enclosing_chunk([], 1) is None
+
+
+@pytest.fixture
+def indexed(tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> Path:
+    """Python and Go fixtures in one root, indexed with the tiny model."""
+    root = tmp_path / "repo"
+    shutil.copytree(fixtures_dir / "python", root / "py")
+    shutil.copytree(fixtures_dir / "go", root / "go")
+    index_root(root, options=IndexOptions(model=str(tiny_model_dir)))
+    return root
+
+
+def test_filters_apply_before_ranking(indexed: Path) -> None:
+    searcher = Searcher.open(indexed)
+    for mode in ("semantic", "lexical", "hybrid"):
+        hits = searcher.find("push a value on the stack", SearchOptions(k=3, mode=mode,
+                                                                       languages=("go",)))
+        assert hits and all(h.language == "go" for h in hits), mode
+        if mode != "lexical":  # BM25 only returns chunks sharing a word with the query
+            assert len(hits) == 3
+    hits = searcher.find("mean", SearchOptions(k=50, globs=("py/datatools/stats.py",)))
+    assert hits and {h.path for h in hits} == {"py/datatools/stats.py"}
+    hits = searcher.find("mean", SearchOptions(k=50, globs=("!*.py",)))
+    assert hits and all(not h.path.endswith(".py") for h in hits)
+
+
+def test_lexical_needs_no_model_and_min_score_cuts(indexed: Path) -> None:
+    searcher = Searcher.open(indexed)
+    hits = searcher.find("mean of column", SearchOptions(k=5, mode="lexical"))
+    assert hits[0].symbol == "mean_of_column"
+    assert not searcher.handle.loaded
+    assert searcher.find("mean of column", SearchOptions(mode="lexical", min_score=1e9)) == []
+
+
+def test_similar_excludes_itself(indexed: Path) -> None:
+    searcher = Searcher.open(indexed)
+    target = indexed / "py/datatools/smoothing.py"
+    lines = target.read_text().splitlines()
+    line = next(i for i, t in enumerate(lines, 1) if "def rolling_mean" in t)
+    hits = searcher.similar(f"{target}:{line + 2}", SearchOptions(k=50))
+    assert hits
+    assert not any(h.path == "py/datatools/smoothing.py" and h.start_line <= line + 2 <= h.end_line
+                   for h in hits)
+
+
+def test_search_errors(indexed: Path, tmp_path: Path) -> None:
+    searcher = Searcher.open(indexed)
+    with pytest.raises(UsageError, match="empty query"):
+        searcher.find("  ")
+    with pytest.raises(UsageError, match="no indexed files in language 'cobol'") as err:
+        searcher.find("x", SearchOptions(languages=("cobol",)))
+    assert "go" in (err.value.hint or "") and "python" in (err.value.hint or "")
+    with pytest.raises(UsageError, match="unknown mode"):
+        searcher.find("x", SearchOptions(mode="fuzzy"))
+    stats = indexed / "py/datatools/stats.py"
+    n = len(stats.read_text().splitlines())
+    with pytest.raises(UsageError, match=f"line {n + 1} is out of range: .* has {n} lines"):
+        searcher.similar(f"{stats}:{n + 1}")
+    with pytest.raises(UsageError, match="line 0 is out of range"):
+        searcher.similar(f"{stats}:0")
+    outside = tmp_path / "elsewhere.py"
+    outside.write_text("def f():\n    pass\n")
+    with pytest.raises(UsageError, match="outside the indexed root"):
+        searcher.similar(f"{outside}:1")
+    with pytest.raises(UsageError, match="no such file"):
+        searcher.similar(f"{indexed}/nope.py:1")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(IndexMissingError, match="no index"):
+        Searcher.open(empty)
