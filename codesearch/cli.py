@@ -520,7 +520,223 @@ def status_cmd(
 # --- issue 5: watch --------------------------------------------------------------------------
 
 
+class _WatchDisplay:
+    """What `cs watch` shows: a live status line on a terminal (stderr) with one log line per
+    batch above it; plain log lines on stderr otherwise; with --json, JSON lines on stdout
+    (events "ready", "serve", "batch", "stopped")."""
+
+    def __init__(self, root: Path, *, as_json: bool) -> None:
+        self.root = root
+        self.as_json = as_json
+        self.live_enabled = sys.stderr.isatty() and not as_json
+        self._console: Any = None
+        self._live: Any = None
+        self._ready = False
+        self._last_batch: Any = None
+        self._status: Any = None
+
+    def __enter__(self) -> _WatchDisplay:
+        from rich.console import Console
+
+        self._console = Console(stderr=True, highlight=False)
+        if self.live_enabled:
+            from rich.live import Live
+            from rich.text import Text
+
+            self._live = Live(Text("starting..."), console=self._console,
+                              refresh_per_second=4, transient=True)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _log(self, line: str) -> None:
+        if self.as_json:
+            return
+        if self._console is not None:
+            self._console.print(line, markup=False)
+
+    def _emit(self, event: str, **data: Any) -> None:
+        import json
+
+        if self.as_json:
+            typer.echo(json.dumps({"event": event, **data}))
+
+    def _show(self, text: str) -> None:
+        if self._live is not None:
+            from rich.text import Text
+
+            self._live.update(Text(text))
+
+    def progress(self, event: Any) -> None:
+        if self._ready:
+            self._show(f"indexing {event.files_done}/{event.files_total} files · "
+                       f"{event.chunks_embedded} chunks embedded")
+        elif event.phase == "index" and event.files_total:
+            self._show(f"catching up: {event.files_done}/{event.files_total} files · "
+                       f"{event.chunks_embedded} chunks embedded, {event.chunks_reused} reused")
+        elif event.phase == "optimize":
+            self._show("catching up: optimizing the index...")
+
+    def status(self, s: Any) -> None:
+        self._status = s
+        if s.phase == "watching" and not self._ready and s.catch_up is not None:
+            self._ready = True
+            c = s.catch_up
+            self._emit("ready", root=s.root, index=s.index, files=s.files, chunks=s.chunks,
+                       catch_up=c.to_dict())
+            self._log(f"Watching {s.root}: {s.files} files, {s.chunks} chunks "
+                      f"(caught up in {c.seconds:.1f}s: {c.files_changed} changed, "
+                      f"{c.files_removed} removed, {c.chunks_embedded} chunks embedded). "
+                      "Ctrl-C to stop.")
+        if s.last_batch is not None and s.last_batch is not self._last_batch:
+            self._last_batch = b = s.last_batch
+            self._emit("batch", files=s.files, chunks=s.chunks, **b.to_dict())
+            self._log(self._describe(b))
+        self._show(self._line(s))
+
+    def served(self, result: Any) -> None:
+        self._emit("serve", serving=result.serving, socket=result.socket, reason=result.reason)
+        if result.serving:
+            self._log(f"Serving find and similar at {result.socket}.")
+        else:
+            self._log(f"Not serving queries: {result.reason}")
+
+    def stopped(self, s: Any) -> None:
+        self._emit("stopped", files=s.files, chunks=s.chunks, batches=s.batches,
+                   commits=s.commits, optimizations=s.optimizations)
+        self._log(f"Stopped: {s.batches} updates, {s.commits} commits this session; "
+                  f"{s.files} files, {s.chunks} chunks in the index.")
+
+    @staticmethod
+    def _describe(b: Any) -> str:
+        import time as _time
+
+        parts = []
+        if b.files_changed:
+            parts.append(f"{b.files_changed} updated" + (f" ({b.files_new} new)"
+                                                         if b.files_new else ""))
+        if b.files_removed:
+            parts.append(f"{b.files_removed} removed")
+        if b.files_touched:
+            parts.append(f"{b.files_touched} touched")
+        if b.files_failed:
+            parts.append(f"{b.files_failed} skipped (unreadable)")
+        line = (f"{_time.strftime('%H:%M:%S', _time.localtime(b.finished_at))}  "
+                f"{', '.join(parts) or 'no change'} · {b.chunks_embedded} chunks embedded, "
+                f"{b.chunks_reused} reused · {b.seconds:.2f}s")
+        if not b.complete:
+            line += " (stopped midway; the next run finishes it)"
+        return line
+
+    @staticmethod
+    def _line(s: Any) -> str:
+        import time as _time
+
+        if s.phase in ("starting", "catch-up"):
+            return "catching up..."
+        last = (_time.strftime("%H:%M:%S", _time.localtime(s.last_update))
+                if s.last_update else "-")
+        head = {"indexing": "indexing", "optimizing": "compacting", "stopping": "stopping",
+                "stopped": "stopped"}.get(s.phase, "watching")
+        return (f"{head} · {s.files} files, {s.chunks} chunks · last update {last} · "
+                f"queue {s.queued}")
+
+
+@app.command("watch")
+def watch_cmd(
+    root: Annotated[Path, typer.Argument(help="The source tree to keep indexed.")] = Path("."),
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Drop the index and build it "
+                                          "again before watching.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines on stdout: ready, serve, "
+                                          "batch and stopped events.")] = False,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Also answer cs find and "
+                                        "cs similar over a local socket while watching.")
+                     ] = True,
+    debounce: Annotated[float, typer.Option("--debounce", min=0.0, help="Seconds of quiet "
+                                            "before changes are indexed.")] = 0.25,
+    model: _Model = None,
+    dim: Annotated[int | None, typer.Option("--dim", help="Vector dimension (Matryoshka).",
+                                            show_default=False)] = None,
+    device: _Device = None,
+    index_dir: _IndexDir = None,
+    index_uri: _IndexUri = None,
+    storage_option: _StorageOpts = None,
+) -> None:
+    """Keep the index of ROOT current while files change: catch up, then re-index what changes
+    (only new chunks are embedded). Holds the index's writer lock; stop with Ctrl-C or SIGTERM
+    (the batch in progress is finished first)."""
+    from codesearch.indexer import IndexOptions
+    from codesearch.watch import WatchOptions, watch_root
+
+    options = IndexOptions(model=model, dim=dim, device=device, rebuild=rebuild)
+    with _WatchDisplay(root, as_json=as_json) as display:
+        final = watch_root(root, index_uri=index_uri, index_dir=index_dir,
+                           storage_options=_storage_options(storage_option), options=options,
+                           watch_options=WatchOptions(debounce=debounce),
+                           on_status=display.status, progress=display.progress, notify=_notice,
+                           serve=serve, on_serve=display.served)
+    display.stopped(final)
+
+
 # --- issue 8: serve, mcp ---------------------------------------------------------------------
+
+
+@app.command("serve")
+def serve_cmd(
+    roots: Annotated[list[Path] | None, typer.Argument(help="Indexed roots to serve (default: "
+                                                       "the current directory).",
+                                                       show_default=False)] = None,
+    model: _Model = None,
+    device: _Device = None,
+    index_dir: _IndexDir = None,
+    index_uri: _IndexUri = None,
+    storage_option: _StorageOpts = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each request to "
+                                          "stderr.")] = False,
+) -> None:
+    """Keep the model loaded and answer `cs find` and `cs similar` for ROOTs over a private
+    Unix socket, until Ctrl-C or SIGTERM. Those commands use it automatically."""
+    from codesearch.server import QueryEngine, QueryServer
+
+    engine = QueryEngine(roots or [Path(".")], index_dir=index_dir, index_uri=index_uri,
+                         storage_options=_storage_options(storage_option), device=device,
+                         notify=_notice)
+    server = QueryServer(engine, log=_notice if verbose else None).start()
+    try:
+        for served, sock in zip(engine.roots.values(), server.socket_paths, strict=True):
+            _notice(f"Serving {served.root} on {sock}")
+        if model:
+            # An explicit model is loaded (and checked against each index) now, not per query.
+            for root in engine.roots:
+                engine.searcher(root, model).handle.get()
+        server.warm()
+        _notice(f"Ready (pid {engine.info()['pid']}). Ctrl-C or SIGTERM stops.")
+    except BaseException:
+        server.stop()
+        raise
+    server.serve_forever()
+    _notice("Stopped.")
+
+
+@app.command("mcp")
+def mcp_cmd(
+    path: _Root = Path("."),
+    model: _Model = None,
+    device: _Device = None,
+    index_dir: _IndexDir = None,
+    index_uri: _IndexUri = None,
+    storage_option: _StorageOpts = None,
+) -> None:
+    """Run a Model Context Protocol server on stdio for AI coding tools: search_code,
+    find_similar, index_status over the index of --path. See docs/mcp.md to register it."""
+    from codesearch.mcp_server import run_stdio
+
+    run_stdio(path, model=model, device=device, index_dir=index_dir, index_uri=index_uri,
+              storage_options=_storage_options(storage_option), notify=_notice)
 
 
 def main() -> None:

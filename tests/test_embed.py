@@ -263,8 +263,14 @@ def test_auto_dtype_is_measured_and_remembered(tiny_model_dir: Path, cs_home: Pa
         emb.dtype
         == {"float32": torch.float32, "bfloat16": torch.bfloat16}[emb.dtype_choice["dtype"]]
     )
-    stored = json.loads((cs_home / "cpu-dtype.json").read_text())
+    store = cs_home / "cpu-dtype.json"
+    stored = json.loads(store.read_text())
     assert list(stored.values()) == [emb.dtype_choice]
+    # The next load trusts the remembered choice instead of measuring again.
+    (key,) = stored
+    store.write_text(json.dumps({key: {"dtype": "bfloat16", "speedup": 9.0, "min_cosine": 1.0}}))
+    again = load_embedder(str(tiny_model_dir), device="cpu")
+    assert again.dtype == torch.bfloat16 and again.dtype_choice["speedup"] == 9.0
 
 
 # -- hub presets offline -----------------------------------------------------------------------

@@ -148,8 +148,16 @@ class HFEmbedder:
             CUDA_TOKEN_BUDGET if self.device.type == "cuda" else CPU_TOKEN_BUDGET
         )
         self.dtype_choice: dict[str, Any] = {}
-        self.tokenizer, model = loaded if loaded is not None else self._load(res)
-        self.model = self._place(model, requested_dtype, notify)
+        planned = self._planned_dtype(requested_dtype)
+        # Load straight into the final dtype when it is known (bf16 weights stay bf16: half the
+        # memory); only an unmeasured CPU loads fp32 first, to time both.
+        if loaded is not None:
+            self.tokenizer, model = loaded
+        else:
+            self.tokenizer, model = self._load(res, planned or torch.float32)
+        if planned is None:
+            planned = self._measure_cpu_dtype(model, notify)
+        self.model = model.to(device=self.device, dtype=planned)
         self.dtype = next(self.model.parameters()).dtype
         forward_params = inspect.signature(self.model.forward).parameters
         # A decoder would otherwise build a KV cache we never read: memory and time for nothing.
@@ -165,7 +173,7 @@ class HFEmbedder:
     # -- loading ------------------------------------------------------------------------------
 
     @staticmethod
-    def _load(res: ResolvedModel) -> tuple[Any, torch.nn.Module]:
+    def _load(res: ResolvedModel, dtype: torch.dtype) -> tuple[Any, torch.nn.Module]:
         import transformers
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -179,7 +187,7 @@ class HFEmbedder:
         try:
             # trust_remote_code stays False: a model repository must not run code on this machine.
             tokenizer = AutoTokenizer.from_pretrained(res.path, trust_remote_code=False)
-            kwargs: dict[str, Any] = {dtype_kw: torch.float32, "trust_remote_code": False}
+            kwargs: dict[str, Any] = {dtype_kw: dtype, "trust_remote_code": False}
             model = AutoModel.from_pretrained(res.path, **kwargs)
         except ModelError:
             raise
@@ -195,55 +203,50 @@ class HFEmbedder:
                 hf_logging.enable_progress_bar()
         return tokenizer, model.eval()
 
-    def _place(
-        self,
-        model: torch.nn.Module,
-        requested: torch.dtype | None,
-        notify: Callable[[str], None] | None,
-    ) -> torch.nn.Module:
-        if requested is None:
-            if self.device.type == "cuda":
-                requested = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            elif self.device.type == "cpu":
-                requested = self._choose_cpu_dtype(model, notify)
-            else:
-                requested = torch.float32
-        return model.to(device=self.device, dtype=requested)
+    def _planned_dtype(self, requested: torch.dtype | None) -> torch.dtype | None:
+        """The dtype to run in when known before loading; None when CPU speed must be measured."""
+        if requested is not None:
+            return requested
+        if self.device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if self.device.type == "cpu":
+            known = self._cpu_dtype_store().get(self._cpu_dtype_key())
+            if isinstance(known, dict) and known.get("dtype") in _DTYPES:
+                self.dtype_choice = known
+                return _DTYPES[str(known["dtype"])]
+            return None
+        return torch.float32
 
-    def _choose_cpu_dtype(
+    def _cpu_dtype_key(self) -> str:
+        parts = [self.model_id, str(self.revision), _cpu_name(), torch.__version__]
+        return "|".join([*parts, str(torch.get_num_threads())])
+
+    @staticmethod
+    def _cpu_dtype_store() -> dict[str, Any]:
+        try:
+            known = json.loads((cache_dir() / "cpu-dtype.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return known if isinstance(known, dict) else {}
+
+    def _measure_cpu_dtype(
         self, model: torch.nn.Module, notify: Callable[[str], None] | None
     ) -> torch.dtype:
         """fp32 or bf16 for this model on this CPU, measured once and remembered in the cache dir.
 
-        bf16 speed on CPUs ranges from several times faster (AMX, AVX512-BF16) to slower (emulated),
-        so it is timed on the real model rather than guessed from CPU flags; agreement with fp32 is
-        checked on the same inputs.
+        bf16 speed on CPUs ranges from several times faster (AMX, AVX512-BF16) to ten times slower
+        (emulated on AVX2), so it is timed on the real model rather than guessed from CPU flags;
+        agreement with fp32 is checked on the same inputs.
         """
-        key = "|".join(
-            [
-                self.model_id,
-                str(self.revision),
-                _cpu_name(),
-                torch.__version__,
-                str(torch.get_num_threads()),
-            ]
-        )
-        store = cache_dir() / "cpu-dtype.json"
-        try:
-            known = json.loads(store.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            known = {}
-        if isinstance(known, dict) and isinstance(known.get(key), dict):
-            self.dtype_choice = known[key]
-            return _DTYPES.get(str(known[key].get("dtype")), torch.float32)
         if notify is not None:
             notify("Measuring fp32 vs bf16 speed on this CPU (once per model)...")
         choice = measure_cpu_dtype(model, self.tokenizer, self.pooling)
         self.dtype_choice = choice
+        store = cache_dir() / "cpu-dtype.json"
         try:
+            known = self._cpu_dtype_store()
+            known[self._cpu_dtype_key()] = choice
             store.parent.mkdir(parents=True, exist_ok=True)
-            known = known if isinstance(known, dict) else {}
-            known[key] = choice
             tmp = store.with_suffix(f".{os.getpid()}.tmp")
             tmp.write_text(json.dumps(known, indent=1), encoding="utf-8")
             tmp.replace(store)

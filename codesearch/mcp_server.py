@@ -1,0 +1,170 @@
+"""``cs mcp``: a Model Context Protocol server over stdio, so AI coding tools can search an
+indexed code base by meaning.
+
+Built on the official ``mcp`` Python SDK (``pip install 'codesearch[mcp]'``): ``MCPServer`` in mcp
+2.x, ``FastMCP`` in 1.x. Tools (all answers are structured, with a JSON schema):
+
+- ``search_code(query, k, language, path_glob)``: ``cs find``.
+- ``find_similar(file, line, k)``: ``cs similar FILE:LINE``; ``file`` relative to the root.
+- ``index_status()``: ``cs status --json``.
+
+One root per server (the working directory, or ``--path``). Queries run on a
+:class:`codesearch.server.QueryEngine`: the model stays loaded (it starts loading in the
+background as soon as the server starts) and every call reads the latest committed index, so a
+``cs watch`` or ``cs index`` in another process is seen at once. stdout carries the protocol:
+notices go to stderr. Registration with Claude Code, Claude Desktop, Cursor and VS Code:
+docs/mcp.md.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import Field
+from typing_extensions import TypedDict
+
+from codesearch.errors import CodeSearchError, UsageError
+from codesearch.server import QueryEngine
+
+if TYPE_CHECKING:  # pragma: no cover
+    from codesearch.search import Hit
+
+SERVER_NAME = "codesearch"
+INSTRUCTIONS = (
+    "Semantic code search over one local repository (cs). Use search_code with a description of "
+    "what the code does (or a code snippet) to find the functions, methods and classes that do "
+    "it; find_similar to find code like a given file:line; index_status to see what is indexed "
+    "and how stale it is. Paths are relative to the repository root."
+)
+
+
+class CodeHit(TypedDict):
+    """One result: a chunk (function, method, class, section) of a file."""
+
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str
+    language: str
+    kind: str
+    score: float
+    text: str
+
+
+class SearchResults(TypedDict):
+    """Results, best first; ``root`` is the repository the paths are relative to."""
+
+    root: str
+    hits: list[CodeHit]
+
+
+def _hit(hit: Hit) -> CodeHit:
+    return CodeHit(path=hit.path, start_line=hit.start_line, end_line=hit.end_line,
+                   symbol=hit.symbol, language=hit.language, kind=hit.kind,
+                   score=round(float(hit.score), 6), text=hit.text)
+
+
+def _sdk() -> tuple[type, type[Exception]]:
+    """(server class, tool error class) of the installed SDK; UsageError naming the extra when
+    it is missing."""
+    try:
+        from mcp.server.mcpserver import MCPServer
+        from mcp.server.mcpserver.exceptions import ToolError
+        return MCPServer, ToolError
+    except ImportError:
+        pass
+    try:
+        from mcp.server.fastmcp import FastMCP
+        from mcp.server.fastmcp.exceptions import ToolError as FastToolError
+        return FastMCP, FastToolError
+    except ImportError:
+        raise UsageError("the MCP server needs the mcp package",
+                         hint="pip install 'codesearch[mcp]'") from None
+
+
+def build_server(engine: QueryEngine, root: Path, *, model: str | None = None) -> Any:
+    """An SDK server exposing ``engine``'s root as the tools above (not yet running)."""
+    import anyio
+
+    server_cls, tool_error = _sdk()
+    server = server_cls(SERVER_NAME, instructions=INSTRUCTIONS, log_level="WARNING")
+    root = root.expanduser().resolve()
+
+    async def call(fn: Callable[[], Any]) -> Any:
+        # The engine blocks (model, disk): keep it off the event loop; errors become the one line
+        # the CLI would print, plus its hint, as a tool error the agent can read.
+        try:
+            return await anyio.to_thread.run_sync(fn)
+        except CodeSearchError as err:
+            raise tool_error(err.message + (f" ({err.hint})" if err.hint else "")) from None
+
+    @server.tool()
+    async def search_code(
+        query: Annotated[str, Field(description="What the code does, in words, or a code "
+                                    "snippet to find code like it.")],
+        k: Annotated[int, Field(description="How many results.", ge=1, le=100)] = 10,
+        language: Annotated[str | None, Field(description="Only this language, e.g. python, "
+                                              "typescript, go, rust.")] = None,
+        path_glob: Annotated[str | None, Field(description="Only paths matching this glob, "
+                                               "e.g. 'src/**/*.py'; '!tests/' excludes.")] = None,
+    ) -> SearchResults:
+        """Search the repository by meaning: the functions, methods and classes that best match
+        the query, best first, each with its path, line range, symbol, score and source text."""
+        from codesearch.search import SearchOptions
+
+        options = SearchOptions(k=k, languages=(language,) if language else (),
+                                globs=(path_glob,) if path_glob else ())
+        hits = await call(lambda: engine.find(root, query, options, model=model))
+        return SearchResults(root=str(root), hits=[_hit(h) for h in hits])
+
+    @server.tool()
+    async def find_similar(
+        file: Annotated[str, Field(description="A file of the repository (relative to its "
+                                   "root, or absolute).")],
+        line: Annotated[int, Field(description="A line inside the code to compare with "
+                                   "(1-based).", ge=1)],
+        k: Annotated[int, Field(description="How many results.", ge=1, le=100)] = 10,
+    ) -> SearchResults:
+        """Find code like the function or class enclosing file:line (itself excluded): near
+        duplicates, other implementations of the same idea."""
+        from codesearch.search import SearchOptions
+
+        options = SearchOptions(k=k)
+        hits = await call(lambda: engine.similar(root, f"{file}:{line}", options, model=model,
+                                                 cwd=root))
+        return SearchResults(root=str(root), hits=[_hit(h) for h in hits])
+
+    @server.tool()
+    async def index_status() -> dict[str, Any]:
+        """The repository's index: model, dim, files, chunks, when it was last updated, and how
+        many files changed since (new, modified, removed)."""
+        return dict(await call(lambda: engine.status(root)))
+
+    return server
+
+
+def run_stdio(root: Path, *, model: str | None = None, device: str | None = None,
+              index_dir: str | Path | None = None, index_uri: str | None = None,
+              storage_options: Mapping[str, str] | None = None,
+              notify: Callable[[str], None] | None = None) -> None:
+    """Serve ``root`` over stdio until the client closes the pipe. The model starts loading in
+    the background at once; a query that arrives first waits for it."""
+    engine = QueryEngine([root], index_dir=index_dir, index_uri=index_uri,
+                         storage_options=storage_options, device=device, notify=notify)
+    server = build_server(engine, root, model=model)
+
+    def warm() -> None:
+        try:
+            engine.searcher(root, model).handle.get()
+        except CodeSearchError as err:  # reported again, to the agent, on its first call
+            if notify:
+                notify(f"warning: {err.message}" + (f" ({err.hint})" if err.hint else ""))
+        except Exception as err:  # noqa: BLE001 - never kill the server from a warm-up
+            if notify:
+                notify(f"warning: could not load the model: {err}")
+
+    threading.Thread(target=warm, name="cs-mcp-warm", daemon=True).start()
+    server.run("stdio")

@@ -1,0 +1,326 @@
+"""`cs serve` and the client in `cs find` / `cs similar`: a real server (a thread of the test
+process, or a `cs serve` subprocess) on a fixture repository indexed with the tiny model; the CLI
+output through the server must equal `--no-server` output byte for byte."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from codesearch.cli import app
+from codesearch.search import SearchOptions
+from codesearch.server import (
+    PROTOCOL_VERSION,
+    QueryEngine,
+    QueryServer,
+    ServerBusyError,
+    ping,
+    request,
+    runtime_dir,
+    search_via_server_or_local,
+    serve_in_background,
+    socket_path,
+)
+from codesearch.store import resolve_index_uri
+
+pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
+runner = CliRunner()
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cs(*args: str) -> Any:
+    return runner.invoke(app, list(args))
+
+
+def wait_for(check: Callable[[], Any], what: str, deadline: float = 60.0) -> Any:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def repo(tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> Path:
+    """The Python fixture repository, indexed with the tiny model."""
+    root = tmp_path / "repo"
+    shutil.copytree(fixtures_dir / "python", root)
+    result = cs("index", str(root), "--model", str(tiny_model_dir), "--json")
+    assert result.exit_code == 0, result.output
+    return root
+
+
+class Served:
+    """A server on a background thread of this process, recording the requests it answers."""
+
+    def __init__(self, roots: list[Path]) -> None:
+        self.log: list[str] = []
+        self.server = serve_in_background(QueryEngine(roots), log=self.log.append)
+        assert self.server.ready.wait(60)
+
+    def answered(self) -> int:
+        return len(self.log)
+
+
+@pytest.fixture
+def served(repo: Path) -> Iterator[Served]:
+    s = Served([repo])
+    yield s
+    s.server.stop()
+
+
+def both(*args: str) -> tuple[Any, Any]:
+    """The same command through the server and with --no-server."""
+    return cs(*args), cs(*args, "--no-server")
+
+
+FIND_CASES = [
+    ("find", "parse a CSV file and compute the mean", "--json"),
+    ("find", "retry an HTTP request", "--json", "-k", "3", "--mode", "hybrid"),
+    ("find", "moving average", "--json", "--mode", "lexical", "--glob", "datatools/*.py"),
+    ("find", "def mean(xs): return sum(xs) / len(xs)", "--grep", "--lang", "python"),
+    ("find", "hash a file", "--json", "--min-score", "0.3"),
+]
+
+
+@pytest.mark.parametrize("args", FIND_CASES, ids=lambda a: a[1][:20])
+def test_find_through_server_equals_in_process(served: Served, repo: Path,
+                                                args: tuple[str, ...]) -> None:
+    via, local = both(*args, "--path", str(repo))
+    assert served.answered() == 1, "the first command must have gone through the server"
+    assert (via.exit_code, via.stdout, via.stderr) == (local.exit_code, local.stdout,
+                                                       local.stderr)
+    assert via.exit_code in (0, 1)
+    if "--json" in args and via.exit_code == 0:
+        hits = json.loads(via.stdout)
+        assert hits and set(hits[0]) == {"path", "start_line", "end_line", "symbol", "language",
+                                         "kind", "score", "text"}
+
+
+def test_similar_through_server_resolves_paths_from_the_client_cwd(
+        served: Served, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(repo / "datatools")
+    via, local = both("similar", "stats.py:5", "--path", "..", "--json", "-k", "4")
+    assert served.answered() == 1
+    assert via.exit_code == 0, via.output
+    assert via.stdout == local.stdout
+    assert all(not (h["path"] == "datatools/stats.py" and h["start_line"] <= 5 <= h["end_line"])
+               for h in json.loads(via.stdout))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("find", "anything", "--lang", "cobol"),  # UsageError raised inside the search
+        ("similar", "datatools/stats.py:9999"),  # line out of range
+        ("similar", "no/such/file.py:3"),
+    ],
+)
+def test_errors_through_server_are_the_in_process_errors(
+        served: Served, repo: Path, monkeypatch: pytest.MonkeyPatch,
+        args: tuple[str, ...]) -> None:
+    monkeypatch.chdir(repo)
+    via, local = both(*args, "--path", str(repo))
+    assert served.answered() == 1
+    assert via.exit_code == local.exit_code == 2
+    assert via.stderr == local.stderr and via.stderr.startswith("error: ")
+
+
+def test_server_sees_a_reindex_from_another_writer(served: Served, repo: Path) -> None:
+    query = ("find", "convert degrees celsius to fahrenheit", "--json", "-k", "50",
+             "--path", str(repo))
+    before = json.loads(cs(*query).stdout)
+    assert all(h["path"] != "datatools/units.py" for h in before)
+    (repo / "datatools" / "units.py").write_text(
+        "def celsius_to_fahrenheit(c):\n    return c * 9 / 5 + 32\n", encoding="utf-8")
+    (repo / "datatools" / "hashing.py").unlink()
+    assert cs("index", str(repo), "--json").exit_code == 0
+    via, local = both(*query)
+    after = json.loads(via.stdout)
+    assert via.stdout == local.stdout
+    assert any(h["path"] == "datatools/units.py" for h in after)
+    assert all(h["path"] != "datatools/hashing.py" for h in after)
+    assert served.answered() == 2
+
+
+def test_server_follows_a_rebuild_with_another_dim(served: Served, repo: Path,
+                                                   tiny_model_dir: Path) -> None:
+    query = ("find", "parse csv", "--json", "--path", str(repo))
+    assert cs(*query).exit_code == 0
+    result = cs("index", str(repo), "--rebuild", "--dim", "32", "--model", str(tiny_model_dir),
+                "--json")
+    assert result.exit_code == 0, result.output
+    via, local = both(*query)
+    assert via.exit_code == 0, via.output
+    assert via.stdout == local.stdout
+    assert served.answered() == 2
+    assert any("dim 32" in m for m in served.server.engine.pool.loaded())
+
+
+def test_socket_is_private(served: Served, repo: Path) -> None:
+    (path,) = served.server.socket_paths
+    assert path == socket_path(repo, resolve_index_uri(repo))
+    assert path.parent == runtime_dir()
+    assert stat.S_ISSOCK(path.stat().st_mode)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    served.server.stop()
+    assert not path.exists()
+    assert ping(repo) is None
+
+
+def test_a_second_server_for_the_same_root_is_refused(served: Served, repo: Path) -> None:
+    with pytest.raises(ServerBusyError, match="already served by process"):
+        QueryServer(QueryEngine([repo])).start()
+    result = cs("serve", str(repo))
+    assert result.exit_code == 2
+    assert "already served" in result.stderr
+    assert ping(repo) is not None  # the first one is untouched
+
+
+def test_concurrent_clients_get_their_own_answers(served: Served, repo: Path) -> None:
+    queries = ["parse csv", "moving average", "fetch json over http", "hash a file",
+               "parse dates", "tokenize text"]
+    expected = {q: search_via_server_or_local("find", repo, q, SearchOptions(k=5),
+                                              use_server=False)[0] for q in queries}
+    failures: list[str] = []
+
+    def client(i: int) -> None:
+        for j in range(4):
+            q = queries[(i + j) % len(queries)]
+            hits, _ = search_via_server_or_local("find", repo, q, SearchOptions(k=5))
+            if hits != expected[q]:
+                failures.append(q)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not failures
+    assert served.answered() == 32
+
+
+def test_protocol(served: Served, repo: Path) -> None:
+    (path,) = served.server.socket_paths
+    info = request(path, {"op": "ping"})
+    assert info["ok"] and info["server"]["roots"] == [str(repo.resolve())]
+    assert info["server"]["pid"] == os.getpid()
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(path))
+        reader = sock.makefile("rb")
+
+        def ask(line: bytes) -> dict[str, Any]:
+            sock.sendall(line + b"\n")
+            return json.loads(reader.readline())
+
+        assert "protocol version" in ask(json.dumps({"v": 99, "op": "ping"}).encode())["decline"]
+        assert "bad request" in ask(b"{not json")["decline"]
+        other = {"v": PROTOCOL_VERSION, "op": "find", "root": "/elsewhere", "query": "x"}
+        assert "not served" in ask(json.dumps(other).encode())["decline"]
+        find = {"v": PROTOCOL_VERSION, "op": "find", "root": str(repo.resolve()),
+                "query": "parse csv", "options": {"k": 2}}
+        answer = ask(json.dumps(find).encode())  # the same connection still works
+        assert answer["ok"] and len(answer["hits"]) == 2
+        wrong_device = dict(find, device="cuda:7")
+        assert "device" in ask(json.dumps(wrong_device).encode())["decline"]
+        reader.close()
+    # A declined request (this server runs on the automatic device, the client asks for "cpu")
+    # makes the client work in-process, with the same answer.
+    before = served.answered()
+    hits, _ = search_via_server_or_local("find", repo, "parse csv", SearchOptions(k=2),
+                                         device="cpu")
+    assert served.answered() == before + 1 and "device cpu asked" in served.log[-1]
+    assert [h.path for h in hits] == [h["path"] for h in answer["hits"]]
+
+
+def test_serve_rejects_a_missing_root(tmp_path: Path) -> None:
+    result = cs("serve", str(tmp_path / "nope"))
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+
+
+# --- a real `cs serve` process -------------------------------------------------------------------
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    return env
+
+
+def _start_serve(repo: Path) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "codesearch", "serve", str(repo)],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        wait_for(lambda: (ping(repo) or {}).get("models") or proc.poll() is not None,
+                 "cs serve to load its model")
+    except AssertionError:
+        proc.kill()
+        raise
+    assert proc.poll() is None, proc.communicate()[1]
+    return proc
+
+
+def _client_find(repo: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`cs find` as a fresh process, with -X importtime listing every module it imports."""
+    return subprocess.run([sys.executable, "-X", "importtime", "-m", "codesearch", "find",
+                           "parse a CSV file", "--path", str(repo), "--json", *extra],
+                          env=_env(), capture_output=True, text=True, timeout=300)
+
+
+def _imported(importtime_stderr: str) -> set[str]:
+    return {line.rsplit("|", 1)[-1].strip().split(".")[0]
+            for line in importtime_stderr.splitlines() if line.startswith("import time:")}
+
+
+@pytest.mark.slow
+def test_serve_process_lifecycle(repo: Path) -> None:
+    """Warm answers without loading torch in the client; kill -9 leaves a stale socket that
+    clients survive and the next server removes; SIGTERM removes the socket."""
+    local = cs("find", "parse a CSV file", "--path", str(repo), "--json", "--no-server")
+    assert local.exit_code == 0
+    sock = socket_path(repo, resolve_index_uri(repo))
+
+    first = _start_serve(repo)
+    warm = _client_find(repo)
+    assert warm.returncode == 0, warm.stderr[-2000:]
+    assert warm.stdout == local.stdout
+    modules = _imported(warm.stderr)
+    assert "codesearch" in modules
+    assert not modules & {"torch", "transformers", "lancedb", "pyarrow"}
+
+    first.kill()  # kill -9: no cleanup at all
+    first.wait(30)
+    assert stat.S_ISSOCK(sock.stat().st_mode), "a crashed server leaves its socket behind"
+    assert ping(repo) is None
+    cold = _client_find(repo)  # connection refused -> in-process, same answer
+    assert cold.returncode == 0, cold.stderr[-2000:]
+    assert cold.stdout == local.stdout
+    assert "torch" in _imported(cold.stderr)
+
+    second = _start_serve(repo)  # removes the stale file and takes over
+    assert (ping(repo) or {}).get("pid") == second.pid
+    second.send_signal(signal.SIGTERM)
+    _, err = second.communicate(timeout=30)
+    assert second.returncode == 0, err
+    assert "Stopped." in err
+    assert not sock.exists()
