@@ -704,15 +704,11 @@ def serve_cmd(
 
     engine = QueryEngine(roots or [Path(".")], index_dir=index_dir, index_uri=index_uri,
                          storage_options=_storage_options(storage_option), device=device,
-                         notify=_notice)
+                         model=model, notify=_notice)
     server = QueryServer(engine, log=_notice if verbose else None).start()
     try:
         for served, sock in zip(engine.roots.values(), server.socket_paths, strict=True):
             _notice(f"Serving {served.root} on {sock}")
-        if model:
-            # An explicit model is loaded (and checked against each index) now, not per query.
-            for root in engine.roots:
-                engine.searcher(root, model).handle.get()
         server.warm()
         _notice(f"Ready (pid {engine.info()['pid']}). Ctrl-C or SIGTERM stops.")
     except BaseException:

@@ -368,13 +368,14 @@ class Indexer:
             self.prepare()
             self._progress(IndexProgress("scan"))
             discovery = Discovery(self.root, max_file_bytes=self.options.max_file_bytes)
-            the_plan = plan(discovery, self.store.file_records())
+            records = self.store.file_records()
+            the_plan = plan(discovery, records)
             self.stats.files_skipped = len(discovery.skipped)
             self.stats.skips.extend((s.rel, s.reason) for s in discovery.skipped)
             self.stats.files_scanned = the_plan.scanned
             self.stats.files_unchanged = the_plan.unchanged
             self.stats.files_new = the_plan.new
-            self._apply(the_plan.candidates, the_plan.removed)
+            self._apply(the_plan.candidates, the_plan.removed, records)
             self._finish(start)
         return self.stats
 
@@ -386,17 +387,17 @@ class Indexer:
                                 model=self.stats.model, dim=self.stats.dim)
         records = self.store.file_records()
         self.stats.files_new += sum(1 for f in candidates if f.rel not in records)
-        self._apply(list(candidates), [p for p in removed if p in records])
+        self._apply(list(candidates), [p for p in removed if p in records], records)
         self._finish(start, optimize=False)
         return self.stats
 
     # the pipeline ---------------------------------------------------------------------------
 
-    def _apply(self, candidates: list[SourceFile], removed: list[str]) -> None:
+    def _apply(self, candidates: list[SourceFile], removed: list[str],
+               records: dict[str, FileRecord]) -> None:
         from codesearch.chunk import chunk_source
         from codesearch.discover import read_source
 
-        records = self.store.file_records()
         total = len(candidates)
         done = 0
         batch = _Batch(removed=list(removed))

@@ -77,7 +77,7 @@ def _sdk() -> tuple[type, type[Exception]]:
     except ImportError:
         pass
     try:
-        from mcp.server.fastmcp import FastMCP
+        from mcp.server.fastmcp import FastMCP  # type: ignore[attr-defined,unused-ignore]
         from mcp.server.fastmcp.exceptions import ToolError as FastToolError
         return FastMCP, FastToolError
     except ImportError:
@@ -85,8 +85,9 @@ def _sdk() -> tuple[type, type[Exception]]:
                          hint="pip install 'codesearch[mcp]'") from None
 
 
-def build_server(engine: QueryEngine, root: Path, *, model: str | None = None) -> Any:
-    """An SDK server exposing ``engine``'s root as the tools above (not yet running)."""
+def build_server(engine: QueryEngine, root: Path) -> Any:
+    """An SDK server exposing ``root`` (one of ``engine``'s) as the tools above, not yet
+    running."""
     import anyio
 
     server_cls, tool_error = _sdk()
@@ -117,7 +118,7 @@ def build_server(engine: QueryEngine, root: Path, *, model: str | None = None) -
 
         options = SearchOptions(k=k, languages=(language,) if language else (),
                                 globs=(path_glob,) if path_glob else ())
-        hits = await call(lambda: engine.find(root, query, options, model=model))
+        hits = await call(lambda: engine.find(root, query, options))
         return SearchResults(root=str(root), hits=[_hit(h) for h in hits])
 
     @server.tool()
@@ -133,8 +134,7 @@ def build_server(engine: QueryEngine, root: Path, *, model: str | None = None) -
         from codesearch.search import SearchOptions
 
         options = SearchOptions(k=k)
-        hits = await call(lambda: engine.similar(root, f"{file}:{line}", options, model=model,
-                                                 cwd=root))
+        hits = await call(lambda: engine.similar(root, f"{file}:{line}", options, cwd=root))
         return SearchResults(root=str(root), hits=[_hit(h) for h in hits])
 
     @server.tool()
@@ -153,12 +153,13 @@ def run_stdio(root: Path, *, model: str | None = None, device: str | None = None
     """Serve ``root`` over stdio until the client closes the pipe. The model starts loading in
     the background at once; a query that arrives first waits for it."""
     engine = QueryEngine([root], index_dir=index_dir, index_uri=index_uri,
-                         storage_options=storage_options, device=device, notify=notify)
-    server = build_server(engine, root, model=model)
+                         storage_options=storage_options, device=device, model=model,
+                         notify=notify)
+    server = build_server(engine, root)
 
     def warm() -> None:
         try:
-            engine.searcher(root, model).handle.get()
+            engine.searcher(root).handle.get()
         except CodeSearchError as err:  # reported again, to the agent, on its first call
             if notify:
                 notify(f"warning: {err.message}" + (f" ({err.hint})" if err.hint else ""))

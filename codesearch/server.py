@@ -214,7 +214,8 @@ def options_from_dict(data: Mapping[str, Any]) -> SearchOptions:
     """The inverse of :func:`options_to_dict`; TypeError for unknown fields."""
     from codesearch.search import SearchOptions
 
-    return SearchOptions(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return SearchOptions(**fields)
 
 
 def hit_to_wire(hit: Hit) -> dict[str, Any]:
@@ -232,12 +233,15 @@ def hit_from_wire(data: Mapping[str, Any]) -> Hit:
 class QueryEngine:
     """Answers find, similar and status for a set of roots with models kept loaded. The index is
     opened for every request (cheap: a few small reads), so commits by other processes, a rebuild
-    included, are seen at once. Thread-safe. Used by :class:`QueryServer` and the MCP server."""
+    included, are seen at once. ``model`` is used for requests naming none (it must fit each
+    index, as ``cs find --model`` must); by default each index's own model. Thread-safe. Used by
+    :class:`QueryServer`, ``cs watch`` and the MCP server."""
 
     def __init__(self, roots: Sequence[Path], *, index_dir: str | Path | None = None,
                  index_uri: str | None = None, storage_options: Mapping[str, str] | None = None,
-                 device: str | None = None, pool: EmbedderPool | None = None,
-                 notify: Notify | None = None) -> None:
+                 device: str | None = None, model: str | None = None,
+                 pool: EmbedderPool | None = None, notify: Notify | None = None) -> None:
+        from codesearch.indexer import model_spec
         from codesearch.store import resolve_index_uri
 
         if not roots:
@@ -247,6 +251,9 @@ class QueryEngine:
                              hint="serve one root per --index-uri, or use --index-dir")
         self.notify = notify
         self.device = device if device is not None else config.default_device()
+        # For requests that name no model (like `cs find` without --model): None means each
+        # index's own model.
+        self.model = model_spec(model) if model else None
         self.pool = pool or EmbedderPool(notify=notify)
         self.roots: dict[Path, ServedRoot] = {}
         for root in roots:
@@ -277,7 +284,8 @@ class QueryEngine:
 
         served = self._served(root)
         store = Store.open(served.index_uri, storage_options=served.storage_options)
-        return Searcher.open(served.root, store=store, model=model, device=self.device,
+        return Searcher.open(served.root, store=store, model=model or self.model,
+                             device=self.device,
                              loader=self.pool.load, notify=self.notify)
 
     def find(self, root: Path, query: str, options: SearchOptions, *,
@@ -446,8 +454,8 @@ class QueryServer:
             while not self._stop_requested.wait(0.5):
                 pass
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
             self.stop()
 
     def request_stop(self) -> None:

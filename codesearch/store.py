@@ -184,7 +184,7 @@ def resolve_index_uri(root: Path, *, index_dir: str | Path | None = None,
     return str(default)
 
 
-def _sql_str(value: str) -> str:
+def sql_str(value: str) -> str:
     """A SQL string literal (DataFusion SQL: quotes are doubled, backslashes are not escapes)."""
     return "'" + value.replace("'", "''") + "'"
 
@@ -193,7 +193,7 @@ def sql_in(column: str, values: Sequence[str]) -> str:
     """``column IN ('a', 'b')`` with proper quoting; a never-true filter for no values."""
     if not values:
         return "false"
-    return f"{column} IN ({', '.join(_sql_str(v) for v in values)})"
+    return f"{column} IN ({', '.join(sql_str(v) for v in values)})"
 
 
 # --- arrow conversion --------------------------------------------------------------------------

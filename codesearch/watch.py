@@ -43,6 +43,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -394,6 +395,10 @@ class Watcher:
         lost = _LostEvents(self)
         wd_log = logging.getLogger("watchdog.observers")
         wd_log.addHandler(lost)
+        # watchdog warns when a moved directory's inotify watch is re-registered: harmless
+        # bookkeeping of its own that would only garble the status line.
+        warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning,
+                                module=r"watchdog\.")
         try:
             try:
                 observer.schedule(_Events(self), str(self.root), recursive=True,  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from codesearch.chunk import Chunk
@@ -115,6 +116,47 @@ def test_enclosing_chunk_prefers_the_smallest() -> None:
     assert enclosing_chunk(chunks, 3).symbol == "f1"
     assert enclosing_chunk([c(1, 3), c(10, 12)], 8).symbol == "f10"
     assert enclosing_chunk([], 1) is None
+
+
+def test_kind_prior_ranks_definitions_first_exactly(tmp_path: Path) -> None:
+    """Glue code and prose lose to a definition that scores as well, and still win when they score
+    clearly higher; the prior is applied per group under the same filter, before top-k."""
+    from codesearch.indexer import EmbedderHandle, chunk_id
+    from codesearch.search import SECONDARY_WEIGHT
+    from codesearch.store import ChunkRecord, FileRecord, Manifest, Store
+
+    store = Store.open(str(tmp_path / "ix"))
+    manifest = Manifest(model="m", model_id="m", revision=None, dim=2, prefix_scheme="none",
+                        max_length=64, chunker_version="x")
+    store.write_manifest(manifest)
+    store.ensure_tables(2)
+
+    def row(path: str, kind: str, text: str) -> ChunkRecord:
+        return ChunkRecord(chunk_id(path, text, 0), path, "python", kind, "", 1, 1, text, text,
+                           lexical_text(path, "", text))
+
+    # Five modules with exactly the function's text tie with it on BM25 and come first in storage.
+    rows = [*[row(f"m{i}.py", "module", "parse csv mean") for i in range(5)],
+            row("f.py", "function", "parse csv mean"),
+            row("g.py", "function", "tokenize words"),
+            row("d.md", "section", "tokenize words " * 4)]
+    store.commit_batch(files=[FileRecord(r.path, 1, 1, r.path) for r in rows], chunks=rows,
+                       vectors=np.array([[1, 0]] * len(rows), dtype=np.float32))
+    store.optimize()
+    searcher = Searcher(tmp_path, store, manifest, EmbedderHandle("unused"))
+    raw = {h.path: h.score for h in store.text_search("parse csv mean", 10)}
+    assert len(set(raw.values())) == 1  # a tie before the prior
+    hits = searcher.find("parse csv mean", SearchOptions(k=1, mode="lexical"))
+    assert [h.path for h in hits] == ["f.py"]
+    hits = searcher.find("parse csv mean", SearchOptions(k=6, mode="lexical"))
+    assert hits[0].path == "f.py"
+    assert [h.score for h in hits[1:]] == pytest.approx([raw["m0.py"] * SECONDARY_WEIGHT] * 5)
+
+    raw = {h.path: h.score for h in store.text_search("tokenize words", 10)}
+    assert raw["d.md"] * SECONDARY_WEIGHT > raw["g.py"]  # far ahead: the prior does not flip it
+    hits = searcher.find("tokenize words", SearchOptions(k=2, mode="lexical"))
+    assert [h.path for h in hits] == ["d.md", "g.py"]
+    assert not searcher.handle.loaded
 
 
 @pytest.fixture

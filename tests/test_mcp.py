@@ -1,0 +1,122 @@
+"""`cs mcp` end to end: the official SDK's stdio client spawns `cs mcp --path <repo> --model <tiny>`
+on an indexed copy of a fixture repository, lists the tools and calls each one; answers must be
+what `cs find --json`, `cs similar --json` and `cs status --json` print for the same index."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from codesearch.cli import app
+
+pytest.importorskip("mcp")
+
+pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
+runner = CliRunner()
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cs_json(*args: str) -> Any:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture
+def repo(tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(fixtures_dir / "python", root / "py")
+    shutil.copytree(fixtures_dir / "go", root / "go")
+    cs_json("index", str(root), "--model", str(tiny_model_dir), "--json")
+    return root
+
+
+async def _session_calls(repo: Path, model: Path) -> dict[str, Any]:
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    env = {k: v for k, v in os.environ.items()
+           if k.startswith(("CS_", "HF_", "TRANSFORMERS_", "TOKENIZERS_")) or k == "NO_COLOR"}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "codesearch", "mcp", "--path", str(repo), "--model", str(model)],
+        env=env, cwd=str(REPO_ROOT))  # not the repo: --path must be what counts
+    out: dict[str, Any] = {}
+    with open(os.devnull, "w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write):
+            async with ClientSession(read, write) as session:
+                await session.initialize()
+                out["tools"] = {t.name: t for t in (await session.list_tools()).tools}
+                out["search"] = await session.call_tool(
+                    "search_code", {"query": "push a value onto a stack", "k": 4})
+                out["search_filtered"] = await session.call_tool(
+                    "search_code", {"query": "parse a CSV file", "k": 3, "language": "python",
+                                    "path_glob": "py/datatools/*.py"})
+                out["similar"] = await session.call_tool(
+                    "find_similar", {"file": "py/datatools/stats.py", "line": 5, "k": 3})
+                out["status"] = await session.call_tool("index_status", {})
+                out["bad_language"] = await session.call_tool(
+                    "search_code", {"query": "x", "language": "cobol"})
+                out["bad_line"] = await session.call_tool(
+                    "find_similar", {"file": "py/datatools/stats.py", "line": 9999})
+    return out
+
+
+def _structured(result: Any) -> Any:
+    assert not result.is_error, result.content
+    data = result.structured_content
+    # The text block carries the same JSON for clients that ignore structured content.
+    assert json.loads(result.content[0].text) == data
+    return data
+
+
+@pytest.mark.slow
+def test_mcp_tools_end_to_end(repo: Path, tiny_model_dir: Path) -> None:
+    import anyio
+
+    out = anyio.run(_session_calls, repo, tiny_model_dir)
+
+    tools = out["tools"]
+    assert set(tools) == {"search_code", "find_similar", "index_status"}
+    search_args = tools["search_code"].input_schema["properties"]
+    assert set(search_args) == {"query", "k", "language", "path_glob"}
+    assert tools["search_code"].input_schema["required"] == ["query"]
+    assert set(tools["find_similar"].input_schema["required"]) == {"file", "line"}
+    assert all(t.description for t in tools.values())
+    assert tools["search_code"].output_schema is not None
+
+    search = _structured(out["search"])
+    assert search["root"] == str(repo.resolve())
+    assert search["hits"] == cs_json("find", "push a value onto a stack", "-k", "4",
+                                     "--path", str(repo), "--json")
+    assert len(search["hits"]) == 4
+
+    filtered = _structured(out["search_filtered"])["hits"]
+    assert filtered == cs_json("find", "parse a CSV file", "-k", "3", "--lang", "python",
+                               "--glob", "py/datatools/*.py", "--path", str(repo), "--json")
+    assert filtered and all(h["path"].startswith("py/datatools/") for h in filtered)
+
+    similar = _structured(out["similar"])["hits"]
+    assert similar == cs_json("similar", str(repo / "py/datatools/stats.py") + ":5", "-k", "3",
+                              "--path", str(repo), "--json")
+    assert len(similar) == 3
+
+    status = _structured(out["status"])
+    expected = cs_json("status", str(repo), "--json")
+    assert status == expected
+    assert status["files"] > 0 and status["chunks"] > 0
+    assert status["model"] == str(tiny_model_dir)
+
+    for key, message in (("bad_language", "no indexed files in language 'cobol'"),
+                         ("bad_line", "out of range")):
+        result = out[key]
+        assert result.is_error
+        assert message in result.content[0].text

@@ -1,0 +1,420 @@
+"""`cs watch` with a real watchdog observer on a temporary copy of a fixture repository and the
+tiny model: adds, edits, renames and moves (files and directories), deletes, atomic saves,
+ignore-file changes, a burst of 500 files, readers in another process during writes, the writer
+lock, and a real `cs watch` process stopped by SIGTERM after a kill -9 was recovered.
+
+Every wait polls the index with a deadline; nothing sleeps a fixed time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, TypeVar
+
+import pytest
+from typer.testing import CliRunner
+
+from codesearch.chunk import chunk_source
+from codesearch.cli import app
+from codesearch.discover import Discovery, read_source
+from codesearch.indexer import IndexOptions
+from codesearch.search import Searcher, SearchOptions
+from codesearch.store import Store, resolve_index_uri
+from codesearch.watch import Watcher, WatchOptions
+
+pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
+runner = CliRunner()
+DEADLINE = 60.0  # generous: a loaded CI machine; normally each wait ends in well under a second
+T = TypeVar("T")
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def wait_for(what: str, probe: Callable[[], T], ok: Callable[[T], bool] = bool,
+             timeout: float = DEADLINE) -> T:
+    """Poll ``probe`` until ``ok`` holds for its value; fail with the last value on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if ok(value):
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}; last value: {value!r}"[:2000])
+        time.sleep(0.02)
+
+
+def expected_chunks(root: Path) -> list[tuple[str, int, int, str]]:
+    """What a clean index of ``root`` holds, from discovery and the chunker."""
+    out = []
+    for f in Discovery(root):
+        for c in chunk_source(read_source(f), f.rel, f.language):
+            out.append((c.path, c.start_line, c.end_line, c.content_hash))
+    return sorted(out)
+
+
+def stored_chunks(root: Path) -> list[tuple[str, int, int, str]]:
+    """What the index holds, read like another process would (a fresh connection)."""
+    store = Store.open(resolve_index_uri(root))
+    return sorted((c.path, c.start_line, c.end_line, c.hash) for c in store.chunks())
+
+
+def converged(root: Path, what: str) -> None:
+    """Wait until the index equals a clean index of the tree (chunks and file records)."""
+    wait_for(what, lambda: stored_chunks(root) == expected_chunks(root))
+    records = Store.open(resolve_index_uri(root)).file_records()
+    assert set(records) == {f.rel for f in Discovery(root)}
+
+
+def texts(root: Path) -> list[str]:
+    return [c.text for c in Store.open(resolve_index_uri(root)).chunks()]
+
+
+def lexical(root: Path, query: str) -> list[str]:
+    """Symbols `cs find --mode lexical` returns for ``query`` (no model needed)."""
+    hits = Searcher.open(root).find(query, SearchOptions(k=5, mode="lexical"))
+    return [h.symbol for h in hits]
+
+
+@pytest.fixture
+def repo(tmp_path: Path, fixtures_dir: Path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(fixtures_dir / "python", root)
+    return root
+
+
+@contextmanager
+def watching(root: Path, model: Path, **options: Any) -> Iterator[Watcher]:
+    """A watcher on ``root`` running in a background thread through the public API."""
+    store = Store.open(resolve_index_uri(root))
+    watch_options = WatchOptions(**{"debounce": 0.05, "max_delay": 1.0, **options})
+    watcher = Watcher(root, store, IndexOptions(model=str(model)), watch_options)
+    thread = threading.Thread(target=watcher.run, name="test-watch", daemon=True)
+    thread.start()
+    try:
+        assert watcher.wait_ready(DEADLINE), f"watcher did not start: {watcher.error!r}"
+        yield watcher
+    finally:
+        watcher.stop()
+        thread.join(DEADLINE)
+        assert not thread.is_alive(), "watcher did not stop"
+    if watcher.error is not None:
+        raise watcher.error
+    assert watcher.status.phase == "stopped"
+
+
+# --- edits -----------------------------------------------------------------------------------
+
+
+def test_add_edit_delete_a_function(repo: Path, tiny_model_dir: Path) -> None:
+    with watching(repo, tiny_model_dir) as w:
+        converged(repo, "the catch-up")
+        assert w.status.catch_up is not None and w.status.catch_up.files_new == 10
+
+        new = repo / "datatools" / "geometry.py"
+        new.write_text("def polygon_area_marker(points):\n    return 0.5 * sum(points)\n")
+        wait_for("the new function to be found",
+                 lambda: lexical(repo, "polygon_area_marker"),
+                 lambda syms: "polygon_area_marker" in syms)
+
+        new.write_text("def polygon_perimeter_marker(points):\n    return sum(points)\n")
+        wait_for("the edit to be found", lambda: lexical(repo, "polygon_perimeter_marker"),
+                 lambda syms: "polygon_perimeter_marker" in syms)
+        assert not any("polygon_area_marker" in t for t in texts(repo))
+        assert "polygon_area_marker" not in lexical(repo, "polygon_area_marker")
+
+        # One function edited in a file of many: only that chunk reaches the model.
+        stats = repo / "datatools" / "stats.py"
+        before = w.status.batches
+        stats.write_text(stats.read_text().replace("return math.comb(n, k)",
+                                                   "return int(math.comb(n, k))"))
+        wait_for("the one-function edit", lambda: texts(repo),
+                 lambda ts: any("int(math.comb(n, k))" in t for t in ts))
+        wait_for("its batch to be reported", lambda: w.status.batches, lambda n: n > before)
+        batch = w.status.last_batch
+        assert batch is not None and batch.files_changed == 1 and batch.chunks_embedded == 1
+        n_chunks = len(chunk_source(stats.read_text(), "datatools/stats.py", "python"))
+        assert batch.chunks_reused == n_chunks - 1
+
+        new.unlink()
+        wait_for("the deleted file to leave the index", lambda: texts(repo),
+                 lambda ts: not any("polygon_perimeter_marker" in t for t in ts))
+        converged(repo, "after delete")
+
+
+def test_renames_and_moves_of_files_and_directories(repo: Path, tmp_path: Path,
+                                                    tiny_model_dir: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with watching(repo, tiny_model_dir):
+        converged(repo, "the catch-up")
+        (repo / "datatools" / "net.py").rename(repo / "datatools" / "network.py")
+        converged(repo, "a file rename")
+
+        (repo / "lib").mkdir()
+        (repo / "datatools" / "text.py").rename(repo / "lib" / "text.py")
+        converged(repo, "a file moved to a new directory")
+
+        (repo / "datatools").rename(repo / "pkg")
+        converged(repo, "a directory rename")
+        assert not any(p.startswith("datatools/") for p, *_ in stored_chunks(repo))
+
+        (repo / "pkg").rename(repo / "lib" / "pkg")
+        converged(repo, "a directory moved into another")
+
+        (repo / "lib").rename(outside / "lib")  # moved out of the root: gone
+        converged(repo, "a directory moved out of the root")
+        assert {p for p, *_ in stored_chunks(repo)} == {"README.md"}
+
+        (outside / "lib").rename(repo / "src")  # moved in from outside: walked
+        converged(repo, "a directory moved in from outside")
+        assert any(p.startswith("src/pkg/") for p, *_ in stored_chunks(repo))
+
+        shutil.rmtree(repo / "src")
+        converged(repo, "a directory tree deleted")
+
+
+def test_atomic_saves(repo: Path, tiny_model_dir: Path) -> None:
+    stats = repo / "datatools" / "stats.py"
+    with watching(repo, tiny_model_dir):
+        converged(repo, "the catch-up")
+        # Write a temp file, rename it over the original (most editors, and many tools).
+        tmp = stats.with_name(".stats.py.tmp.12345")
+        tmp.write_text(stats.read_text().replace("def mean_of_column", "def mean_of_csv_column"))
+        os.replace(tmp, stats)
+        wait_for("the atomic save", lambda: lexical(repo, "mean_of_csv_column"),
+                 lambda syms: "mean_of_csv_column" in syms)
+        converged(repo, "the atomic save")
+
+        # Vim's way: move the original to a backup, write a new file, delete the backup.
+        backup = stats.with_name("stats.py~")
+        text = stats.read_text()
+        stats.rename(backup)
+        stats.write_text(text.replace("def binomial", "def binomial_coefficient"))
+        backup.unlink()
+        wait_for("the backup-style save", lambda: lexical(repo, "binomial_coefficient"),
+                 lambda syms: "binomial_coefficient" in syms)
+        converged(repo, "the backup-style save")
+        assert not any("~" in p or ".tmp" in p for p, *_ in stored_chunks(repo))
+
+
+def test_ignore_file_changes_and_ignored_paths(repo: Path, tiny_model_dir: Path) -> None:
+    with watching(repo, tiny_model_dir) as w:
+        converged(repo, "the catch-up")
+        (repo / ".gitignore").write_text("datatools/net.py\n")
+        converged(repo, "a root .gitignore")
+        assert "datatools/net.py" not in {p for p, *_ in stored_chunks(repo)}
+
+        (repo / "datatools" / ".csignore").write_text("stats.py\ntimeseries.py\n")
+        converged(repo, "a nested .csignore")
+        paths = {p for p, *_ in stored_chunks(repo)}
+        assert not paths & {"datatools/stats.py", "datatools/timeseries.py"}
+
+        (repo / "datatools" / ".csignore").unlink()
+        (repo / ".gitignore").write_text("generated/\n")
+        converged(repo, "ignore rules lifted")
+        assert {"datatools/net.py", "datatools/stats.py"} <= {p for p, *_ in stored_chunks(repo)}
+
+        # Writes in ignored and vendored places never reach the index (nor cause a commit).
+        commits = w.status.commits
+        for d in ("generated", "node_modules/pkg", ".git/objects"):
+            (repo / d).mkdir(parents=True)
+            (repo / d / "junk.py").write_text("def ignored_marker():\n    pass\n")
+        (repo / "datatools" / "sentinel.py").write_text("def sentinel_marker():\n    pass\n")
+        wait_for("the sentinel", lambda: texts(repo),
+                 lambda ts: any("sentinel_marker" in t for t in ts))
+        converged(repo, "ignored writes")
+        assert not any("ignored_marker" in t for t in texts(repo))
+        assert w.status.commits == commits + 1
+
+
+def test_a_burst_of_500_files_converges_in_few_batches(repo: Path, tiny_model_dir: Path,
+                                                       tmp_path: Path) -> None:
+    with watching(repo, tiny_model_dir) as w:
+        converged(repo, "the catch-up")
+        before = w.status.batches
+        for d in range(10):  # like a branch switch: many files, many directories, at once
+            sub = repo / "gen" / f"m{d}"
+            sub.mkdir(parents=True)
+            for i in range(50):
+                (sub / f"f{i}.py").write_text(
+                    f"def gen_{d}_{i}(x):\n    return x * {d} + {i}\n\n\n"
+                    f"class Box{d}x{i}:\n    size = {i}\n")
+        converged(repo, "500 new files")
+        assert w.status.batches - before < 50  # coalesced: not one commit per file
+        store = Store.open(resolve_index_uri(repo))  # reads the version current now
+
+        # Counts equal a clean `cs index` of the same tree.
+        result = runner.invoke(app, ["index", str(repo), "--json", "--model", str(tiny_model_dir),
+                                     "--index-dir", str(tmp_path / "clean")])
+        assert result.exit_code == 0, result.output
+        clean = json.loads(result.stdout)
+        assert clean["chunks_total"] == store.count_chunks()
+        assert clean["files_scanned"] == store.count_files() == 510
+
+        shutil.rmtree(repo / "gen")
+        converged(repo, "500 files deleted")
+        assert Store.open(resolve_index_uri(repo)).count_files() == 10
+
+
+# --- concurrency -------------------------------------------------------------------------------
+
+_READER = r"""
+import json, os, sys
+from pathlib import Path
+from codesearch.store import Store
+uri, stop, started = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+versions = json.loads(sys.argv[4])
+seen = {name: 0 for name in versions}
+bad = []
+n = 0
+while not stop.exists():
+    store = Store.open(uri)  # what `cs find` does: a fresh connection, the latest commit
+    symbols = sorted(c.symbol for c in store.chunks("path = 'flip.py'"))
+    name = next((k for k, v in versions.items() if sorted(v) == symbols), None)
+    if name is None:
+        bad.append(symbols)
+    else:
+        seen[name] += 1
+    n += 1
+    if n == 1:
+        started.write_text("1")
+print(json.dumps({"reads": n, "seen": seen, "bad": bad[:5], "n_bad": len(bad)}))
+"""
+
+
+def _flip_source(names: list[str]) -> str:
+    return "\n\n".join(f"def {n}(x):\n    return x + {i}\n" for i, n in enumerate(names))
+
+
+def test_readers_in_another_process_see_whole_batches(repo: Path, tmp_path: Path,
+                                                      tiny_model_dir: Path) -> None:
+    versions = {"a": [f"alpha_{i}" for i in range(6)], "b": [f"beta_{i}" for i in range(3)]}
+    flip = repo / "flip.py"
+    flip.write_text(_flip_source(versions["a"]))
+    uri = resolve_index_uri(repo)
+
+    def symbols() -> list[str]:
+        return sorted(c.symbol for c in Store.open(uri).chunks("path = 'flip.py'"))
+
+    with watching(repo, tiny_model_dir, optimize_every=3):
+        wait_for("version a", symbols, lambda s: s == sorted(versions["a"]))
+        stop, started = tmp_path / "stop", tmp_path / "started"
+        reader = subprocess.Popen(
+            [sys.executable, "-c", _READER, uri, str(stop), str(started), json.dumps(versions)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for("the reader to start", lambda: started.exists() or reader.poll() is not None)
+            # Flip between versions; compactions (every 3 commits) run in between too.
+            for i in range(8):
+                name = "b" if i % 2 == 0 else "a"
+                flip.write_text(_flip_source(versions[name]))
+                wait_for(f"version {name}", symbols, lambda s, n=name: s == sorted(versions[n]))
+            stop.write_text("1")
+            out, err = reader.communicate(timeout=DEADLINE)
+        finally:
+            if reader.poll() is None:
+                reader.kill()
+    assert reader.returncode == 0, err
+    report = json.loads(out)
+    assert report["n_bad"] == 0, report  # never a half-applied batch, never an error
+    assert report["seen"]["a"] > 0 and report["seen"]["b"] > 0, report
+
+
+def test_cs_index_is_refused_while_watching(repo: Path, tiny_model_dir: Path) -> None:
+    with watching(repo, tiny_model_dir):
+        result = runner.invoke(app, ["index", str(repo)])
+        assert result.exit_code == 2
+        assert f"pid {os.getpid()}" in result.stderr and "cs watch" in result.stderr
+    result = runner.invoke(app, ["index", str(repo), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files_changed"] == 0
+
+
+# --- the real command ------------------------------------------------------------------------
+
+
+class _Lines:
+    """JSON lines of a process's stdout, read on a thread so waits can have deadlines."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.seen: list[dict[str, Any]] = []
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            if line.strip():
+                self._queue.put(json.loads(line))
+
+    def next_event(self, name: str, timeout: float = DEADLINE) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                event = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no {name!r} event; saw {self.seen}")
+            self.seen.append(event)
+            if event["event"] == name:
+                return event
+
+
+def _cs_watch(root: Path, *args: str) -> tuple[subprocess.Popen[str], _Lines]:
+    proc = subprocess.Popen([sys.executable, "-m", "codesearch", "watch", str(root), "--json",
+                             "--debounce", "0.05", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, _Lines(proc.stdout)
+
+
+def test_cs_watch_process_recovers_from_kill_9_and_stops_on_sigterm(
+        repo: Path, tiny_model_dir: Path) -> None:
+    from codesearch.server import find_server, request
+
+    proc, events = _cs_watch(repo, "--model", str(tiny_model_dir))
+    try:
+        ready = events.next_event("ready")
+        assert ready["files"] == 10 and ready["catch_up"]["files_new"] == 10
+        serve = events.next_event("serve")
+        assert serve["serving"], serve
+        (repo / "a.py").write_text("def served_marker():\n    return 1\n")
+        batch = events.next_event("batch")
+        assert batch["files_new"] == 1 and batch["chunks_embedded"] == 1
+        # Queries are answered by the watching process itself.
+        sock = find_server(repo)
+        assert sock is not None
+        answer = request(sock, {"op": "find", "root": str(repo.resolve()),
+                                "query": "served_marker", "options": {"mode": "lexical"},
+                                "model": None, "device": None})
+        assert answer["ok"] and answer["hits"][0]["symbol"] == "served_marker", answer
+        proc.kill()  # kill -9: no cleanup at all
+        proc.wait(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    (repo / "b.py").write_text("def while_down_marker():\n    return 2\n")  # edited while down
+    proc, events = _cs_watch(repo, "--no-serve")  # the index's own model, lock free again
+    try:
+        ready = events.next_event("ready")
+        assert ready["catch_up"]["files_new"] == 1 and ready["files"] == 12
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.stderr is not None
+    assert proc.returncode == 0, proc.stderr.read()
+    assert events.next_event("stopped")["files"] == 12
+    converged(repo, "after the restart")
