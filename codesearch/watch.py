@@ -46,6 +46,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -214,6 +215,7 @@ class Watcher:
         self.watch_options = watch_options or WatchOptions()
         self._on_status = on_status or (lambda s: None)
         self._on_ready = on_ready
+        self._notify = notify
         self._embed_fn = embed_fn
         self.indexer = Indexer(self.root, store, self.options, progress=progress,
                                embed_fn=embed_fn, loader=loader, notify=notify)
@@ -486,9 +488,17 @@ class Watcher:
 
     def _optimize(self) -> None:
         """Compact, prune old versions, refresh the indexes (and the embedding cache's)."""
+        from codesearch.errors import StorageError
+
         phase = self._status.phase
         self._set(phase="optimizing")
-        self.store.optimize(ann_threshold=self.options.ann_threshold)
+        try:
+            self.store.optimize(ann_threshold=self.options.ann_threshold)
+        except StorageError as err:
+            # Best effort (e.g. a commit conflict with a compaction run elsewhere): the index
+            # stays correct, only slower; the next due compaction tries again.
+            if self._notify is not None:
+                self._notify(f"warning: could not compact the index: {err.message}")
         if self.indexer.cache is not None:
             self.indexer.cache.optimize()
         self._commits_since_optimize = 0
@@ -654,7 +664,9 @@ def watch_root(root: Path, *, index_uri: str | None = None,
         raise UsageError(f"{root} is not a directory", hint="cs watch takes a directory")
     root = root.resolve()
     uri = resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri)
-    store = Store.open(uri, storage_options=storage_options)
+    # A long-lived writer: always start from the latest committed version, whoever made it.
+    store = Store.open(uri, storage_options=storage_options,
+                       read_consistency_interval=timedelta(0))
     options = options or IndexOptions()
     loader = None
     servers: list[Any] = []

@@ -285,6 +285,11 @@ def test_offline_not_cached_preset_says_how_to_fix(
     assert "not cached" in str(info.value) and "offline" in str(info.value)
     for fix in ("cs model pull jina-code-0.5b", "--model PATH", "--model minilm"):
         assert fix in (info.value.hint or "")
+    # A hub id gets the same message, and one naming a preset's weights is that preset.
+    with pytest.raises(ModelError, match=r"'someorg/some-model' \(someorg/some-model\) is not"):
+        load_embedder("someorg/some-model")
+    with pytest.raises(ModelError, match=r"\(jinaai/jina-code-embeddings-0.5b\) is not cached"):
+        load_embedder("jinaai/jina-code-embeddings-0.5b@v1")
     result = CliRunner().invoke(app, ["embed", "--model", "jina-code-1.5b", "hello"])
     assert result.exit_code == 2
     assert "error: model 'jina-code-1.5b' (jinaai/jina-code-embeddings-1.5b) is not cached" in (

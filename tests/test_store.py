@@ -197,3 +197,29 @@ def test_index_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert resolve_index_uri(root, index_uri="s3://bucket/team") == "s3://bucket/team"
     monkeypatch.setenv("CS_INDEX_URI", str(tmp_path / "shared"))
     assert resolve_index_uri(root) == str(tmp_path / "shared")
+
+
+def test_ann_index_past_the_threshold(store: Store) -> None:
+    rng = np.random.default_rng(0)
+    n = 600
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    rows = [chunk(f"f{i}.py", f"s{i}", f"t{i}", language=("go", "python")[i % 2])
+            for i in range(n)]
+    store.commit_batch(files=[record(r.path, 1) for r in rows], chunks=rows, vectors=vectors)
+    store.optimize(ann_threshold=n + 1)
+    assert not any("vector" in i for i in store.index_info()["indexes"])
+    store.optimize(ann_threshold=n)
+    assert any(i.startswith("IvfHnswSq(vector") for i in store.index_info()["indexes"])
+
+    query = vectors[7]
+    assert store.vector_search(query, 1)[0].symbol == "s7"
+    hits = store.vector_search(query, 5, where=build_where(["python"]))
+    assert len(hits) == 5 and all(h.language == "python" for h in hits)
+    # Rows added after training are found before the next optimize folds them in.
+    late = chunk("late.py", "late", "late")
+    store.commit_batch(files=[record("late.py", 1)], chunks=[late],
+                       vectors=unit(1, 1, 1, 1)[None, :])
+    assert store.vector_search(unit(1, 1, 1, 1), 1)[0].symbol == "late"
+    store.optimize(ann_threshold=n)
+    assert store.vector_search(unit(1, 1, 1, 1), 1)[0].symbol == "late"
