@@ -14,7 +14,7 @@ cuts it), tokenised by a byte-level BPE trained on that tree. It measures, on on
 - bf16 vs fp32 on a smaller sample (bf16 can be very slow on CPUs without native bf16): speed
   ratio and cosine agreement of the 256-dim vectors.
 
-    python bench/embed_speed.py                  # ~3-4 minutes on 2 CPU cores
+    python bench/embed_speed.py                  # ~3-4 minutes on 2 idle CPU cores
     python bench/embed_speed.py --sample 64 --bf16-sample 16 --device cuda
 
 Prints a table and writes bench/results/embed_speed.json.
@@ -88,6 +88,16 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
     )
 
 
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def write(path: Path, results: dict[str, Any]) -> None:
+    """Write what is known so far, so a run cut short still leaves its numbers."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+
+
 def padding_efficiency(batches: list[list[int]], lengths: list[int]) -> float:
     real = sum(lengths[i] for b in batches for i in b)
     padded = sum(max(lengths[i] for i in b) * len(b) for b in batches)
@@ -151,8 +161,8 @@ def make_embedder(model: Any, tokenizer: Any, dtype: str, device: str, budget: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sample", type=int, default=32, help="chunks timed in fp32")
-    parser.add_argument("--bf16-sample", type=int, default=6, help="chunks timed in fp32 vs bf16")
+    parser.add_argument("--sample", type=int, default=24, help="chunks timed in fp32")
+    parser.add_argument("--bf16-sample", type=int, default=4, help="chunks timed in fp32 vs bf16")
     parser.add_argument("--files", type=int, default=80, help="stdlib files to chunk")
     parser.add_argument("--vocab", type=int, default=32000, help="BPE vocabulary size")
     parser.add_argument("--device", default="cpu")
@@ -182,6 +192,7 @@ def main() -> None:
     small = sample[: args.bf16_sample]
     setup_s = time.perf_counter() - t0
 
+    log(f"{len(all_texts)} chunks, tokenizer trained; building the 0.5B model")
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
     model = Qwen2Model(Qwen2Config(**QWEN25_05B)).eval()
@@ -223,9 +234,10 @@ def main() -> None:
     # Alternate the two and keep each one's best round, so neither pays first-touch costs alone
     # and a burst of load from other processes hurts both alike.
     pipe_runs, bare_runs = [], []
-    for _ in range(args.rounds):
+    for r in range(args.rounds):
         pipe_runs.append(timed_pipeline(fp32, sample)[0])
         bare_runs.append(bare_forward_seconds(fp32, sequences))
+        log(f"round {r + 1}: pipeline {pipe_runs[-1]:.1f}s, bare {bare_runs[-1]:.1f}s")
     pipe_s, bare_s = min(pipe_runs), min(bare_runs)
     lengths = [len(s) for s in sequences]
     sorted_plan = plan_batches(lengths, fp32.token_budget, 256)
@@ -252,6 +264,9 @@ def main() -> None:
         ),
     }
 
+    write(args.out, results)
+    log(f"fp32 done: {results['fp32']['pipeline_tokens_per_s']} tokens/s; bf16 next")
+
     # bf16 vs fp32 on a small sample: speed and agreement.
     small_seq = fp32.tokenize(small, "nl2code", "document")
     small_tokens = sum(len(s) for s in small_seq)
@@ -275,8 +290,7 @@ def main() -> None:
     }
 
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write(args.out, results)
 
     f, b = results["fp32"], results["bf16_vs_fp32"]
     corpus = results["corpus"]

@@ -208,6 +208,7 @@ def run_task(score: Any, split: Path, corpora: list[str], task: str, modes: list
                 for g in group_keys(task, corpus, q):
                     groups[mode]["overlap"][g].append(r_overlap)
                     groups[mode]["strict"][g].append(r_strict)
+        print(f"queried {task} {corpus}: {len(rows)} x {len(modes)} modes", file=sys.stderr)
     timing = {}
     for mode, lat in latencies.items():
         lat = sorted(lat)

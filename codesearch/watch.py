@@ -19,7 +19,8 @@ A :class:`Watcher` owns one root's index for its whole session:
    only chunks never seen before reach the model); indexed paths that are gone or now ignored are
    removed; a directory that appeared is walked; a directory that vanished drops everything
    under it. A changed ``.gitignore``/``.csignore`` re-evaluates the directory it governs (a full
-   incremental pass for the root's), and so does a lost-events signal from the observer.
+   incremental pass for the root's, or for ``.git/info/exclude``), and so does a lost-events
+   signal from the observer.
 5. Each batch is committed through :meth:`codesearch.indexer.Indexer.sync` in slices of
    ``batch_files`` files; every commit replaces whole files atomically, so a reader never sees half
    a file. A stop request (Ctrl-C, SIGTERM, :meth:`Watcher.stop`) is honoured between slices: the
@@ -61,6 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 IGNORE_FILES = frozenset({".gitignore", ".csignore"})
+GIT_EXCLUDE = ".git/info/exclude"  # when the root is the repository's top
 # How often the loop wakes with nothing to do, to notice stop requests made from signal handlers
 # (which must not take locks) and due compactions.
 _POLL = 0.1
@@ -356,6 +358,9 @@ class Watcher:
         if any(path.startswith(d) or path + "/" == d for d in self._own_dirs):
             return
         rel = path[len(self._root_prefix):]
+        if rel == GIT_EXCLUDE:
+            self._queue_full_pass()
+            return
         if _never_indexed(rel, is_dir):
             return
         with self._cond:

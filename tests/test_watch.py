@@ -238,6 +238,11 @@ def test_ignore_file_changes_and_ignored_paths(repo: Path, tiny_model_dir: Path)
         assert not any("ignored_marker" in t for t in texts(repo))
         assert w.status.commits == commits + 1
 
+        (repo / ".git" / "info").mkdir()
+        (repo / ".git" / "info" / "exclude").write_text("datatools/text.py\n")
+        converged(repo, ".git/info/exclude")
+        assert "datatools/text.py" not in {p for p, *_ in stored_chunks(repo)}
+
 
 def test_a_burst_of_500_files_converges_in_few_batches(repo: Path, tiny_model_dir: Path,
                                                        tmp_path: Path) -> None:
@@ -318,9 +323,9 @@ def test_readers_in_another_process_see_whole_batches(repo: Path, tmp_path: Path
             wait_for("the reader to start", lambda: started.exists() or reader.poll() is not None)
             # Flip between versions; compactions (every 3 commits) run in between too.
             for i in range(8):
-                name = "b" if i % 2 == 0 else "a"
-                flip.write_text(_flip_source(versions[name]))
-                wait_for(f"version {name}", symbols, lambda s, n=name: s == sorted(versions[n]))
+                want = sorted(versions["b" if i % 2 == 0 else "a"])
+                flip.write_text(_flip_source(want))
+                wait_for(f"flip {i}", symbols, want.__eq__)
             stop.write_text("1")
             out, err = reader.communicate(timeout=DEADLINE)
         finally:

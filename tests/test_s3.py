@@ -1,0 +1,211 @@
+"""A shared index on S3 (moto's real S3 server on 127.0.0.1): index through the real CLI, search
+from another process, re-index incrementally, compare with a local index of the same tree; the
+embedding cache in the bucket; one writer at a time."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+boto3 = pytest.importorskip("boto3", reason="the s3 extra (boto3) is not installed")
+moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
+
+from typer.testing import CliRunner  # noqa: E402
+
+from codesearch.cli import app  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
+runner = CliRunner()
+REPO_ROOT = Path(__file__).resolve().parent.parent
+QUERIES = ("arithmetic mean of a column", "parse a configuration file", "http request handler")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server in a thread of this process, reachable by subprocesses too."""
+    port = _free_port()
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket; the standard AWS variables point every client (lancedb, boto3) at moto."""
+    for key, value in {
+        "AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    name = f"cs-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def repo(tmp_path: Path, fixtures_dir: Path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(fixtures_dir / "python", root / "py")
+    shutil.copytree(fixtures_dir / "go", root / "go")
+    return root
+
+
+def cs_process(*args: str, env: dict[str, str] | None = None) -> Any:
+    """The real CLI in a separate process (another machine's view of the bucket)."""
+    result = subprocess.run([sys.executable, "-m", "codesearch", *args], capture_output=True,
+                            text=True, cwd=REPO_ROOT, env={**os.environ, **(env or {})},
+                            timeout=300)
+    assert result.returncode in (0, 1), result.stderr
+    return result
+
+
+def find_hits(root: Path, query: str, *index_args: str) -> list[dict[str, Any]]:
+    result = runner.invoke(app, ["find", query, "--path", str(root), "--json", "-k", "6",
+                                 *index_args])
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout)
+
+
+def same_hits(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
+    assert [(h["path"], h["start_line"], h["end_line"]) for h in a] == \
+        [(h["path"], h["start_line"], h["end_line"]) for h in b]
+    assert [h["score"] for h in a] == pytest.approx([h["score"] for h in b], abs=1e-5)
+
+
+def index_hashes(uri: str) -> set[str]:
+    from codesearch.store import Store
+
+    return {c.hash for c in Store.open(uri).chunks()}
+
+
+def test_s3_index_search_reindex_matches_local(repo: Path, bucket: str, tmp_path: Path,
+                                               tiny_model_dir: Path) -> None:
+    uri = f"s3://{bucket}/team/idx"
+    cache = f"s3://{bucket}/team/cache"
+    first = cs_process("index", str(repo), "--index-uri", uri, "--cache-uri", cache,
+                       "--model", str(tiny_model_dir), "--json")
+    stats = json.loads(first.stdout)
+    assert stats["index"] == uri and stats["files_changed"] > 0
+    assert stats["chunks_embedded"] == len(index_hashes(uri)) > 0  # fresh: every distinct text
+
+    # A developer's machine: nothing cached locally, the CI's cache in the bucket -> embeds nothing.
+    local = tmp_path / "local-index"
+    result = runner.invoke(app, ["index", str(repo), "--index-dir", str(local),
+                                 "--cache-uri", cache, "--json"] + ["--model", str(tiny_model_dir)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["chunks_embedded"] == 0
+
+    # Searched from another process, the shared index answers exactly as the local one.
+    for query in QUERIES:
+        remote = json.loads(cs_process("find", query, "--path", str(repo), "--index-uri", uri,
+                                       "--json", "-k", "6").stdout)
+        assert remote, query
+        same_hits(remote, find_hits(repo, query, "--index-dir", str(local)))
+    status = cs_process("status", str(repo), "--index-uri", uri, "--json")
+    assert json.loads(status.stdout)["changed_since"]["total"] == 0
+
+    # Change one file: only its new chunks are embedded.
+    from codesearch.chunk import chunk_source
+    target = next(p for p in sorted((repo / "py").rglob("*.py")) if p.stat().st_size > 200)
+    rel = target.relative_to(repo).as_posix()
+    target.write_text(target.read_text() + "\n\ndef freshly_added_helper(values):\n"
+                      "    \"\"\"Sum of squares of the values.\"\"\"\n"
+                      "    return sum(v * v for v in values)\n")
+    before = index_hashes(uri)
+    new_hashes = {c.content_hash for c in chunk_source(target.read_text(), rel, "python")}
+    expected = len(new_hashes - before)
+    assert expected >= 1
+    status = json.loads(cs_process("status", str(repo), "--index-uri", uri, "--json").stdout)
+    assert status["changed_since"]["modified"] == 1
+    second = json.loads(cs_process("index", str(repo), "--index-uri", uri, "--cache-uri", cache,
+                                   "--json").stdout)
+    assert second["files_changed"] == 1 and second["files_unchanged"] == stats["files_changed"] - 1
+    assert second["chunks_embedded"] == expected
+
+    result = runner.invoke(app, ["index", str(repo), "--index-dir", str(local),
+                                 "--cache-uri", cache, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["chunks_embedded"] == 0  # the CI run cached the new chunk
+    for query in (*QUERIES, "sum of squares"):
+        remote = json.loads(cs_process("find", query, "--path", str(repo), "--index-uri", uri,
+                                       "--json", "-k", "6").stdout)
+        same_hits(remote, find_hits(repo, query, "--index-dir", str(local)))
+
+    # similar works on the shared index too.
+    result = runner.invoke(app, ["similar", f"{target}:{len(target.read_text().splitlines())}",
+                                 "--path", str(repo), "--index-uri", uri, "--json", "-k", "3"])
+    assert result.exit_code in (0, 1), result.output
+
+
+def test_storage_options_instead_of_environment(repo: Path, bucket: str, s3_endpoint: str,
+                                                tiny_model_dir: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "AWS_ALLOW_HTTP"):
+        monkeypatch.delenv(key)
+    uri = f"s3://{bucket}/opts"
+    opts = [f"aws_endpoint={s3_endpoint}", "aws_access_key_id=testing",
+            "aws_secret_access_key=testing", "aws_region=us-east-1", "allow_http=true"]
+    flags = [arg for o in opts for arg in ("--storage-option", o)]
+    result = runner.invoke(app, ["index", str(repo / "go"), "--index-uri", uri, "--json",
+                                 "--model", str(tiny_model_dir), *flags])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["chunks_total"] > 0
+    result = runner.invoke(app, ["status", str(repo / "go"), "--index-uri", uri, "--json", *flags])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["files"] > 0
+
+
+def test_one_writer_at_a_time_and_stale_lock_expires(repo: Path, bucket: str,
+                                                     tiny_model_dir: Path) -> None:
+    from codesearch.remote_lock import LOCK_NAME, S3WriterLock
+
+    uri = f"s3://{bucket}/locked"
+    holder = S3WriterLock(uri, lease=30)
+    holder.acquire()
+    try:
+        result = runner.invoke(app, ["index", str(repo / "go"), "--index-uri", uri,
+                                     "--model", str(tiny_model_dir)])
+        assert result.exit_code != 0
+        assert "is writing the index" in result.stderr and holder.owner in result.stderr
+        with pytest.raises(Exception, match="is writing the index"):
+            S3WriterLock(uri, lease=30).acquire(wait=0.3)
+    finally:
+        holder.release()
+    s3 = boto3.client("s3")
+    with pytest.raises(s3.exceptions.ClientError):  # released: the object is gone
+        s3.head_object(Bucket=bucket, Key=f"locked/{LOCK_NAME}")
+
+    # A writer that died holding the lock: once its lease is over, the next writer takes over.
+    s3.put_object(Bucket=bucket, Key=f"locked/{LOCK_NAME}",
+                  Body=json.dumps({"owner": "dead-host:1", "lease_s": 1}).encode())
+    with pytest.raises(Exception, match="dead-host:1"):
+        S3WriterLock(uri, lease=30).acquire()
+    time.sleep(2.5)
+    result = runner.invoke(app, ["index", str(repo / "go"), "--index-uri", uri,
+                                 "--model", str(tiny_model_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(s3.exceptions.ClientError):  # and released it when done
+        s3.head_object(Bucket=bucket, Key=f"locked/{LOCK_NAME}")
