@@ -98,14 +98,19 @@ def group_keys(task: str, corpus: str, q: dict) -> list[str]:
 
 
 def code_fingerprint() -> str:
-    """A hash of the sources that decide what an index contains (chunk boundaries, embedded and
+    """A hash of the code that decides what an index contains (chunk boundaries, embedded and
     lexical texts); when it changes, the bench's indexes are rebuilt from the embedding cache."""
+    import inspect
+
+    from codesearch import indexer, search
+
     h = hashlib.sha256()
-    for rel in ("codesearch/chunk.py", "codesearch/languages.py", "codesearch/indexer.py",
-                "codesearch/search.py", "codesearch/discover.py"):
+    for rel in ("codesearch/chunk.py", "codesearch/languages.py", "codesearch/discover.py"):
         p = PROJECT / rel
         if p.exists():
             h.update(p.read_bytes())
+    for fn in (search.lexical_text, indexer.chunk_records):
+        h.update(inspect.getsource(fn).encode())
     return h.hexdigest()[:16]
 
 
@@ -372,6 +377,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--via-cli", type=int, default=0, metavar="N",
                     help="also run N queries per corpus and mode through the `cs` CLI via "
                          "score.py and check the ranks match")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads while querying (default: torch's choice; 1 is much "
+                         "faster for one-query batches on a busy machine, same vectors)")
     ap.add_argument("--no-baselines", action="store_true", help="skip the BM25/grep references")
     ap.add_argument("--out", type=Path, default=HERE / "results")
     ap.add_argument("--tag", help="write results/runs/TAG.json (+.md) instead of quality.json")
@@ -414,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     report["model_load_seconds"] = round(loader.load_seconds, 2)
 
     # 2. queries, in-process
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     all_ranks: dict[str, dict] = {}
     for task in tasks:
         t0 = time.perf_counter()

@@ -197,7 +197,9 @@ def edit_latency(root: Path, uri: str, model: str, n_files: int, edits: int,
         ready = events.wait("ready", start_timeout)
         startup = time.perf_counter() - t0
         for k in range(edits):
-            marker = f"edited_marker_{seed}_{k}"
+            # One full-text token (no "_"): BM25 splits identifiers, and "edited_marker_1_0"
+            # would rank below earlier markers sharing most of its words.
+            marker = f"wmark{seed}x{k}z"
             start = time.perf_counter()
             edit_one_function(root, rng, n_files, marker)
             # Block on the watcher's batch event rather than spinning on queries, which would

@@ -77,14 +77,15 @@ class RayOptions:
 class EmbedActor:
     """One model per actor process; Ray Data calls it with batches of ``{"i", "text"}`` rows."""
 
-    def __init__(self, model: str, dim: int | None, device: str | None, threads: int) -> None:
+    def __init__(self, model: str, dim: int | None, device: str | None, dtype: str | None,
+                 threads: int) -> None:
         import torch
 
         from codesearch.embed import load_embedder
 
         # Several actors share a node: each keeps to the CPUs Ray granted it instead of all cores.
         torch.set_num_threads(max(1, threads))
-        self.embedder = load_embedder(model, dim=dim, device=device)
+        self.embedder = load_embedder(model, dim=dim, device=device, dtype=dtype)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
@@ -115,11 +116,20 @@ def _plan_workers(ray: Any, opts: RayOptions) -> tuple[int, float]:
     return max(1, workers), per_gpu
 
 
+def _worker_env() -> dict[str, str]:
+    """The settings a worker's embedder must share with this process (model cache, offline mode,
+    device, the measured CPU dtype), so an actor loads the same model the same way."""
+    keep = ("CS_", "HF_", "TRANSFORMERS_", "TOKENIZERS_")
+    return {k: v for k, v in os.environ.items() if k.startswith(keep)}
+
+
 def ray_embed(texts: Sequence[str], *, model: str, dim: int | None, device: str | None,
+              dtype: str | None = None,
               opts: RayOptions | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Embed ``texts`` (document side) on Ray; yields ``(indices, vectors)`` blocks as they finish,
     covering every index exactly once. ``model`` must resolve on every worker (a preset or hub id
-    in each node's cache, or a directory every node can read)."""
+    in each node's cache, or a directory every node can read). ``dtype`` (None: each actor's
+    "auto") should be what the local engine uses, for identical vectors."""
     ray = import_ray()
     opts = opts or RayOptions()
     if not texts:
@@ -139,8 +149,9 @@ def ray_embed(texts: Sequence[str], *, model: str, dim: int | None, device: str 
     ds = ray.data.from_items(items, override_num_blocks=n_blocks)
     ds = ds.map_batches(
         EmbedActor,
-        fn_constructor_kwargs={"model": model, "dim": dim, "device": device,
+        fn_constructor_kwargs={"model": model, "dim": dim, "device": device, "dtype": dtype,
                                "threads": int(max(1, opts.cpus_per_worker))},
+        runtime_env={"env_vars": _worker_env()},
         batch_size=opts.batch_texts, batch_format="numpy",
         compute=ActorPoolStrategy(size=workers),
         num_gpus=per_gpu, num_cpus=opts.cpus_per_worker,
@@ -226,9 +237,14 @@ def index_root_ray(root: Path, *, index_uri: str | None = None,
         pending = _missing_texts(pre)
         if pending.texts:
             assert pre.cache is not None
+            # The driver's choice of dtype when it has loaded the model (a new index), else the
+            # same rule it would apply: actors read the driver's settings (_worker_env).
+            handle = pre.handle
+            loaded = getattr(handle.get(), "dtype", None) if handle and handle.loaded else None
+            dtype = str(loaded).removeprefix("torch.") if loaded is not None else None
             for indices, vectors in ray_embed(pending.texts, model=manifest.model,
                                               dim=manifest.dim, device=options.device,
-                                              opts=ray_options):
+                                              dtype=dtype, opts=ray_options):
                 # Into the cache as they arrive: an interrupted run keeps what Ray finished.
                 pre.cache.put([pending.hashes[i] for i in indices], vectors)
                 embedded += len(indices)

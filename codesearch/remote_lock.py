@@ -225,3 +225,15 @@ def _storage_error(action: str, uri: str, err: Exception) -> StorageError:
     return StorageError(f"cannot {action} the index at {uri}: {first[:200]}",
                         hint="check the bucket, credentials and endpoint (AWS_* variables or "
                              "--storage-option)")
+
+
+def remote_writer_lock(uri: str, storage_options: Mapping[str, str] | None = None) -> S3WriterLock:
+    """The writer lock for an index at an object-store ``uri``: an :class:`S3WriterLock` for
+    S3-compatible stores; a StorageError for stores cs cannot lock (reading them works)."""
+    scheme = urlparse(uri).scheme
+    if scheme not in S3_SCHEMES:
+        raise StorageError(f"cs cannot take a writer lock on {scheme}:// stores, so it does not "
+                           f"write the index at {uri}",
+                           hint="build the index on s3:// (or a local path); find, similar and "
+                                "status read any store LanceDB supports")
+    return S3WriterLock(uri, storage_options)

@@ -319,12 +319,12 @@ class Watcher:
             if batch is not None:
                 paths, full = batch
                 self._set(phase="indexing")
-                try:
-                    result = self._process(paths, full=full)
-                finally:
+                result = self._process(paths, full=full)
+                if result.updated:  # one snapshot: back to watching, with this batch's report
+                    self._set(phase="watching", batches=self._status.batches + 1,
+                              last_batch=result)
+                else:
                     self._set(phase="watching")
-                if result.updated:
-                    self._set(batches=self._status.batches + 1, last_batch=result)
             elif self._optimize_due():
                 self._optimize()
             status = self.status

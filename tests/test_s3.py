@@ -156,7 +156,8 @@ def test_s3_index_search_reindex_matches_local(repo: Path, bucket: str, tmp_path
     # similar works on the shared index too.
     result = runner.invoke(app, ["similar", f"{target}:{len(target.read_text().splitlines())}",
                                  "--path", str(repo), "--index-uri", uri, "--json", "-k", "3"])
-    assert result.exit_code in (0, 1), result.output
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)) == 3
 
 
 def test_storage_options_instead_of_environment(repo: Path, bucket: str, s3_endpoint: str,

@@ -31,7 +31,7 @@ from codesearch.discover import Discovery, read_source
 from codesearch.indexer import IndexOptions
 from codesearch.search import Searcher, SearchOptions
 from codesearch.store import Store, resolve_index_uri
-from codesearch.watch import Watcher, WatchOptions
+from codesearch.watch import Watcher, WatchOptions, WatchStatus
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 runner = CliRunner()
@@ -95,11 +95,14 @@ def repo(tmp_path: Path, fixtures_dir: Path) -> Path:
 
 
 @contextmanager
-def watching(root: Path, model: Path, **options: Any) -> Iterator[Watcher]:
+def watching(root: Path, model: Path, *, batch_files: int = 64,
+             on_status: Callable[[WatchStatus], None] | None = None,
+             **options: Any) -> Iterator[Watcher]:
     """A watcher on ``root`` running in a background thread through the public API."""
     store = Store.open(resolve_index_uri(root))
     watch_options = WatchOptions(**{"debounce": 0.05, "max_delay": 1.0, **options})
-    watcher = Watcher(root, store, IndexOptions(model=str(model)), watch_options)
+    watcher = Watcher(root, store, IndexOptions(model=str(model), batch_files=batch_files),
+                      watch_options, on_status=on_status)
     thread = threading.Thread(target=watcher.run, name="test-watch", daemon=True)
     thread.start()
     try:
@@ -313,7 +316,7 @@ def test_readers_in_another_process_see_whole_batches(repo: Path, tmp_path: Path
     def symbols() -> list[str]:
         return sorted(c.symbol for c in Store.open(uri).chunks("path = 'flip.py'"))
 
-    with watching(repo, tiny_model_dir, optimize_every=3):
+    with watching(repo, tiny_model_dir, optimize_every=3) as w:
         wait_for("version a", symbols, lambda s: s == sorted(versions["a"]))
         stop, started = tmp_path / "stop", tmp_path / "started"
         reader = subprocess.Popen(
@@ -328,6 +331,7 @@ def test_readers_in_another_process_see_whole_batches(repo: Path, tmp_path: Path
                 wait_for(f"flip {i}", symbols, want.__eq__)
             stop.write_text("1")
             out, err = reader.communicate(timeout=DEADLINE)
+            assert w.status.optimizations >= 2  # compactions ran while the reader read
         finally:
             if reader.poll() is None:
                 reader.kill()
@@ -335,6 +339,35 @@ def test_readers_in_another_process_see_whole_batches(repo: Path, tmp_path: Path
     report = json.loads(out)
     assert report["n_bad"] == 0, report  # never a half-applied batch, never an error
     assert report["seen"]["a"] > 0 and report["seen"]["b"] > 0, report
+
+
+def test_stop_finishes_the_commit_in_progress_and_the_next_run_the_rest(
+        repo: Path, tmp_path: Path, tiny_model_dir: Path) -> None:
+    incoming = tmp_path / "incoming"
+    incoming.mkdir()
+    for i in range(20):
+        (incoming / f"m{i}.py").write_text(f"def late_{i}(x):\n    return x + {i}\n")
+
+    def stop_after_first_commit(status: WatchStatus) -> None:
+        if status.phase == "indexing" and status.commits > catch_up_commits:
+            watcher.stop()  # as SIGTERM does, in the middle of a 10-commit batch
+
+    catch_up_commits = 10**9
+    with watching(repo, tiny_model_dir, batch_files=2, on_status=stop_after_first_commit) as w:
+        watcher, catch_up_commits = w, w.status.commits
+        (incoming).rename(repo / "incoming")  # one event; the batch walks 20 files
+        wait_for("the stop", lambda: w.status.phase, lambda ph: ph == "stopped")
+    batch = w.status.last_batch
+    assert batch is not None and not batch.complete and batch.commits == 1
+    assert batch.files_new == 2  # the first commit of 2 files went through, whole
+    assert len([p for p in Store.open(resolve_index_uri(repo)).file_records()
+                if p.startswith("incoming/")]) == 2
+
+    result = runner.invoke(app, ["index", str(repo), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["files_new"] == 18 and out["files_changed"] == 18 and out["files_removed"] == 0
+    assert stored_chunks(repo) == expected_chunks(repo)
 
 
 def test_cs_index_is_refused_while_watching(repo: Path, tiny_model_dir: Path) -> None:
