@@ -313,6 +313,7 @@ def model_info_cmd(
 
 # --- issue 4: index, find, similar, status ---------------------------------------------------
 
+import os  # noqa: E402 - kept inside this section of a shared file
 from typing import Annotated, Any  # noqa: E402, F811 - kept inside this section of a shared file
 
 _IndexDir = Annotated[
@@ -514,6 +515,12 @@ def status_cmd(
                          else f"{root} does not exist")
     uri = resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri)
     store = Store.open(uri, storage_options=_storage_options(storage_option))
+    if not store.exists() and not (index_uri or os.environ.get("CS_INDEX_URI")):
+        from codesearch.search import find_indexed_ancestor
+
+        found = find_indexed_ancestor(root, index_dir=index_dir)
+        if found is not None:
+            root, store = found
     print_status(index_status(root, store), as_json=as_json)
 
 

@@ -34,6 +34,7 @@ from codesearch.store import (
     FileRecord,
     Manifest,
     Store,
+    is_remote,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -347,8 +348,11 @@ class Indexer:
         self.manifest = manifest
         self.stats.model, self.stats.dim = manifest.model, manifest.dim
         self.store.ensure_tables(manifest.dim)
-        self.cache = EmbeddingCache.open(manifest.identity(), manifest.dim, uri=opts.cache_uri,
-                                         storage_options=self.store.storage_options)
+        # An object-store cache shares the index's credentials; the local default needs none.
+        remote_cache = opts.cache_uri is not None and is_remote(opts.cache_uri)
+        self.cache = EmbeddingCache.open(
+            manifest.identity(), manifest.dim, uri=opts.cache_uri,
+            storage_options=self.store.storage_options if remote_cache else None)
         return manifest
 
     def lock(self) -> Any:

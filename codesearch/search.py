@@ -14,6 +14,7 @@ Filters (``--lang``, ``--glob``) become a SQL prefilter applied before ranking, 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -255,6 +256,21 @@ def parse_location(location: str) -> tuple[str, int]:
     return file, int(line)
 
 
+def find_indexed_ancestor(path: Path, *, index_dir: str | Path | None = None
+                          ) -> tuple[Path, Store] | None:
+    """The nearest proper ancestor of ``path`` that has a (local) index, with its store."""
+    from codesearch.store import resolve_index_uri
+
+    for parent in path.resolve().parents:
+        uri = resolve_index_uri(parent, index_dir=index_dir)
+        if not Path(uri).is_dir():
+            continue
+        store = Store.open(uri)
+        if store.read_manifest() is not None:
+            return parent, store
+    return None
+
+
 def enclosing_chunk(chunks: Sequence[Chunk], line: int) -> Chunk | None:
     """The smallest chunk containing ``line``; when none does (a blank line between definitions),
     the nearest one."""
@@ -274,11 +290,14 @@ class Searcher:
     query only (lexical queries never load it)."""
 
     def __init__(self, root: Path, store: Store, manifest: Manifest,
-                 handle: EmbedderHandle) -> None:
+                 handle: EmbedderHandle, scope: str | None = None) -> None:
         self.root = root.resolve()
         self.store = store
         self.manifest = manifest
         self.handle = handle
+        # A subdirectory (POSIX, relative to root) that every query is limited to: set when the
+        # user asked for a directory inside an indexed root.
+        self.scope = scope
 
     @classmethod
     def open(cls, root: Path, *, index_uri: str | None = None, index_dir: str | Path | None = None,
@@ -299,9 +318,18 @@ class Searcher:
         if not root.is_dir():
             raise UsageError(f"{root} is not a directory" if root.exists()
                              else f"{root} does not exist")
+        scope = None
         if store is None:
             uri = resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri)
             store = Store.open(uri, storage_options=storage_options)
+            if store.read_manifest() is None and not (index_uri or os.environ.get("CS_INDEX_URI")):
+                # Inside an indexed tree (like git): search the nearest indexed ancestor, limited
+                # to the directory that was asked for.
+                found = find_indexed_ancestor(root, index_dir=index_dir)
+                if found is not None:
+                    ancestor, store = found
+                    scope = root.resolve().relative_to(ancestor).as_posix()
+                    root = ancestor
         manifest = store.read_manifest()
         if manifest is None:
             raise IndexMissingError(f"no index for {root.resolve()}",
@@ -316,7 +344,7 @@ class Searcher:
                 f"this cs has {CHUNKER_VERSION!r}", hint=REBUILD_HINT)
         handle = handle_for(manifest, model_spec(model) if model else None, root.resolve(),
                             device=device, loader=loader, notify=notify)
-        return cls(root, store, manifest, handle)
+        return cls(root, store, manifest, handle, scope)
 
     # queries --------------------------------------------------------------------------------
 
@@ -369,6 +397,8 @@ class Searcher:
                 raise UsageError(
                     f"no indexed files in language '{unknown[0]}'",
                     hint="indexed languages: " + (", ".join(known) or "none"))
+        if self.scope:
+            extra = [*extra, f"starts_with(path, {sql_str(self.scope + '/')})"]
         return build_where(opts.languages, opts.globs, extra)
 
     def _rank(self, embed: Callable[[], np.ndarray], text_query: str, where: str | None,

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from codesearch import config
-from codesearch.errors import IndexBusyError, IndexMismatchError, StorageError
+from codesearch.errors import IndexBusyError, IndexMismatchError, IndexMissingError, StorageError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; lancedb and pyarrow load lazily
     import pyarrow as pa
@@ -55,8 +55,12 @@ CHUNK_FIELDS = (
 # brute force costs ~1 ms per 1,000 rows of 256 dims on one core; below this, building the index
 # costs more than it ever saves).
 DEFAULT_ANN_THRESHOLD = 100_000
-ANN_PARTITION_ROWS = 65_536
-ANN_PROBES = 256  # probe every partition up to ~16M rows
+# IVF-HNSW-SQ: one HNSW graph per 16k rows (smaller graphs build faster), and queries probe every
+# partition (up to ~4M rows): unprobed partitions, not HNSW or quantisation, cost recall.
+ANN_PARTITION_ROWS = 16_384
+ANN_PROBES = 256
+ANN_EF = 64
+ANN_EF_CONSTRUCTION = 150
 ANN_RETRAIN_GROWTH = 4
 ANN_INDEX_PREFIX = "vector_ann_"
 # LanceDB versions older than this are pruned by optimize(); readers re-open per query, so an hour
@@ -311,7 +315,7 @@ def _storage_errors(action: str, uri: str) -> Iterator[None]:
     """Turn OS and LanceDB IO failures into one StorageError line; other errors pass through."""
     try:
         yield
-    except (IndexBusyError, IndexMismatchError, StorageError):
+    except (IndexBusyError, IndexMismatchError, IndexMissingError, StorageError):
         raise
     except PermissionError as err:
         raise StorageError(f"cannot {action} the index at {uri}: permission denied",
@@ -567,7 +571,7 @@ class Store:
         with _storage_errors("search", self.uri):
             query = (table.search(np.asarray(vector, dtype=np.float32), vector_column_name=VECTOR)
                      .distance_type("cosine").select(cols).limit(k)
-                     .nprobes(nprobes).refine_factor(refine_factor))
+                     .nprobes(nprobes).ef(ANN_EF).refine_factor(refine_factor))
             if where:
                 query = query.where(where, prefilter=True)
             data = query.to_arrow()
@@ -577,12 +581,16 @@ class Store:
     def text_search(self, text: str, k: int, *, where: str | None = None,
                     with_vectors: bool = False) -> list[StoredChunk]:
         """The ``k`` best BM25 matches of ``text`` over ``search_text``, among rows matching
-        ``where``. ``score`` is the BM25 score. Empty when no full-text index exists yet."""
+        ``where``. ``score`` is the BM25 score. IndexMissingError when chunks exist but their
+        full-text index was never built (a run killed before :meth:`optimize`)."""
         table = self._table(CHUNKS)
         if table is None or k <= 0 or not text.strip():
             return []
         if not self._has_index(table, "search_text"):
-            return []
+            if self.count_chunks() == 0:
+                return []
+            raise IndexMissingError("the index has no full-text index yet (an indexing run "
+                                    "did not finish)", hint="run `cs index` on this root again")
         cols = list(CHUNK_FIELDS) + ([VECTOR] if with_vectors else [])
         with _storage_errors("search", self.uri):
             query = (table.search(text, query_type="fts", fts_columns="search_text")
@@ -675,10 +683,10 @@ class Store:
             return table.count_rows() > 0 and not self._has_index(table, "search_text")
 
     def create_vector_index(self, rows: int | None = None) -> None:
-        """Build (or replace) the IVF-HNSW-SQ cosine index on the vectors. Few, large partitions
-        (one per ANN_PARTITION_ROWS rows) so that queries probe all of them: the measured recall
-        loss came from unprobed partitions, not from HNSW or the scalar quantisation, which
-        ``refine_factor`` corrects. The index name records the row count it was trained on."""
+        """Build (or replace) the IVF-HNSW-SQ cosine index on the vectors, one partition per
+        ANN_PARTITION_ROWS rows so that queries can probe all of them (the recall lost in
+        bench/ann_recall.py came from unprobed partitions; ``refine_factor`` re-ranks the
+        quantised distances exactly). The index name records the row count it was trained on."""
         from lancedb.index import HnswSq
 
         table = self._table(CHUNKS)
@@ -691,7 +699,8 @@ class Store:
                 if VECTOR in idx.columns:
                     table.drop_index(idx.name)
             table.create_index(VECTOR, config=HnswSq(distance_type="cosine",
-                                                     num_partitions=partitions),
+                                                     num_partitions=partitions,
+                                                     ef_construction=ANN_EF_CONSTRUCTION),
                                name=f"{ANN_INDEX_PREFIX}{rows}")
 
     def _ann_trained_rows(self, table: Any) -> int | None:
@@ -802,6 +811,7 @@ class EmbeddingCache:
         )
         with _storage_errors("write", self.uri):
             table = self._open_table(create=True)
+            assert table is not None  # create=True never returns None
             table.add(data)
         self._since_optimize += 1
 

@@ -73,7 +73,7 @@ def test_find_exit_codes(repo: Path) -> None:
         (("find", "x", "--path", str(repo), "-k", "0"), "-k must be at least 1"),
         (("find", "x", "--path", str(repo), "--lang", "cobol"), "no indexed files in language"),
         (("find", "x", "--path", str(repo / "nope")), "does not exist"),
-        (("find", "x", "--path", str(repo / "go")), "no index for"),
+        (("find", "x", "--path", str(repo.parent)), "no index for"),
     ]:
         result = cs(*args)
         assert result.exit_code == 2, (args, result.output)
@@ -90,6 +90,13 @@ def test_find_filters(repo: Path) -> None:
                 "--json", "-k", "50")
     paths = {h["path"] for h in json.loads(result.stdout)}
     assert paths and all(p.startswith("py/") and not p.endswith("cli.py") for p in paths)
+    # A directory inside an indexed root searches that root, limited to the directory.
+    result = cs("find", "push onto a stack", "--path", str(repo / "py"), "--json", "-k", "50")
+    assert result.exit_code == 0, result.output
+    paths = {h["path"] for h in json.loads(result.stdout)}
+    assert paths and all(p.startswith("py/") for p in paths)
+    status = json.loads(cs("status", str(repo / "go" / "stack"), "--json").stdout)
+    assert status["root"] == str(repo.resolve())
 
 
 def test_similar_cli(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -129,7 +136,7 @@ def test_status(repo: Path) -> None:
     assert status["changed_since"] == {"total": 3, "new": 1, "modified": 1, "removed": 1}
     result = cs("status", str(repo))
     assert "changed since: 3 files (1 new, 1 modified, 1 removed)" in result.stdout
-    result = cs("status", str(repo / "py"))
+    result = cs("status", str(repo.parent))
     assert result.exit_code == 2 and "no index for" in result.stderr
 
 
