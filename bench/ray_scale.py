@@ -1,8 +1,8 @@
 """Chunks/s of the Ray engine (1 and 2 workers) against the local engine, on the same texts.
 
-The texts are the chunks of a real tree (default: this Python's ``asyncio`` standard library package, cut by
-codesearch.chunk exactly as ``cs index`` cuts it), embedded on the document side with the same model
-(default: the tiny random Qwen2 model of the test suite, so this runs anywhere in a minute or two).
+The texts are the chunks of a real tree (default: this Python's standard ``asyncio`` package, cut by
+codesearch.chunk exactly as ``cs index`` cuts it), embedded on the document side with the same
+model (default: the tiny random Qwen2 model of the test suite, so this runs anywhere in minutes).
 
 For each engine it reports:
 
@@ -12,7 +12,7 @@ For each engine it reports:
   of the start-up out (an estimate of throughput on a long run; local: the same as wall, as its
   model is loaded before timing).
 
-    python bench/ray_scale.py                      # tiny model, asyncio's chunks, local Ray (2 CPUs)
+    python bench/ray_scale.py                  # tiny model, asyncio's chunks, local Ray (2 CPUs)
     python bench/ray_scale.py --model minilm --max-chunks 2000
     python bench/ray_scale.py --address ray://head:10001 --workers 1 2 4 8
 
@@ -108,7 +108,8 @@ def time_ray(texts: list[str], model: str, workers: int, batch: int) -> dict[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tree", type=Path, default=None, help="tree to chunk (default: stdlib asyncio)")
+    parser.add_argument("--tree", type=Path, default=None,
+                        help="tree to chunk (default: stdlib asyncio)")
     parser.add_argument("--model", default=None, help="model (default: the tests' tiny model)")
     parser.add_argument("--max-chunks", type=int, default=1500)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])

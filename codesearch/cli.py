@@ -375,18 +375,42 @@ def index_cmd(
     storage_option: _StorageOpts = None,
     batch_files: Annotated[int, typer.Option("--batch-files", hidden=True,
                                              help="Files per committed batch.")] = 64,
+    cache_uri: Annotated[str | None, typer.Option(
+        "--cache-uri", help="The embedding cache: a path or s3://bucket/prefix, shareable "
+        "between machines [env CS_CACHE_URI].", show_default=False)] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="Where chunks are embedded: local, or ray (a Ray cluster; "
+        "pip install 'codesearch[ray]').")] = "local",
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", help="Ray cluster for --engine ray (default: RAY_ADDRESS, else a local "
+        "Ray).", show_default=False)] = None,
+    ray_workers: Annotated[int | None, typer.Option(
+        "--ray-workers", help="Embedding actors for --engine ray (default: one per GPU, else one "
+        "per 4 CPUs).", show_default=False)] = None,
 ) -> None:
     """Index ROOT (default: the current directory); only what changed since the last run is
     re-chunked, and only chunks never seen before are embedded."""
+    from codesearch.errors import UsageError
     from codesearch.indexer import IndexOptions, index_root
     from codesearch.render import IndexProgressBar, print_index_stats
 
+    if engine not in ("local", "ray"):
+        raise UsageError(f"unknown engine '{engine}'", hint="use one of: local, ray")
     options = IndexOptions(model=model, dim=dim, device=device, rebuild=rebuild,
-                           batch_files=max(1, batch_files))
+                           batch_files=max(1, batch_files), cache_uri=cache_uri)
     with IndexProgressBar(enabled=None if not as_json else False) as bar:
-        stats = index_root(root, index_uri=index_uri, index_dir=index_dir,
-                           storage_options=_storage_options(storage_option), options=options,
-                           progress=bar, notify=_notice)
+        if engine == "ray":  # issue 10: embedding on a Ray cluster (codesearch/ray_engine.py)
+            from codesearch.ray_engine import RayOptions, index_root_ray
+
+            stats = index_root_ray(root, index_uri=index_uri, index_dir=index_dir,
+                                   storage_options=_storage_options(storage_option),
+                                   options=options, progress=bar, notify=_notice,
+                                   ray_options=RayOptions(address=ray_address,
+                                                          workers=ray_workers))
+        else:
+            stats = index_root(root, index_uri=index_uri, index_dir=index_dir,
+                               storage_options=_storage_options(storage_option), options=options,
+                               progress=bar, notify=_notice)
     print_index_stats(stats, as_json=as_json, verbose=verbose)
 
 

@@ -33,8 +33,8 @@ import numpy as np
 from codesearch.errors import UsageError
 from codesearch.indexer import (
     DOCUMENT_TASK,
-    IndexOptions,
     Indexer,
+    IndexOptions,
     IndexProgress,
     IndexStats,
     ProgressFn,

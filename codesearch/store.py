@@ -336,8 +336,8 @@ class WriterLock:
     """One writer per index: an exclusive ``flock`` on ``<index>/.cs-writer.lock``.
 
     The kernel drops the lock when the process dies, so a kill -9 never leaves a stale lock. Object
-    stores have no such primitive; :meth:`Store.writer_lock` returns a no-op lock there (documented
-    limitation until the object-store work adds one).
+    stores have no such primitive; :meth:`Store.writer_lock` takes a lease object there instead
+    (:mod:`codesearch.remote_lock`).
     """
 
     def __init__(self, path: Path) -> None:
@@ -379,20 +379,6 @@ class WriterLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-class _NoLock:
-    def acquire(self, wait: float = 0.0) -> None:
-        pass
-
-    def release(self) -> None:
-        pass
-
-    def __enter__(self) -> _NoLock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -444,10 +430,14 @@ class Store:
         """True when this location holds an index (a manifest, or data tables left without one)."""
         return any(self._table(name) is not None for name in (MANIFEST, CHUNKS, FILES))
 
-    def writer_lock(self, wait: float = 2.0) -> WriterLock | _NoLock:
+    def writer_lock(self, wait: float = 2.0) -> Any:
         """The lock a writer holds for its whole run: ``with store.writer_lock(): ...``."""
+        lock: Any
         if is_remote(self.uri):
-            lock: WriterLock | _NoLock = _NoLock()
+            # No flock on an object store: a lease object taken with a conditional PUT.
+            from codesearch.remote_lock import remote_writer_lock
+
+            lock = remote_writer_lock(self.uri, self.storage_options)
         else:
             lock = WriterLock(Path(self.uri) / ".cs-writer.lock")
         lock.acquire(wait)
@@ -757,9 +747,10 @@ class EmbeddingCache:
     @classmethod
     def open(cls, identity: Mapping[str, Any], dim: int, *, uri: str | None = None,
              storage_options: Mapping[str, str] | None = None) -> EmbeddingCache:
-        """The cache for ``identity`` at ``uri`` (default: config.embedding_cache_dir())."""
+        """The cache for ``identity`` at ``uri`` (default: CS_CACHE_URI, a path or object-store URI,
+        else config.embedding_cache_dir())."""
         lancedb = _lancedb()
-        uri = uri or str(config.embedding_cache_dir())
+        uri = uri or os.environ.get("CS_CACHE_URI") or str(config.embedding_cache_dir())
         with _storage_errors("open", uri):
             db = lancedb.connect(uri, storage_options=dict(storage_options or {}) or None)
         return cls(db, uri, identity, dim)

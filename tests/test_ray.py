@@ -1,12 +1,12 @@
-"""The Ray engine on a local Ray instance (2 CPUs, tiny model): the same chunk ids and vectors as the
-local engine, the same embedding cache, and the CLI's --engine flag."""
+"""The Ray engine on a local Ray instance (2 CPUs, tiny model): the same chunk ids and vectors as
+the local engine, the same embedding cache, and the CLI's --engine flag."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
