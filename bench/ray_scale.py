@@ -126,7 +126,8 @@ def main() -> None:
     texts = collect_texts(tree, args.max_chunks)
     print(f"{len(texts)} chunks from {tree}; model {model}", file=sys.stderr)
 
-    rows = [time_local(texts, model, threads=args.num_cpus)]
+    # Both thread counts: on a loaded machine torch's OpenMP threads can spin against each other.
+    rows = [time_local(texts, model, threads=t) for t in sorted({1, args.num_cpus})]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if args.address:
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False)
@@ -138,12 +139,12 @@ def main() -> None:
     finally:
         ray.shutdown()
 
-    print(f"\n{'engine':<8}{'workers':>8}{'seconds':>10}{'wall c/s':>11}{'steady c/s':>12}"
-          f"{'startup s':>11}")
+    print(f"\n{'engine':<8}{'workers':>8}{'threads':>8}{'seconds':>10}{'wall c/s':>11}"
+          f"{'steady c/s':>12}{'startup s':>11}")
     for r in rows:
         steady = "-" if r["steady_chunks_per_s"] is None else f"{r['steady_chunks_per_s']:.1f}"
         startup = "-" if r.get("startup_s") is None else f"{r['startup_s']:.1f}"
-        print(f"{r['engine']:<8}{r['workers']:>8}{r['seconds']:>10.2f}"
+        print(f"{r['engine']:<8}{r['workers']:>8}{r['threads']:>8}{r['seconds']:>10.2f}"
               f"{r['wall_chunks_per_s']:>11.1f}{steady:>12}{startup:>11}")
     results = {
         "what": "document embedding throughput, local engine vs Ray Data actor pool",

@@ -15,10 +15,11 @@ inside ``cs watch``), then:
 2. **The same with the real 0.5B architecture on CPU** (Qwen2: hidden 896, 24 layers, 14 heads,
    2 KV heads, MLP 4864, vocab 151936; random weights, saved with a BPE tokenizer to a temp dir:
    FLOPs, hence timings, do not depend on the weights).
-3. **Query latency after ``--commits`` small edit commits** (default 1,000), through a watcher
-   with compaction disabled: what ``cs find`` pays per query (open the index, top-10 vector search
-   / BM25 search), median of 15, at checkpoints; then after one ``Store.optimize`` (compaction +
-   index refresh, what watch does every ``optimize_every`` commits), with its cost.
+3. **Query latency after ``--commits`` small edit commits** (default 1,000; one-function edits
+   through an in-process watcher, random vectors): what ``cs find`` pays per query (open the
+   index, top-10 vector search / BM25 search, median of 15) at checkpoints, with compaction off
+   (then after one ``Store.optimize``), and with the watcher's periodic compaction (default
+   ``optimize_every``), with compaction costs and per-commit write times.
 
     python bench/watch_latency.py                 # ~10 minutes on 2 loaded CPU cores
     python bench/watch_latency.py --files 1000 --edits 5 --commits 200 --skip-05b
@@ -267,32 +268,49 @@ def query_latency(uri: str, dim: int, reps: int = 15) -> dict[str, Any]:
             "index_mb": round(size / 1e6, 1)}
 
 
-def commits_then_queries(root: Path, uri: str, model: str, n_files: int, commits: int,
-                         checkpoints: list[int], seed: int) -> dict[str, Any]:
-    """Drive ``commits`` one-function edits through an in-process watcher with compaction off,
-    measuring query latency at checkpoints, then after one compaction."""
+def many_commits(root: Path, uri: str, model: str, n_files: int, commits: int,
+                 checkpoints: list[int], seed: int, optimize_every: int | None) -> dict[str, Any]:
+    """Drive ``commits`` one-function edits (one commit each) through an in-process watcher and
+    measure query latency at checkpoints. ``optimize_every=None``: compaction off, and one
+    compaction at the end; else the watcher compacts on its own every ``optimize_every`` commits
+    (measured once it has). Vectors are random here: this is about the store, not the model."""
     from codesearch.indexer import IndexOptions
     from codesearch.store import Store
-    from codesearch.watch import Watcher, WatchOptions
+    from codesearch.watch import Watcher, WatchOptions, WatchStatus
 
     store = Store.open(uri, read_consistency_interval=timedelta(0))  # as watch_root opens it
     dim = store.read_manifest().dim  # type: ignore[union-attr]
+    compactions: list[float] = []
+    began: list[float] = []
+
+    def on_status(status: WatchStatus) -> None:
+        if status.phase == "optimizing" and not began:
+            began.append(time.perf_counter())
+        elif status.phase != "optimizing" and began:
+            compactions.append(time.perf_counter() - began.pop())
+
+    off = optimize_every is None
     watcher = Watcher(root, store, IndexOptions(model=model),
-                      WatchOptions(debounce=0.01, max_delay=0.2, optimize_every=10**9,
-                                   optimize_interval=1e9))
+                      WatchOptions(debounce=0.01, max_delay=0.2,
+                                   optimize_every=10**9 if off else optimize_every,
+                                   optimize_interval=1e9),
+                      embed_fn=random_embed_fn(dim), on_status=on_status)
     thread = threading.Thread(target=watcher.run, daemon=True)
     thread.start()
     assert watcher.wait_ready(600), watcher.error
+    compactions.clear()  # the catch-up's, if any
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
     batch_s: list[float] = []
     t_all = time.perf_counter()
+    out: dict[str, Any] = {"commits": commits,
+                           "optimize_every": "off" if off else optimize_every}
     try:
         base = watcher.status.commits
         rows.append({"commits": 0, **query_latency(uri, dim)})
         for k in range(1, commits + 1):
             edit_one_function(rng=rng, root=root, n_files=n_files, marker=f"c_marker_{k}")
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + 120
             while watcher.status.commits < base + k:
                 if time.monotonic() > deadline or watcher.error:
                     raise RuntimeError(f"commit {k} did not happen: {watcher.error!r}")
@@ -301,23 +319,34 @@ def commits_then_queries(root: Path, uri: str, model: str, n_files: int, commits
             if last is not None:
                 batch_s.append(last.seconds)
             if k in checkpoints:
+                if not off:  # measure once the compaction this commit may trigger is done
+                    want = k // optimize_every  # type: ignore[operator]
+                    while (watcher.status.optimizations < want + 1  # +1: the catch-up's
+                           or watcher.status.phase != "watching"):
+                        time.sleep(0.01)
                 rows.append({"commits": k, **query_latency(uri, dim)})
-        edits_s = time.perf_counter() - t_all
-        t = time.perf_counter()
-        Store.open(uri).optimize()
-        optimize_s = time.perf_counter() - t
-        after = {"commits": commits, "compacted": True, **query_latency(uri, dim)}
+            if k % 100 == 0:
+                print(f"  {k} commits ({'no compaction' if off else f'compaction every {optimize_every}'})",
+                      flush=True)
+        out["wall_s"] = round(time.perf_counter() - t_all, 1)
+        if off:
+            t = time.perf_counter()
+            Store.open(uri).optimize()
+            out["final_compaction_s"] = round(time.perf_counter() - t, 2)
+            rows.append({"commits": commits, "compacted": True, **query_latency(uri, dim)})
     finally:
         watcher.stop()
         thread.join(600)
     tenth = max(1, len(batch_s) // 10)
-    return {
-        "commits": commits, "wall_s": round(edits_s, 1),
+    out.update({
         "batch_s_first_tenth": round(statistics.mean(batch_s[:tenth]), 3),
         "batch_s_last_tenth": round(statistics.mean(batch_s[-tenth:]), 3),
-        "without_compaction": rows, "after_compaction": after,
-        "optimize_s": round(optimize_s, 2),
-    }
+        "queries": rows,
+        "compactions": len(compactions),
+        "compaction_s_mean": round(statistics.mean(compactions), 2) if compactions else None,
+        "compaction_s_max": round(max(compactions), 2) if compactions else None,
+    })
+    return out
 
 
 # --- main --------------------------------------------------------------------------------------
@@ -397,11 +426,17 @@ def main() -> None:
             print(f"0.5B: {results['qwen05b_cpu']['edit_to_searchable_s']}", flush=True)
             shutil.rmtree(model_dir, ignore_errors=True)
 
-        # 3. many small commits
-        checkpoints = sorted({c for c in (100, 300, args.commits) if c <= args.commits})
-        results["many_commits"] = commits_then_queries(root, tiny_uri, tiny, args.files,
-                                                       args.commits, checkpoints,
-                                                       args.seed + 2)
+        # 3. many small commits, without and with the watcher's periodic compaction
+        from codesearch.watch import WatchOptions
+
+        every = WatchOptions().optimize_every
+        checkpoints = sorted({c for c in (50, 100, 300, args.commits) if c <= args.commits})
+        results["commits_no_compaction"] = many_commits(
+            root, tiny_uri, tiny, args.files, args.commits, checkpoints, args.seed + 2, None)
+        results["commits_with_compaction"] = many_commits(
+            root, tiny_uri, tiny, args.files, args.commits,
+            sorted({c for c in (every, args.commits) if c <= args.commits}), args.seed + 3,
+            every)
     finally:
         results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -420,20 +455,25 @@ def report(r: dict[str, Any], out: Path) -> None:
         if key in r:
             e, b = r[key]["edit_to_searchable_s"], r[key]["watcher_batch_s"]
             print(f"{name:<40}{e['p50']:>8}{e['p90']:>8}{e['max']:>8}{b['p50']:>13}")
-    m = r.get("many_commits")
-    if m:
+    for key in ("commits_no_compaction", "commits_with_compaction"):
+        m = r.get(key)
+        if not m:
+            continue
+        every = m["optimize_every"]
         print()
-        print(f"{'query latency':<28}{'vector top10 ms':>16}{'bm25 top10 ms':>15}"
-              f"{'fragments':>11}{'versions':>10}{'MB':>8}")
-        for row in m["without_compaction"] + [m["after_compaction"]]:
-            label = (f"after {row['commits']} commits"
-                     + (", compacted" if row.get("compacted") else ""))
-            print(f"{label:<28}{row['vector_top10_ms']:>16}{row['bm25_top10_ms']:>15}"
+        print(f"{'compaction ' + (str(every) if every == 'off' else f'every {every} commits'):<34}"
+              f"{'vector ms':>10}{'bm25 ms':>9}{'fragments':>11}{'versions':>10}{'MB':>8}")
+        for row in m["queries"]:
+            label = (f"  after {row['commits']} commits"
+                     + (", then compacted" if row.get("compacted") else ""))
+            print(f"{label:<34}{row['vector_top10_ms']:>10}{row['bm25_top10_ms']:>9}"
                   f"{str(row['chunk_fragments']):>11}{row['chunk_versions_on_disk']:>10}"
                   f"{row['index_mb']:>8}")
-        print(f"compaction took {m['optimize_s']}s; per-commit batch time "
-              f"{m['batch_s_first_tenth']}s (first tenth) -> {m['batch_s_last_tenth']}s "
-              f"(last tenth) without compaction")
+        extra = (f"; final compaction {m['final_compaction_s']}s" if "final_compaction_s" in m
+                 else f"; {m['compactions']} compactions, mean {m['compaction_s_mean']}s, "
+                      f"max {m['compaction_s_max']}s")
+        print(f"  {m['commits']} commits in {m['wall_s']}s; batch {m['batch_s_first_tenth']}s "
+              f"(first tenth) -> {m['batch_s_last_tenth']}s (last tenth){extra}")
     print(f"\nwrote {out}")
 
 
