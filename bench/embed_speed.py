@@ -194,6 +194,18 @@ def main() -> None:
     small = sample[: args.bf16_sample]
     setup_s = time.perf_counter() - t0
 
+    # Padding waste by token budget, on the whole tree and on small updates (pure, no model).
+    padding: dict[str, dict[str, float]] = {}
+    for n in (256, len(all_lengths)):
+        sub = all_lengths if n == len(all_lengths) else rng.sample(all_lengths, n)
+        for budget in (1024, 2048, 4096, 8192):
+            plan = plan_batches(sub, budget, 256)
+            per = max(1, round(n / len(plan)))
+            naive = [list(range(i, min(i + per, n))) for i in range(0, n, per)]
+            padding[f"{n} chunks, budget {budget}"] = {
+                "sorted": round(padding_efficiency(plan, sub), 3),
+                "unsorted": round(padding_efficiency(naive, sub), 3),
+            }
     log(f"{len(all_texts)} chunks, tokenizer trained; building the 0.5B model")
     torch.manual_seed(args.seed)
     t0 = time.perf_counter()
@@ -222,6 +234,7 @@ def main() -> None:
             "sample": args.sample,
             "sample_tokens_mean": statistics.mean(all_lengths[i] for i in picks),
         },
+        "padding_efficiency_real_over_padded_tokens": padding,
         "setup_seconds": {
             "chunk_and_tokenizer": round(setup_s, 1),
             "build_model": round(build_s, 1),
@@ -344,6 +357,9 @@ def main() -> None:
     ]
     for name, value in rows:
         print(f"{name:<44}{value:>12}")
+    print("\npadding efficiency (real / padded tokens)     sorted+budget    unsorted")
+    for name, eff in padding.items():
+        print(f"  {name:<42}{eff['sorted']:>13}{eff['unsorted']:>12}")
     print(f"\nwrote {args.out}")
 
 

@@ -198,7 +198,7 @@ def _many_files(root: Path, fixtures_dir: Path, copies: int) -> None:
 
 def test_resume_after_kill_9(tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
     root = tmp_path / "big"
-    _many_files(root, fixtures_dir, 20)
+    _many_files(root, fixtures_dir, 12)
     env = dict(os.environ)
     cmd = [sys.executable, "-m", "codesearch", "index", str(root), "--model", str(tiny_model_dir),
            "--batch-files", "4", "--json"]

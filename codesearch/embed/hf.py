@@ -36,9 +36,11 @@ _DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
     "fp16": torch.float16,
 }
-# Padded tokens per forward pass. On CPU bigger batches stop paying off early and attention memory
-# grows with length squared; a GPU wants large batches to stay busy.
-CPU_TOKEN_BUDGET = 4096
+# Padded tokens per forward pass. On CPU a 2048-row matmul already runs at full speed, and smaller
+# batches are more uniform in length: on 256 stdlib chunks (a small incremental update) padding
+# efficiency is 0.945 at 2048 vs 0.89 at 4096 (0.996 vs 0.99 on the whole tree; see
+# bench/embed_speed.py). A GPU wants large batches to stay busy.
+CPU_TOKEN_BUDGET = 2048
 CUDA_TOKEN_BUDGET = 32768
 MAX_BATCH = 256
 # CPU bf16 is used only when it is at least this much faster than fp32 on the real model and its
