@@ -288,7 +288,7 @@ class Watcher:
                 self._set(phase="catch-up", files=self.store.count_files(),
                           chunks=self.store.count_chunks())
                 with self._observing():
-                    catch_up = self._process(set(), full=True, catch_up=True)
+                    catch_up = self._process(set(), full=True)
                     if self._commits_since_optimize or self.store.needs_indexes():
                         self._optimize()
                     self._set(catch_up=catch_up)
@@ -328,7 +328,7 @@ class Watcher:
                               last_batch=result)
                 else:
                     self._set(phase="watching")
-            elif self._optimize_due():
+            elif self._optimize_due(idle=not self._pending and not self._full):
                 self._optimize()
             status = self.status
             if status.queued != queued:
@@ -425,7 +425,7 @@ class Watcher:
 
     # batches --------------------------------------------------------------------------------
 
-    def _process(self, paths: set[str], *, full: bool, catch_up: bool = False) -> BatchResult:
+    def _process(self, paths: set[str], *, full: bool) -> BatchResult:
         from codesearch.discover import Discovery
         from codesearch.indexer import plan
 
@@ -440,7 +440,7 @@ class Watcher:
             candidates, removed = the_plan.candidates, the_plan.removed
         else:
             candidates, removed = _resolve(self.root, discovery, paths, records)
-        totals, commits, complete = self._commit(candidates, removed, catch_up=catch_up)
+        totals, commits, complete = self._commit(candidates, removed)
         result = BatchResult(
             paths=0 if full else len(paths), full_pass=full,
             files_changed=sum(s.files_changed for s in totals),
@@ -460,8 +460,8 @@ class Watcher:
                       self._status.last_update)
         return result
 
-    def _commit(self, candidates: Sequence[SourceFile], removed: Sequence[str], *,
-                catch_up: bool) -> tuple[list[IndexStats], int, bool]:
+    def _commit(self, candidates: Sequence[SourceFile],
+                removed: Sequence[str]) -> tuple[list[IndexStats], int, bool]:
         """Apply through the indexer in slices of ``batch_files``, honouring stop requests
         between slices (the rest still differs by stat, so the next run picks it up)."""
         step = max(1, self.options.batch_files)
@@ -485,14 +485,17 @@ class Watcher:
         self._commits_since_optimize += n
         self._set(commits=self._status.commits + n)
 
-    def _optimize_due(self) -> bool:
+    def _optimize_due(self, *, idle: bool) -> bool:
+        """Compaction is due after ``optimize_every`` commits or ``optimize_interval`` seconds;
+        while events wait for their batch, only at twice that (compaction delays the batch)."""
         if not self._commits_since_optimize:
             return False
-        if self._commits_since_optimize >= self.watch_options.optimize_every:
+        factor = 1 if idle else 2
+        if self._commits_since_optimize >= factor * self.watch_options.optimize_every:
             return True
         first = self._first_commit_since_optimize
         return first is not None and (
-            time.monotonic() - first >= self.watch_options.optimize_interval)
+            time.monotonic() - first >= factor * self.watch_options.optimize_interval)
 
     def _optimize(self) -> None:
         """Compact, prune old versions, refresh the indexes (and the embedding cache's)."""

@@ -196,9 +196,10 @@ def _many_files(root: Path, fixtures_dir: Path, copies: int) -> None:
             f.write_text(f.read_text().replace("def ", f"def v{i}_"))
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9(tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
     root = tmp_path / "big"
-    _many_files(root, fixtures_dir, 12)
+    _many_files(root, fixtures_dir, 6)
     env = dict(os.environ)
     cmd = [sys.executable, "-m", "codesearch", "index", str(root), "--model", str(tiny_model_dir),
            "--batch-files", "4", "--json"]
