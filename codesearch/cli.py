@@ -454,6 +454,8 @@ _Task = Annotated[str | None, typer.Option("--task", help="nl2code or code2code 
 _Json = Annotated[bool, typer.Option("--json", help="A JSON array of results.")]
 _Grep = Annotated[bool, typer.Option("--grep", help="path:line:symbol lines, for editors.")]
 _Root = Annotated[Path, typer.Option("--path", "-p", help="The indexed root.")]
+_NoServer = Annotated[bool, typer.Option("--no-server", help="Work in-process even when `cs "
+                                         "serve` or `cs watch` could answer.")]
 
 
 @app.command("find")
@@ -473,10 +475,11 @@ def find_cmd(
     index_dir: _IndexDir = None,
     index_uri: _IndexUri = None,
     storage_option: _StorageOpts = None,
+    no_server: _NoServer = False,
 ) -> None:
     """Search the index of --path (default: the current directory) for QUERY. Exit 0 with
-    results, 1 with none, 2 on error."""
-    from codesearch.search import Searcher
+    results, 1 with none, 2 on error. A running `cs serve` or `cs watch` answers it warm."""
+    from codesearch.server import search_via_server_or_local
 
     opts = _search_options(k, lang, glob, min_score, mode, task)
     opts.validate()
@@ -484,10 +487,11 @@ def find_cmd(
         from codesearch.errors import UsageError
 
         raise UsageError("empty query", hint='e.g. cs find "parse a CSV file"')
-    searcher = Searcher.open(path, index_uri=index_uri, index_dir=index_dir,
-                             storage_options=_storage_options(storage_option), model=model,
-                             device=device, notify=_notice)
-    _emit_hits(searcher.find(query, opts), searcher.root, as_json, grep)
+    hits, root = search_via_server_or_local(
+        "find", path, query, opts, model=model, device=device, index_dir=index_dir,
+        index_uri=index_uri, storage_options=_storage_options(storage_option),
+        use_server=not no_server, notify=_notice)
+    _emit_hits(hits, root, as_json, grep)
 
 
 @app.command("similar")
@@ -508,16 +512,18 @@ def similar_cmd(
     index_dir: _IndexDir = None,
     index_uri: _IndexUri = None,
     storage_option: _StorageOpts = None,
+    no_server: _NoServer = False,
 ) -> None:
     """Find code like the chunk enclosing FILE:LINE (itself excluded)."""
-    from codesearch.search import Searcher
+    from codesearch.server import search_via_server_or_local
 
     opts = _search_options(k, lang, glob, min_score, mode, task)
     opts.validate()
-    searcher = Searcher.open(path, index_uri=index_uri, index_dir=index_dir,
-                             storage_options=_storage_options(storage_option), model=model,
-                             device=device, notify=_notice)
-    _emit_hits(searcher.similar(location, opts), searcher.root, as_json, grep)
+    hits, root = search_via_server_or_local(
+        "similar", path, location, opts, model=model, device=device, index_dir=index_dir,
+        index_uri=index_uri, storage_options=_storage_options(storage_option),
+        use_server=not no_server, notify=_notice)
+    _emit_hits(hits, root, as_json, grep)
 
 
 @app.command("status")

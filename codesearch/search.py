@@ -46,6 +46,13 @@ SECONDARY_WEIGHT = 0.85
 # How many candidates each side contributes to a hybrid ranking, per requested hit.
 HYBRID_POOL = 5
 HYBRID_MIN_POOL = 50
+# Hybrid ranking priors (measured on ../shared/eval dev with bench/quality.py, see
+# bench/results/quality-log.md). A definition whose own name is spelled out by the query
+# ("Returns the number of flags set" -> NumFlags) gains up to NAME_BOOST; test code loses
+# TEST_PENALTY unless the query asks for tests, because a description of behaviour is answered by
+# the code that implements it, not by the test that exercises it.
+NAME_BOOST = 0.1
+TEST_PENALTY = 0.1
 
 
 @dataclass(frozen=True)
@@ -247,6 +254,64 @@ def kind_weight(kind: str) -> float:
     return SECONDARY_WEIGHT if kind in SECONDARY_KINDS else 1.0
 
 
+_STEM_SUFFIXES = ("ing", "es", "ed", "s")
+
+
+def _stem(word: str) -> str:
+    """A crude English stem, enough to match ``returns``/``return``, ``flags``/``flag``."""
+    for suffix in _STEM_SUFFIXES:
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def query_terms(query: str) -> frozenset[str]:
+    """The stemmed, lower-cased words of a query, identifiers split (``parseCsv`` -> parse, csv)."""
+    return frozenset(_stem(w) for w in split_identifier(query))
+
+
+def name_coverage(terms: frozenset[str], symbol: str) -> float:
+    """The share of the words of a chunk's own name (the last part of ``Class.method``,
+    ``impl Type.fn``, ``Type::fn``) that the query contains: 1.0 when the query spells out the
+    whole name."""
+    if not symbol:
+        return 0.0
+    last = re.split(r"\.|::|\s", symbol.strip())[-1]
+    words = [_stem(w) for w in split_identifier(last)]
+    if not words:
+        return 0.0
+    return sum(1 for w in words if w in terms) / len(words)
+
+
+_TEST_PATH = re.compile(
+    r"(^|/)(tests?|__tests__|__mocks__|spec|specs|testing|testdata|benches|examples?)(/|$)"
+    r"|(^|/)(test_[^/]*|[^/]*_test\.\w+|conftest\.py|[^/]*\.(test|spec)\.\w+)$"
+)
+_TEST_WORDS = frozenset({"test", "tests", "testing", "spec", "specs", "example", "examples",
+                         "benchmark", "benchmarks", "bench", "fixture", "fixtures", "mock"})
+
+
+def is_test_path(path: str) -> bool:
+    """Whether ``path`` holds tests, examples or benchmarks by the usual layout conventions."""
+    return bool(_TEST_PATH.search(path))
+
+
+def wants_tests(query: str) -> bool:
+    """Whether a query asks about tests or examples themselves (then they are not penalised)."""
+    return any(w.lower() in _TEST_WORDS for w in _WORD.findall(query))
+
+
+def prior(terms: frozenset[str] | None, tests_wanted: bool, symbol: str, path: str) -> float:
+    """What hybrid find adds to a fused score: NAME_BOOST x :func:`name_coverage`, minus
+    TEST_PENALTY for test code unless the query asks for tests. ``terms=None`` (``similar``): 0."""
+    if terms is None:
+        return 0.0
+    bonus = NAME_BOOST * name_coverage(terms, symbol)
+    if not tests_wanted and is_test_path(path):
+        bonus -= TEST_PENALTY
+    return bonus
+
+
 def parse_location(location: str) -> tuple[str, int]:
     """``FILE:LINE`` -> (file, line). UsageError for anything else."""
     file, sep, line = location.rpartition(":")
@@ -360,7 +425,7 @@ class Searcher:
         def embed() -> np.ndarray:
             return self.handle.get().embed_queries([query], task=task)[0]
 
-        return self._rank(embed, lexical_query(query), where, opts)
+        return self._rank(embed, lexical_query(query), where, opts, query=query)
 
     def similar(self, location: str, options: SearchOptions | None = None, *,
                 cwd: Path | None = None) -> list[Hit]:
@@ -402,10 +467,10 @@ class Searcher:
         return build_where(opts.languages, opts.globs, extra)
 
     def _rank(self, embed: Callable[[], np.ndarray], text_query: str, where: str | None,
-              opts: SearchOptions) -> list[Hit]:
+              opts: SearchOptions, query: str | None = None) -> list[Hit]:
         k = opts.k
         if opts.mode == "hybrid":
-            hits = self._hybrid(embed(), text_query, where, k)
+            hits = self._hybrid(embed(), text_query, where, k, query)
         else:
             if opts.mode == "semantic":
                 vector = embed()
@@ -437,7 +502,9 @@ class Searcher:
         return scored[:k]
 
     def _hybrid(self, vector: np.ndarray, text_query: str, where: str | None,
-                k: int) -> list[Hit]:
+                k: int, query: str | None = None) -> list[Hit]:
+        """Linear fusion of both candidate lists (:func:`fuse`), plus the find priors
+        (:func:`prior`, only when ``query`` is given), times the kind prior."""
         pool = max(k * HYBRID_POOL, HYBRID_MIN_POOL)
         sem_rows = self.store.vector_search(vector, pool, where=where, with_vectors=True)
         lex_rows = self.store.text_search(text_query, pool, where=where, with_vectors=True)
@@ -450,7 +517,10 @@ class Searcher:
             for key, r in rows.items()
         }
         lexical = {r.id: r.score for r in lex_rows}
-        fused = {key: score * kind_weight(rows[key].kind)
+        terms = query_terms(query) if query is not None else None
+        tests_wanted = query is not None and wants_tests(query)
+        fused = {key: (score + prior(terms, tests_wanted, rows[key].symbol, rows[key].path))
+                 * kind_weight(rows[key].kind)
                  for key, score in fuse(semantic, lexical).items()}
         order = sorted(fused, key=lambda key: (-fused[key], rows[key].path,
                                                rows[key].start_line))

@@ -4,19 +4,21 @@ it is not, with identical results.
 
 Discovery: one socket per served (root, index) pair, named by a hash of both, in the user's runtime
 directory (:func:`runtime_dir`): ``<runtime>/<key>.sock``, mode 0600, in a 0700 directory. A client
-computes the key from its own ``--path`` and index location, so it finds exactly the server for
-its index and nothing else. Next to each socket, ``<key>.lock`` is held (flock) by the live server
-for its whole life: a second server for the same root fails fast, and a socket file whose lock is
-free was left by a crashed server, so the next server removes it. Clients that meet such a stale
-file get "connection refused" and work in-process.
+finds the index its ``--path`` would search in-process (its own, else the nearest indexed ancestor,
+limited to ``--path``) by looking for index directories, and computes the key from that root and
+index location, so it finds exactly the server for its index and nothing else. Next to each
+socket, ``<key>.lock`` is held (flock) by the live server for its whole life: a second server for
+the same root fails fast, and a socket file whose lock is free was left by a crashed server, so
+the next server removes it. Clients that meet such a stale file get "connection refused" and work
+in-process.
 
 Protocol (version :data:`PROTOCOL_VERSION`): newline-delimited JSON, one request and one response
 per line, any number per connection. Requests::
 
-    {"v": 1, "op": "find", "root": ABS, "query": Q, "options": {...SearchOptions}, "model": M|null,
-     "device": D|null}
-    {"v": 1, "op": "similar", "root": ABS, "location": "FILE:LINE", "cwd": ABS, "options": {...},
-     "model": M|null, "device": D|null}
+    {"v": 1, "op": "find", "root": ABS, "scope": SUBDIR|null, "query": Q,
+     "options": {...SearchOptions}, "model": M|null, "device": D|null}
+    {"v": 1, "op": "similar", "root": ABS, "scope": SUBDIR|null, "location": "FILE:LINE",
+     "cwd": ABS, "options": {...}, "model": M|null, "device": D|null}
     {"v": 1, "op": "status", "root": ABS}
     {"v": 1, "op": "ping"}
 
@@ -289,14 +291,27 @@ class QueryEngine:
                              loader=self.pool.load, notify=self.notify)
 
     def find(self, root: Path, query: str, options: SearchOptions, *,
-             model: str | None = None) -> list[Hit]:
-        """What ``cs find`` prints for ``query`` over ``root``."""
-        return self.searcher(root, model).find(query, options)
+             model: str | None = None, scope: str | None = None) -> list[Hit]:
+        """What ``cs find`` prints for ``query`` over ``root`` (limited to its subdirectory
+        ``scope``, as when ``--path`` names a directory inside an indexed root)."""
+        return self._scoped(self.searcher(root, model), scope).find(query, options)
 
     def similar(self, root: Path, location: str, options: SearchOptions, *,
-                model: str | None = None, cwd: Path | None = None) -> list[Hit]:
+                model: str | None = None, cwd: Path | None = None,
+                scope: str | None = None) -> list[Hit]:
         """What ``cs similar`` prints for ``location`` (relative to ``cwd``) over ``root``."""
-        return self.searcher(root, model).similar(location, options, cwd=cwd)
+        return self._scoped(self.searcher(root, model), scope).similar(location, options,
+                                                                      cwd=cwd)
+
+    @staticmethod
+    def _scoped(searcher: Searcher, scope: str | None) -> Searcher:
+        if scope:
+            parts = Path(scope).parts
+            if Path(scope).is_absolute() or ".." in parts or not (searcher.root / scope).is_dir():
+                raise _Decline(f"bad scope {scope!r}")
+            # What Searcher.open sets when it finds the index in an ancestor of --path.
+            searcher.scope = Path(scope).as_posix()
+        return searcher
 
     def status(self, root: Path) -> dict[str, Any]:
         """What ``cs status --json`` prints for ``root``."""
@@ -356,12 +371,13 @@ class QueryEngine:
             options = options_from_dict(req.get("options") or {})
         except TypeError as err:
             raise _Decline(f"bad options: {err}") from None
-        model = req.get("model")
+        model, scope = req.get("model"), req.get("scope")
         if op == "find":
-            hits = self.find(root, str(req["query"]), options, model=model)
+            hits = self.find(root, str(req["query"]), options, model=model, scope=scope)
         elif op == "similar":
             cwd = Path(str(req.get("cwd") or root))
-            hits = self.similar(root, str(req["location"]), options, model=model, cwd=cwd)
+            hits = self.similar(root, str(req["location"]), options, model=model, cwd=cwd,
+                                scope=scope)
         else:
             raise _Decline(f"unknown op {op!r}")
         return {"hits": [hit_to_wire(h) for h in hits]}
@@ -718,36 +734,67 @@ def ping(root: Path, *, index_dir: str | Path | None = None,
     return server if response.get("ok") and isinstance(server, dict) else None
 
 
+@dataclass(frozen=True)
+class _Target:
+    root: Path  # the indexed root the in-process path would search
+    socket: Path
+    scope: str | None  # the subdirectory asked for, when it is inside that root
+
+
+def _locate(root: Path, *, index_dir: str | Path | None,
+            index_uri: str | None) -> _Target | None:
+    """Which index the in-process path would search for ``root`` and where its server would
+    listen, found the way :meth:`codesearch.search.Searcher.open` finds it (``root``'s own index,
+    else the nearest indexed ancestor, limited to ``root``) but by looking for index directories
+    only: no index is opened, so nothing heavy is imported. None when ``root`` is not a directory
+    (the in-process path reports that) or the socket path would be too long."""
+    from codesearch.store import is_remote, resolve_index_uri
+
+    root = root.expanduser()
+    if not root.is_dir():
+        return None
+    resolved = root.resolve()
+    uri = resolve_index_uri(resolved, index_dir=index_dir, index_uri=index_uri)
+    target = _Target(resolved, socket_path(resolved, uri), None)
+    explicit = index_uri or os.environ.get("CS_INDEX_URI")
+    if not (explicit or is_remote(uri) or Path(uri).is_dir()):
+        for parent in resolved.parents:
+            parent_uri = resolve_index_uri(parent, index_dir=index_dir)
+            if Path(parent_uri).is_dir():
+                target = _Target(parent, socket_path(parent, parent_uri),
+                                 resolved.relative_to(parent).as_posix())
+                break
+    return target if len(os.fsencode(target.socket)) <= MAX_SOCKET_PATH else None
+
+
 def _socket_for(root: Path, *, index_dir: str | Path | None,
                 index_uri: str | None) -> Path | None:
-    from codesearch.store import resolve_index_uri
-
-    resolved = root.expanduser().resolve()
-    path = socket_path(resolved, resolve_index_uri(resolved, index_dir=index_dir,
-                                                   index_uri=index_uri))
-    return path if len(os.fsencode(path)) <= MAX_SOCKET_PATH else None
+    target = _locate(root, index_dir=index_dir, index_uri=index_uri)
+    return target.socket if target is not None else None
 
 
 def _search_via_server(op: str, root: Path, payload: dict[str, Any], *,
                        index_dir: str | Path | None, index_uri: str | None,
-                       notify: Notify | None) -> list[Hit]:
-    path = _socket_for(root, index_dir=index_dir, index_uri=index_uri)
-    if path is None:
+                       notify: Notify | None) -> tuple[list[Hit], Path]:
+    target = _locate(root, index_dir=index_dir, index_uri=index_uri)
+    if target is None:
         raise _Unavailable
     try:
-        response = request(path, {"op": op, "root": str(root.expanduser().resolve()), **payload})
+        response = request(target.socket, {"op": op, "root": str(target.root),
+                                           "scope": target.scope, **payload})
     except FileNotFoundError:
         raise _Unavailable from None
     except TimeoutError:
         if notify:
-            notify(f"The server at {path} did not answer in time; searching in-process.")
+            notify(f"The server at {target.socket} did not answer in time; searching "
+                   "in-process.")
         raise _Unavailable from None
     except (OSError, ValueError):  # refused (stale socket), reset, garbage
         raise _Unavailable from None
     if response.get("v") != PROTOCOL_VERSION:
         raise _Unavailable
     if response.get("ok"):
-        return [hit_from_wire(h) for h in response["hits"]]
+        return [hit_from_wire(h) for h in response["hits"]], target.root
     error = response.get("error")
     if isinstance(error, dict):
         raise _rebuild_error(error)
@@ -781,7 +828,6 @@ def search_via_server_or_local(
     hits and the resolved root to render them against; both paths give the same hits and raise
     the same errors. The server path imports no model code."""
     cwd = cwd or Path.cwd()
-    resolved = root.expanduser().resolve()
     if use_server:
         from codesearch.indexer import model_spec
 
@@ -798,7 +844,7 @@ def search_via_server_or_local(
             payload["cwd"] = str(cwd)
         with contextlib.suppress(_Unavailable):
             return _search_via_server(op, root, payload, index_dir=index_dir,
-                                      index_uri=index_uri, notify=notify), resolved
+                                      index_uri=index_uri, notify=notify)
     from codesearch.search import Searcher
 
     searcher = Searcher.open(root, index_uri=index_uri, index_dir=index_dir,

@@ -124,6 +124,18 @@ def test_similar_through_server_resolves_paths_from_the_client_cwd(
                for h in json.loads(via.stdout))
 
 
+def test_find_from_a_subdirectory_uses_the_server_of_the_indexed_root(
+        served: Served, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like git: inside an indexed tree, --path . searches the enclosing index, limited to the
+    subdirectory; the server of that root answers, limited the same way."""
+    monkeypatch.chdir(repo / "datatools")
+    via, local = both("find", "parse a CSV file", "--json", "-k", "50")
+    assert served.answered() == 1
+    assert via.exit_code == 0, via.output
+    assert via.stdout == local.stdout
+    assert {h["path"].split("/")[0] for h in json.loads(via.stdout)} == {"datatools"}
+
+
 @pytest.mark.parametrize(
     "args",
     [
