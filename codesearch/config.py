@@ -1,4 +1,5 @@
-"""Settings and defaults: where indexes and caches live, and the environment variables that move them.
+"""Settings and defaults: where indexes and caches live, and the environment variables that
+move them.
 
 Environment variables (all optional):
 - ``CS_HOME``: one directory holding everything below (tests point it at a temp dir).

@@ -1,4 +1,6 @@
-"""One way out on error: a CodeSearchError carries the sentence the user sees, a hint and an exit code."""
+"""One way out on error: a CodeSearchError carries the sentence the user sees, a hint
+and an exit code.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +17,10 @@ class ExitCode(IntEnum):
 
 
 class CodeSearchError(Exception):
-    """An error the user can act on. ``str()`` is the one-line message; ``hint`` says how to fix it."""
+    """An error the user can act on.
+
+    ``str()`` is the one-line message; ``hint`` says how to fix it.
+    """
 
     exit_code: ExitCode = ExitCode.ERROR
 
@@ -31,7 +36,7 @@ class CodeSearchError(Exception):
 
 
 class UsageError(CodeSearchError):
-    """Bad arguments: a missing path, a line out of range, an empty query, an unknown option value."""
+    """Bad arguments: a missing path, a line out of range, an empty query, an unknown value."""
 
 
 class ModelError(CodeSearchError):
