@@ -432,7 +432,10 @@ def main(argv: list[str] | None = None) -> int:
         groups, timing, ranks = run_task(score, a.split, corpora, task, modes, a.limit, loader)
         all_ranks[task] = ranks
         res: dict[str, Any] = {"modes": {}, "timing": timing,
-                               "seconds": round(time.perf_counter() - t0, 1)}
+                               "seconds": round(time.perf_counter() - t0, 1),
+                               # per query: [overlap rank, strict rank] (null: not in the top K)
+                               "ranks": {m: {i: list(r) for i, r in ranks[m].items()}
+                                         for m in modes}}
         for mode in modes:
             res["modes"][mode] = {}
             for hit in ("overlap", "strict"):

@@ -138,6 +138,15 @@ def _javascript(node: Node) -> Definition | None:
     return _js_classify(node, node)
 
 
+def _js_wrapped_function(value: Node | None) -> bool:
+    """``wrap(function (a, b) {...})``, ``memoize((x) => ...)``: a call whose arguments include a
+    function literal defines that function in all but syntax (lodash, React's forwardRef)."""
+    if value is None or value.type != "call_expression":
+        return False
+    args = value.child_by_field_name("arguments")
+    return args is not None and any(a.type in _JS_FUNCTION_VALUES for a in args.named_children)
+
+
 def _js_classify(node: Node, outer: Node) -> Definition | None:
     kind = node.type
     if kind == "export_statement":
@@ -149,6 +158,8 @@ def _js_classify(node: Node, outer: Node) -> Definition | None:
             return _fn(_name(value) or "default", outer)
         if value is not None and value.type == "class":
             return _cls("class", _name(value) or "default", outer, _body_members(value))
+        if _js_wrapped_function(value):
+            return _fn("default", outer)
         return None
     if kind in ("function_declaration", "generator_function_declaration"):
         return _fn(_name(node), outer)
@@ -168,7 +179,8 @@ def _js_classify(node: Node, outer: Node) -> Definition | None:
         declarators = [c for c in node.named_children if c.type == "variable_declarator"]
         if len(declarators) == 1:
             value = declarators[0].child_by_field_name("value")
-            if value is not None and value.type in _JS_FUNCTION_VALUES:
+            if value is not None and (value.type in _JS_FUNCTION_VALUES
+                                      or _js_wrapped_function(value)):
                 return _fn(_name(declarators[0]), outer)
             if value is not None and value.type == "class":
                 return _cls("class", _name(declarators[0]), outer, _body_members(value))

@@ -155,8 +155,9 @@ def _subwords(text: str) -> list[str]:
 def lexical_text(path: str, symbol: str, text: str) -> str:
     """What the full-text index sees for a chunk: path and symbol (each also as words), the text,
     then the sub-words of its camelCase identifiers."""
+    name = " ".join(split_identifier(re.split(r"\.|::|\s", symbol.strip())[-1]))
     head = " ".join([path, " ".join(split_identifier(path)), symbol,
-                     " ".join(split_identifier(symbol))])
+                     " ".join(split_identifier(symbol)), name, name])
     return f"{head}\n{text}\n{' '.join(_subwords(text))}"
 
 

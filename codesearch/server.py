@@ -796,8 +796,10 @@ def _search_via_server(op: str, root: Path, payload: dict[str, Any], *,
     if response.get("ok"):
         return [hit_from_wire(h) for h in response["hits"]], target.root
     error = response.get("error")
-    if isinstance(error, dict):
+    if isinstance(error, dict) and error.get("type") != "IndexMissingError":
         raise _rebuild_error(error)
+    # No index yet (a server started before `cs index`): the in-process path words that error
+    # with the path as the user typed it.
     raise _Unavailable
 
 
