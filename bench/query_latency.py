@@ -92,7 +92,7 @@ def wait_ready(root: Path, proc: subprocess.Popen[str], deadline: float = 300.0)
     end = time.monotonic() + deadline
     while time.monotonic() < end:
         if proc.poll() is not None:
-            raise RuntimeError(f"cs serve exited: {proc.communicate()[1][-2000:]}")
+            raise RuntimeError(f"cs serve exited with {proc.returncode}")
         info = ping(root)
         if info and info.get("models"):
             return
@@ -122,12 +122,16 @@ def bench_model(name: str, model: str, work: Path, env: dict[str, str],
         cold.append(t)
         cold_out[q] = p.stdout
 
+    log = work / f"serve-{name}.log"
     server = subprocess.Popen([sys.executable, "-m", "codesearch", "serve", str(root)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
                               text=True)
     try:
         t0 = time.perf_counter()
-        wait_ready(root, server)
+        try:
+            wait_ready(root, server)
+        except RuntimeError as err:
+            raise RuntimeError(f"{err}: {log.read_text()[-2000:]}") from None
         startup = time.perf_counter() - t0
         warm, identical = [], True
         run_cs([find[0], queries[0], *find[1:]], env)  # not timed
@@ -147,7 +151,7 @@ def bench_model(name: str, model: str, work: Path, env: dict[str, str],
             assert answer.get("ok"), answer
     finally:
         server.send_signal(signal.SIGTERM)
-        server.communicate(timeout=60)
+        server.wait(timeout=60)
 
     return {
         "model": name, "model_spec": model, "files": stats["files_scanned"],
