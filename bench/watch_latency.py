@@ -268,6 +268,21 @@ def query_latency(uri: str, dim: int, reps: int = 15) -> dict[str, Any]:
             "index_mb": round(size / 1e6, 1)}
 
 
+def settle(watcher: Any, quiet: float = 1.0, timeout: float = 600) -> None:
+    """Wait until the watcher has been idle (no batch, no compaction) for ``quiet`` seconds;
+    it compacts within a poll interval of going idle when compaction is due."""
+    deadline = time.monotonic() + timeout
+    last = (watcher.status.commits, watcher.status.optimizations)
+    since = time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the watcher did not settle")
+        now = (watcher.status.commits, watcher.status.optimizations)
+        if now != last or watcher.status.phase != "watching":
+            last, since = now, time.monotonic()
+        time.sleep(0.02)
+
+
 def many_commits(root: Path, uri: str, model: str, n_files: int, commits: int,
                  checkpoints: list[int], seed: int, optimize_every: int | None) -> dict[str, Any]:
     """Drive ``commits`` one-function edits (one commit each) through an in-process watcher and
@@ -299,7 +314,6 @@ def many_commits(root: Path, uri: str, model: str, n_files: int, commits: int,
     thread.start()
     assert watcher.wait_ready(600), watcher.error
     compactions.clear()  # the catch-up's, if any
-    optimized_before = watcher.status.optimizations
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
     batch_s: list[float] = []
@@ -320,11 +334,8 @@ def many_commits(root: Path, uri: str, model: str, n_files: int, commits: int,
             if last is not None:
                 batch_s.append(last.seconds)
             if k in checkpoints:
-                if not off:  # measure once the compaction this commit may trigger is done
-                    want = optimized_before + k // every
-                    while (watcher.status.optimizations < want
-                           or watcher.status.phase != "watching"):
-                        time.sleep(0.01)
+                if not off:  # let the watcher idle: a compaction that is due now runs now
+                    settle(watcher)
                 rows.append({"commits": k, **query_latency(uri, dim)})
             if k % 100 == 0:
                 print(f"  {k} commits, compaction {out['optimize_every']}", flush=True)
@@ -406,6 +417,7 @@ def main() -> None:
               f"{results['tiny_initial_index']['seconds_random_vectors']}s", flush=True)
         results["tiny"] = edit_latency(root, tiny_uri, tiny, args.files, args.edits, 600,
                                        args.seed)
+        save(results, args.out)
         print(f"tiny: {results['tiny']['edit_to_searchable_s']}", flush=True)
 
         # 2. the 0.5B architecture on CPU
@@ -425,6 +437,7 @@ def main() -> None:
             results["qwen05b_cpu"] = edit_latency(root, uri, str(model_dir), args.files,
                                                   args.edits_05b, 1200, args.seed + 1)
             print(f"0.5B: {results['qwen05b_cpu']['edit_to_searchable_s']}", flush=True)
+            save(results, args.out)
             shutil.rmtree(model_dir, ignore_errors=True)
 
         # 3. many small commits, without and with the watcher's periodic compaction
@@ -434,17 +447,23 @@ def main() -> None:
         checkpoints = sorted({c for c in (50, 100, 300, args.commits) if c <= args.commits})
         results["commits_no_compaction"] = many_commits(
             root, tiny_uri, tiny, args.files, args.commits, checkpoints, args.seed + 2, None)
+        save(results, args.out)
         results["commits_with_compaction"] = many_commits(
             root, tiny_uri, tiny, args.files, args.commits,
             sorted({c for c in (every, args.commits) if c <= args.commits}), args.seed + 3,
             every)
     finally:
         results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        save(results, args.out)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     report(results, args.out)
+
+
+def save(results: dict[str, Any], out: Path) -> None:
+    """Write what is known so far (a long run that fails late keeps its first parts)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
 
 
 def report(r: dict[str, Any], out: Path) -> None:

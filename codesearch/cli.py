@@ -415,11 +415,13 @@ def index_cmd(
 
 
 def _search_options(k: int, lang: list[str] | None, glob: list[str] | None,
-                    min_score: float | None, mode: str, task: str | None) -> Any:
-    from codesearch.search import SearchOptions
+                    min_score: float | None, mode: str | None, task: str | None,
+                    similar: bool = False) -> Any:
+    from codesearch.search import DEFAULT_MODE, DEFAULT_SIMILAR_MODE, SearchOptions
 
+    default = DEFAULT_SIMILAR_MODE if similar else DEFAULT_MODE
     return SearchOptions(k=k, languages=_split_list(lang), globs=tuple(glob or ()),
-                         min_score=min_score, mode=mode, task=task)
+                         min_score=min_score, mode=mode or default, task=task)
 
 
 def _emit_hits(hits: list[Any], root: Path, as_json: bool, grep: bool) -> None:
@@ -448,7 +450,9 @@ _Glob = Annotated[list[str] | None, typer.Option("--glob", help="Only paths matc
                                                  show_default=False)]
 _MinScore = Annotated[float | None, typer.Option("--min-score", help="Drop results scoring "
                                                  "below this.", show_default=False)]
-_Mode = Annotated[str, typer.Option("--mode", help="semantic, lexical or hybrid.")]
+_Mode = Annotated[str | None, typer.Option("--mode", help="semantic, lexical or hybrid "
+                                           "(default: the best on the shared benchmark, see "
+                                           "README).", show_default=False)]
 _Task = Annotated[str | None, typer.Option("--task", help="nl2code or code2code (default: "
                                            "detected from the query).", show_default=False)]
 _Json = Annotated[bool, typer.Option("--json", help="A JSON array of results.")]
@@ -466,7 +470,7 @@ def find_cmd(
     lang: _Lang = None,
     glob: _Glob = None,
     min_score: _MinScore = None,
-    mode: _Mode = "semantic",
+    mode: _Mode = None,
     task: _Task = None,
     as_json: _Json = False,
     grep: _Grep = False,
@@ -503,7 +507,7 @@ def similar_cmd(
     lang: _Lang = None,
     glob: _Glob = None,
     min_score: _MinScore = None,
-    mode: _Mode = "semantic",
+    mode: _Mode = None,
     task: _Task = None,
     as_json: _Json = False,
     grep: _Grep = False,
@@ -517,7 +521,7 @@ def similar_cmd(
     """Find code like the chunk enclosing FILE:LINE (itself excluded)."""
     from codesearch.server import search_via_server_or_local
 
-    opts = _search_options(k, lang, glob, min_score, mode, task)
+    opts = _search_options(k, lang, glob, min_score, mode, task, similar=True)
     opts.validate()
     hits, root = search_via_server_or_local(
         "similar", path, location, opts, model=model, device=device, index_dir=index_dir,

@@ -33,8 +33,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 MODES = ("semantic", "lexical", "hybrid")
 QUERY_TASKS = ("nl2code", "code2code", "qa", "code2nl", "code2completion")
-# The default until the shared eval says otherwise (bench/quality measures every mode).
+# The defaults: whichever mode scores best on ../shared/eval dev (bench/quality.py measures every
+# mode; bench/results/quality.md). find: hybrid beats semantic on every language there.
 DEFAULT_MODE = "semantic"
+DEFAULT_SIMILAR_MODE = "semantic"
 # Weight of the (max-normalised) semantic score in hybrid mode; the rest goes to BM25.
 SEMANTIC_WEIGHT = 0.85
 # Chunks that are not definitions (top-level glue code, prose sections, line windows) answer a
