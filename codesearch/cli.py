@@ -1,25 +1,26 @@
-"""The `cs` command line: parse arguments, call the core, render, map errors to exit codes. Nothing else.
+"""The `cs` command line: parse arguments, call the core, render, map errors to exit codes.
+Nothing else.
 
-Heavy libraries (torch, transformers, lancedb) are imported inside commands so `cs --help` stays fast.
-Shared file: each command's body belongs to the issue that owns it; keep edits local to a command.
+Heavy libraries (torch, transformers, lancedb) are imported inside commands so `cs --help` stays
+fast.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
-
 from typer.core import TyperGroup
 
 from codesearch.errors import CodeSearchError, ExitCode
 
 
 class _Group(TyperGroup):
-    """Turns CodeSearchError and Ctrl-C into one stderr line and a named exit code, for every command
-    (also under typer's CliRunner, which bypasses main())."""
+    """Turns CodeSearchError and Ctrl-C into one stderr line and a named exit code, for every
+    command (also under typer's CliRunner, which bypasses main())."""
 
     def invoke(self, ctx: typer.Context):  # type: ignore[no-untyped-def]
         try:
@@ -39,7 +40,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-model_app = typer.Typer(cls=_Group, help="List, download and describe embedding models.", no_args_is_help=True)
+model_app = typer.Typer(cls=_Group, help="List, download and describe embedding models.",
+                        no_args_is_help=True)
 app.add_typer(model_app, name="model")
 
 
@@ -56,10 +58,7 @@ def _root() -> None:
     """Search a code base by meaning."""
 
 
-# --- issue 2: chunks -------------------------------------------------------------------------
-
-from typing import Annotated  # noqa: E402 - kept inside this section of a shared file
-
+# --- chunks -----------------------------------------------------------------------------------
 
 @app.command("chunks")
 def chunks_cmd(
@@ -84,8 +83,13 @@ def chunks_cmd(
 ) -> None:
     """Show the chunks cs would embed for a file or a tree, and what it skipped."""
     from codesearch.chunk import chunk_source
-    from codesearch.discover import UNREADABLE, Skip, UnreadableFileError, read_source
-    from codesearch.discover import sources_for_path
+    from codesearch.discover import (
+        UNREADABLE,
+        Skip,
+        UnreadableFileError,
+        read_source,
+        sources_for_path,
+    )
     from codesearch.render import print_chunk_summary, print_chunks
 
     files, skipped = sources_for_path(path, max_file_bytes=max_file_bytes)
@@ -101,10 +105,7 @@ def chunks_cmd(
     print_chunk_summary(len(files), chunks, skipped, verbose=verbose)
 
 
-# --- issue 3: embed, model -------------------------------------------------------------------
-
-
-from typing import Annotated, Any  # noqa: E402 - kept inside this section of a shared file
+# --- embed, model -----------------------------------------------------------------------------
 
 
 def _notice(message: str) -> None:
@@ -311,10 +312,8 @@ def model_info_cmd(
             typer.echo(f"  {task:<16} query {query!r}  document {document!r}")
 
 
-# --- issue 4: index, find, similar, status ---------------------------------------------------
+# --- index, find, similar, status -------------------------------------------------------------
 
-import os  # noqa: E402 - kept inside this section of a shared file
-from typing import Annotated, Any  # noqa: E402, F811 - kept inside this section of a shared file
 
 _IndexDir = Annotated[
     Path | None,
@@ -388,8 +387,10 @@ def index_cmd(
         "--ray-workers", help="Embedding actors for --engine ray (default: one per GPU, else one "
         "per 4 CPUs).", show_default=False)] = None,
 ) -> None:
-    """Index ROOT (default: the current directory); only what changed since the last run is
-    re-chunked, and only chunks never seen before are embedded."""
+    """Index ROOT (default: the current directory).
+
+    Only what changed since the last run is re-chunked, and only chunks never seen before are
+    embedded."""
     from codesearch.errors import UsageError
     from codesearch.indexer import IndexOptions, index_root
     from codesearch.render import IndexProgressBar, print_index_stats
@@ -481,8 +482,10 @@ def find_cmd(
     storage_option: _StorageOpts = None,
     no_server: _NoServer = False,
 ) -> None:
-    """Search the index of --path (default: the current directory) for QUERY. Exit 0 with
-    results, 1 with none, 2 on error. A running `cs serve` or `cs watch` answers it warm."""
+    """Search the index of --path (default: the current directory) for QUERY.
+
+    Exit 0 with results, 1 with none, 2 on error. A running `cs serve` or `cs watch` answers it
+    warm."""
     from codesearch.server import search_via_server_or_local
 
     opts = _search_options(k, lang, glob, min_score, mode, task)
@@ -558,7 +561,7 @@ def status_cmd(
     print_status(index_status(root, store), as_json=as_json)
 
 
-# --- issue 5: watch --------------------------------------------------------------------------
+# --- watch ------------------------------------------------------------------------------------
 
 
 class _WatchDisplay:
@@ -707,9 +710,10 @@ def watch_cmd(
     index_uri: _IndexUri = None,
     storage_option: _StorageOpts = None,
 ) -> None:
-    """Keep the index of ROOT current while files change: catch up, then re-index what changes
-    (only new chunks are embedded). Holds the index's writer lock; stop with Ctrl-C or SIGTERM
-    (the batch in progress is finished first)."""
+    """Keep the index of ROOT current while files change.
+
+    Catches up, then re-indexes what changes (only new chunks are embedded). Holds the index's
+    writer lock; stop with Ctrl-C or SIGTERM (the batch in progress is finished first)."""
     from codesearch.indexer import IndexOptions
     from codesearch.watch import WatchOptions, watch_root
 
@@ -723,7 +727,7 @@ def watch_cmd(
     display.stopped(final)
 
 
-# --- issue 8: serve, mcp ---------------------------------------------------------------------
+# --- serve, mcp -------------------------------------------------------------------------------
 
 
 @app.command("serve")
@@ -739,8 +743,10 @@ def serve_cmd(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each request to "
                                           "stderr.")] = False,
 ) -> None:
-    """Keep the model loaded and answer `cs find` and `cs similar` for ROOTs over a private
-    Unix socket, until Ctrl-C or SIGTERM. Those commands use it automatically."""
+    """Keep the model loaded and answer `cs find` and `cs similar` warm.
+
+    Serves ROOTs over a private Unix socket until Ctrl-C or SIGTERM; those commands use it
+    automatically."""
     from codesearch.server import QueryEngine, QueryServer
 
     engine = QueryEngine(roots or [Path(".")], index_dir=index_dir, index_uri=index_uri,
@@ -768,8 +774,10 @@ def mcp_cmd(
     index_uri: _IndexUri = None,
     storage_option: _StorageOpts = None,
 ) -> None:
-    """Run a Model Context Protocol server on stdio for AI coding tools: search_code,
-    find_similar, index_status over the index of --path. See docs/mcp.md to register it."""
+    """Run a Model Context Protocol server on stdio for AI coding tools.
+
+    Tools: search_code, find_similar, index_status over the index of --path. See docs/mcp.md to
+    register it."""
     from codesearch.mcp_server import run_stdio
 
     run_stdio(path, model=model, device=device, index_dir=index_dir, index_uri=index_uri,
