@@ -43,7 +43,6 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -308,9 +307,11 @@ def markdown(report: dict[str, Any]) -> str:
         refs = [k for k in ("bm25", "grep") if k in base]
         for hit in ("overlap", "strict"):
             first = res["modes"][modes[0]][hit]
+            limit = f", limit {report['limit']}" if report["limit"] else ""
             title = (f"**`cs {task}`**, MRR@{K}, hit={hit} ({report['split_name']}, "
-                     f"{report['model']}{', limit ' + str(report['limit']) if report['limit'] else ''})")
-            head = ["set", "n", *[f"{m}{' (default)' if m == report['default_mode'] else ''}"
+                     f"{report['model']}{limit})")
+            default = report.get(f"default_{task}_mode" if task == "similar" else "default_mode")
+            head = ["set", "n", *[f"{m}{' (default)' if m == default else ''}"
                                   for m in modes], *[r.upper() if r == "bm25" else r for r in refs]]
             out += [title, "", "| " + " | ".join(head) + " |",
                     "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
@@ -398,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = ["find", "similar"] if a.task == "both" else [a.task]
     modes = [m.strip() for m in a.modes.split(",") if m.strip()]
 
-    from codesearch.search import DEFAULT_MODE
+    from codesearch.search import DEFAULT_MODE, DEFAULT_SIMILAR_MODE
 
     loader = SharedLoader()
     fingerprint = code_fingerprint()
@@ -406,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "split": str(a.split), "split_name": manifest.get("split", a.split.name),
         "model": a.model, "limit": a.limit, "k": K, "default_mode": DEFAULT_MODE,
+        "default_similar_mode": DEFAULT_SIMILAR_MODE,
         "corpora": corpora, "code_fingerprint": fingerprint, "index": {}, "tasks": {},
     }
 

@@ -133,12 +133,13 @@ def bench_model(name: str, model: str, work: Path, env: dict[str, str],
         except RuntimeError as err:
             raise RuntimeError(f"{err}: {log.read_text()[-2000:]}") from None
         startup = time.perf_counter() - t0
-        warm, identical = [], True
+        warm, differ = [], []
         run_cs([find[0], queries[0], *find[1:]], env)  # not timed
         for q in queries:
             t, p = run_cs([find[0], q, *find[1:]], env)
             warm.append(t)
-            identical = identical and p.stdout == cold_out[q] and p.returncode == 0
+            if p.stdout != cold_out[q] or p.returncode != 0:
+                differ.append(q)
         sock = socket_path(root, resolve_index_uri(root))
         round_trip = []
         for q in queries:
@@ -157,7 +158,8 @@ def bench_model(name: str, model: str, work: Path, env: dict[str, str],
         "model": name, "model_spec": model, "files": stats["files_scanned"],
         "chunks": stats["chunks_total"], "server_startup_s": round(startup, 2),
         "cold_process": summary(cold), "warm_process": summary(warm),
-        "round_trip": summary(round_trip), "identical_output": identical,
+        "round_trip": summary(round_trip), "identical_output": not differ,
+        "differing_queries": differ,
     }
 
 

@@ -18,7 +18,8 @@ CONTRACT (owned by the foundation work, issue 2; other modules rely on these nam
         @property
         def content_hash(self) -> str: ...   # sha256 hex of embedding_text(self)
 
-    def embedding_text(chunk: Chunk) -> str   # what the embedder sees for this chunk
+    def embedding_text(chunk: Chunk, style: str = CODE_STYLE) -> str   # what the embedder sees
+    def document_style(prefix_scheme: str) -> str   # CODE_STYLE, or WORDS_STYLE for text models
     def chunk_source(text: str, rel_path: str, language: str | None, *,
                      max_tokens: int = 512) -> list[Chunk]
 
@@ -72,7 +73,8 @@ class Chunk:
 
     @property
     def content_hash(self) -> str:
-        """sha256 hex of exactly what the embedder sees, so equal hashes mean equal vectors."""
+        """sha256 hex of what a code model sees (``embedding_text``): equal hashes mean equal
+        vectors for one model and writing (the index and cache record both)."""
         return hashlib.sha256(embedding_text(self).encode("utf-8")).hexdigest()
 
 
@@ -86,22 +88,80 @@ def identifier_words(identifier: str) -> list[str]:
     return [w.lower() for w in _WORD_RE.findall(identifier)]
 
 
-def embedding_text(chunk: Chunk) -> str:
+# How a chunk is written for the embedder (recorded in the index manifest with the prefix scheme,
+# so a change here cannot mix vectors of two writings):
+# - "code": the code as is; code models (jina-code) read identifiers natively.
+# - "words1": compound identifiers split into lower-case words everywhere (``getArgConflicts`` ->
+#   ``get arg conflicts``), for general text models without code prompts (MiniLM): their uncased
+#   WordPiece vocabulary turns a camelCase identifier into meaningless pieces. Measured on the
+#   shared eval (bench/results/quality-log.md). Bump the number when split_compound_identifiers
+#   changes.
+CODE_STYLE = "code"
+WORDS_STYLE = "words1"
+
+_IDENT_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+# A line that is only a Rust attribute (`#[must_use]`, `#[cfg(feature = "x")]`): it belongs to the
+# definition's span but tells a natural-language query nothing.
+_ATTRIBUTE_LINE_RE = re.compile(r"^\s*#!?\[.*\]\s*$")
+
+
+def document_style(prefix_scheme: str) -> str:
+    """The writing (CODE_STYLE or WORDS_STYLE) for a model with this prefix scheme: models with
+    task prompts are code models; a model without prompts ("none") is a general text model.
+    Accepts a recorded scheme too (``none+words1``)."""
+    scheme, _, style = prefix_scheme.partition("+")
+    if style:
+        return style
+    return WORDS_STYLE if scheme == "none" else CODE_STYLE
+
+
+def recorded_scheme(prefix_scheme: str) -> str:
+    """What an index records for a model's prefix scheme: the scheme plus the writing when it is
+    not plain code (``none`` -> ``none+words1``), so the manifest check and the embedding cache
+    tell the writings apart."""
+    if "+" in prefix_scheme:
+        return prefix_scheme
+    style = document_style(prefix_scheme)
+    return prefix_scheme if style == CODE_STYLE else f"{prefix_scheme}+{style}"
+
+
+def split_compound_identifiers(text: str) -> str:
+    """Every identifier with an inner capital written as lower-case words (``parseCSVFile`` ->
+    ``parse csv file``); snake_case and plain words are left alone (tokenizers split on ``_``)."""
+
+    def words(match: re.Match[str]) -> str:
+        ident = match.group(0)
+        if any(c.isupper() for c in ident[1:]) and any(c.islower() for c in ident):
+            return " ".join(identifier_words(ident))
+        return ident
+
+    return _IDENT_RE.sub(words, text)
+
+
+def embedding_text(chunk: Chunk, style: str = CODE_STYLE) -> str:
     """The text embedded for a chunk: one line naming the file and the definition (identifiers
-    split into words, which helps natural-language queries), the header if any, then the code."""
+    split into words, which helps natural-language queries; a Rust method reads ``Type.method``,
+    not ``impl Type.method``), the header if any, then the code without attribute-only lines.
+    ``style``: see WORDS_STYLE."""
+    symbol = chunk.symbol[5:] if chunk.symbol.startswith("impl ") else chunk.symbol
     head = chunk.path
-    if chunk.symbol:
-        head += f" | {chunk.kind} {chunk.symbol}"
-        words = " ".join(identifier_words(chunk.symbol))
-        if words and words != chunk.symbol.lower():
+    if symbol:
+        head += f" | {chunk.kind} {symbol}"
+        words = " ".join(identifier_words(symbol))
+        if words and words != symbol.lower():
             head += f" ({words})"
     elif chunk.kind not in ("module", "window"):
         head += f" | {chunk.kind}"
     parts = [head]
     if chunk.header:
         parts.append(chunk.header)
-    parts.append(chunk.text)
-    return "\n".join(parts)
+    code = chunk.text
+    if "#" in code:
+        kept = [line for line in code.split("\n") if not _ATTRIBUTE_LINE_RE.match(line)]
+        code = "\n".join(kept) if any(line.strip() for line in kept) else code
+    parts.append(code)
+    text = "\n".join(parts)
+    return split_compound_identifiers(text) if style == WORDS_STYLE else text
 
 
 # --- token estimate ------------------------------------------------------------------------------

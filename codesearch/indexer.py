@@ -171,11 +171,11 @@ def embed_batch(embedder: Embedder, texts: Sequence[str],
 
 def describe(embedder: Embedder, model: str, root: Path) -> Manifest:
     """The manifest an index built by ``embedder`` records."""
-    from codesearch.chunk import CHUNKER_VERSION
+    from codesearch.chunk import CHUNKER_VERSION, recorded_scheme
 
     return Manifest(
         model=model, model_id=embedder.model_id, revision=embedder.revision, dim=embedder.dim,
-        prefix_scheme=embedder.prefix_scheme, max_length=embedder.max_length,
+        prefix_scheme=recorded_scheme(embedder.prefix_scheme), max_length=embedder.max_length,
         chunker_version=CHUNKER_VERSION, root=str(root), created_at=time.time(),
     )
 
@@ -454,16 +454,17 @@ class Indexer:
             self.stats.files_removed += 1
 
     def _flush(self, batch: _Batch) -> None:
-        from codesearch.chunk import embedding_text
+        from codesearch.chunk import document_style, embedding_text
 
         assert self.cache is not None and self.manifest is not None
         dim = self.manifest.dim
+        style = document_style(self.manifest.prefix_scheme)
         rows: list[ChunkRecord] = []
         texts: dict[str, str] = {}  # hash -> text the embedder sees
         for _record, chunks in batch.files:
             rows.extend(chunk_records(chunks))
             for c in chunks:
-                texts.setdefault(c.content_hash, embedding_text(c))
+                texts.setdefault(c.content_hash, embedding_text(c, style))
         vectors: dict[str, np.ndarray] = {}
         if rows:
             wanted = set(texts)

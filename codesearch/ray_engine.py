@@ -169,7 +169,7 @@ class _Pending:
 def _missing_texts(indexer: Indexer) -> _Pending:
     """The texts a run of ``indexer`` would embed: chunks of changed files whose content hash is in
     neither the index (for that file) nor the embedding cache. Call after ``prepare()``."""
-    from codesearch.chunk import chunk_source, embedding_text
+    from codesearch.chunk import chunk_source, document_style, embedding_text
     from codesearch.discover import Discovery, read_source
 
     assert indexer.cache is not None and indexer.manifest is not None
@@ -194,7 +194,8 @@ def _missing_texts(indexer: Indexer) -> _Pending:
         if old is not None:
             reindexed.append(f.rel)
         for c in chunks:
-            texts.setdefault(c.content_hash, embedding_text(c))
+            texts.setdefault(c.content_hash,
+                             embedding_text(c, document_style(indexer.manifest.prefix_scheme)))
     if reindexed:
         for start in range(0, len(reindexed), 500):
             stored = indexer.store.vectors_by_hash(reindexed[start:start + 500],

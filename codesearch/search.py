@@ -35,7 +35,7 @@ MODES = ("semantic", "lexical", "hybrid")
 QUERY_TASKS = ("nl2code", "code2code", "qa", "code2nl", "code2completion")
 # The defaults: whichever mode scores best on ../shared/eval dev (bench/quality.py measures every
 # mode; bench/results/quality.md). find: hybrid beats semantic on every language there.
-DEFAULT_MODE = "semantic"
+DEFAULT_MODE = "hybrid"
 DEFAULT_SIMILAR_MODE = "semantic"
 # Weight of the (max-normalised) semantic score in hybrid mode; the rest goes to BM25.
 SEMANTIC_WEIGHT = 0.85
@@ -163,12 +163,55 @@ def lexical_text(path: str, symbol: str, text: str) -> str:
     return f"{head}\n{text}\n{' '.join(_subwords(text))}"
 
 
-def lexical_query(query: str) -> str:
-    """A full-text query from free text: its words plus the sub-words of its identifiers (BM25
-    OR-semantics; operators and punctuation are dropped so nothing is parsed as syntax)."""
+# Words that code usually abbreviates, with their usual abbreviations: a description says
+# "argument" where the code says ``arg``. Added to a natural-language query (lexical side and the
+# name prior); general programming usage, not any one code base's.
+ABBREVIATIONS: dict[str, tuple[str, ...]] = {
+    "address": ("addr",), "allocate": ("alloc",), "allocation": ("alloc",),
+    "application": ("app",), "argument": ("arg",), "arguments": ("args",),
+    "attribute": ("attr",), "attributes": ("attrs",), "authentication": ("auth",),
+    "authorization": ("auth",), "boolean": ("bool",), "buffer": ("buf",),
+    "calculate": ("calc",), "character": ("char",), "characters": ("chars",),
+    "column": ("col",), "command": ("cmd",), "compare": ("cmp",),
+    "configuration": ("config", "cfg"),
+    "connection": ("conn",), "context": ("ctx",), "count": ("cnt",), "current": ("cur", "curr"),
+    "database": ("db",), "decrement": ("dec",), "default": ("def",), "definition": ("def",),
+    "delete": ("del",), "description": ("desc",), "destination": ("dst", "dest"),
+    "dictionary": ("dict",), "directory": ("dir",), "document": ("doc",), "element": ("elem",),
+    "environment": ("env",), "error": ("err",), "evaluate": ("eval",), "execute": ("exec",),
+    "expression": ("expr",), "extension": ("ext",), "function": ("fn", "func"),
+    "generate": ("gen",), "identifier": ("id", "ident"), "increment": ("inc",),
+    "index": ("idx",), "information": ("info",), "initialize": ("init",),
+    "initialise": ("init",), "instance": ("inst",), "instruction": ("inst", "insn"),
+    "instructions": ("insts",), "integer": ("int",), "iterator": ("iter",),
+    "iterate": ("iter",), "length": ("len",), "library": ("lib",), "literal": ("lit",),
+    "manager": ("mgr",), "maximum": ("max",), "message": ("msg",), "minimum": ("min",),
+    "number": ("num",), "object": ("obj",), "operation": ("op",), "operator": ("op",),
+    "option": ("opt",), "options": ("opts",), "package": ("pkg",), "parameter": ("param",),
+    "parameters": ("params",), "pointer": ("ptr",), "position": ("pos",),
+    "previous": ("prev",), "properties": ("props",), "property": ("prop",),
+    "reference": ("ref",), "regular": ("regex",), "representation": ("repr",),
+    "request": ("req",), "response": ("resp",), "result": ("res",), "separator": ("sep",),
+    "sequence": ("seq",), "source": ("src",), "specification": ("spec",),
+    "statement": ("stmt",), "string": ("str",), "synchronize": ("sync",),
+    "temporary": ("tmp", "temp"), "utility": ("util",), "utilities": ("utils",),
+    "value": ("val",), "values": ("vals",), "variable": ("var",),
+}
+
+
+def query_words(query: str) -> list[str]:
+    """The lower-case words of a query, then the sub-words of its identifiers, then the usual
+    code abbreviations of its words (:data:`ABBREVIATIONS`), without repeats."""
     words = [w.lower() for w in _WORD.findall(query)]
     words.extend(_subwords(query))
-    return " ".join(dict.fromkeys(words))
+    words.extend(a for w in list(words) for a in ABBREVIATIONS.get(w, ()))
+    return list(dict.fromkeys(words))
+
+
+def lexical_query(query: str) -> str:
+    """A full-text query from free text: :func:`query_words` (BM25 OR-semantics; operators and
+    punctuation are dropped so nothing is parsed as syntax)."""
+    return " ".join(query_words(query))
 
 
 def glob_to_regex(pattern: str) -> str:
@@ -269,8 +312,11 @@ def _stem(word: str) -> str:
 
 
 def query_terms(query: str) -> frozenset[str]:
-    """The stemmed, lower-cased words of a query, identifiers split (``parseCsv`` -> parse, csv)."""
-    return frozenset(_stem(w) for w in split_identifier(query))
+    """The stemmed, lower-cased words of a query, identifiers split (``parseCsv`` -> parse, csv),
+    with their usual code abbreviations."""
+    words = split_identifier(query)
+    words.extend(a for w in list(words) for a in ABBREVIATIONS.get(w, ()))
+    return frozenset(_stem(w) for w in words)
 
 
 def name_coverage(terms: frozenset[str], symbol: str) -> float:
@@ -426,7 +472,7 @@ class Searcher:
         where = self._where(opts)
 
         def embed() -> np.ndarray:
-            return self.handle.get().embed_queries([query], task=task)[0]
+            return self.handle.get().embed_queries([self._written(query)], task=task)[0]
 
         return self._rank(embed, lexical_query(query), where, opts, query=query)
 
@@ -451,11 +497,19 @@ class Searcher:
         task = opts.task or "code2code"
 
         def embed() -> np.ndarray:
-            return self.handle.get().embed_queries([chunk.text], task=task)[0]
+            return self.handle.get().embed_queries([self._written(chunk.text)], task=task)[0]
 
         return self._rank(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, opts)
 
     # internals ------------------------------------------------------------------------------
+
+    def _written(self, text: str) -> str:
+        """A query written the way this index's documents were (see chunk.WORDS_STYLE)."""
+        from codesearch.chunk import WORDS_STYLE, document_style, split_compound_identifiers
+
+        if document_style(self.manifest.prefix_scheme) == WORDS_STYLE:
+            return split_compound_identifiers(text)
+        return text
 
     def _where(self, opts: SearchOptions, extra: Sequence[str] = ()) -> str | None:
         if opts.languages:

@@ -509,3 +509,57 @@ def test_token_estimate_is_in_the_range_of_a_code_tokenizer() -> None:
 
 def test_chunker_version_is_recorded_as_a_string() -> None:
     assert isinstance(CHUNKER_VERSION, str) and CHUNKER_VERSION
+
+
+def test_rust_embedding_text_drops_impl_and_attribute_lines() -> None:
+    text = ("impl Arg {\n    #[must_use]\n    #[inline]\n"
+            "    pub fn short(mut self, s: char) -> Self {\n        self.short = Some(s);\n"
+            "        self\n    }\n}\n")
+    method = next(c for c in chunk_source(text, "src/arg.rs", "rust") if c.kind == "method")
+    assert method.text.startswith("    #[must_use]")  # the span keeps its attributes
+    lines = embedding_text(method).split("\n")
+    assert lines[0] == "src/arg.rs | method Arg.short (arg short)"
+    assert not any(line.strip().startswith("#[") for line in lines)
+    assert lines[1].strip() == "pub fn short(mut self, s: char) -> Self {"
+
+
+def test_words_style_splits_compound_identifiers_for_text_models() -> None:
+    from codesearch.chunk import (
+        CODE_STYLE,
+        WORDS_STYLE,
+        document_style,
+        recorded_scheme,
+        split_compound_identifiers,
+    )
+
+    assert split_compound_identifiers("x = parseCSVFile(read_all, HTTPServer)") == (
+        "x = parse csv file(read_all, http server)")
+    chunk = Chunk("lib/opts.js", "javascript", "function", "getArgConflicts", 1, 2,
+                  "function getArgConflicts(arg) {\n  return arg.conflictsWith; }")
+    assert embedding_text(chunk, WORDS_STYLE) == (
+        "lib/opts.js | function get arg conflicts (get arg conflicts)\n"
+        "function get arg conflicts(arg) {\n  return arg.conflicts with; }")
+    assert embedding_text(chunk) == embedding_text(chunk, CODE_STYLE)
+    # models without task prompts are general text models; the index records the writing
+    assert (document_style("none"), document_style("jina-code-v1")) == (WORDS_STYLE, CODE_STYLE)
+    assert recorded_scheme("none") == "none+" + WORDS_STYLE
+    assert recorded_scheme("jina-code-v1") == "jina-code-v1"
+    assert document_style(recorded_scheme("none")) == WORDS_STYLE
+
+
+def test_a_function_wrapped_in_a_call_is_a_function() -> None:
+    text = (
+        "import createAssigner from './_createAssigner.js';\n\n"
+        "var assign = createAssigner(function(object, source) {\n"
+        "  copyObject(source, keys(source), object);\n"
+        "});\n\n"
+        "export default assign;\n"
+    )
+    chunks = chunk_source(text, "assign.js", "javascript")
+    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
+        ("module", "", 1, 1),
+        ("function", "assign", 3, 5),
+        ("module", "", 7, 7),
+    ]
+    plain = chunk_source("const n = compute(1, 2);\n", "a.js", "javascript")
+    assert [c.kind for c in plain] == ["module"]  # a call without a function literal is not

@@ -154,6 +154,21 @@ def test_errors_through_server_are_the_in_process_errors(
     assert via.stderr == local.stderr and via.stderr.startswith("error: ")
 
 
+def test_a_server_started_before_the_first_index_gives_the_in_process_error(
+        tmp_path: Path) -> None:
+    root = tmp_path / "fresh"
+    root.mkdir()
+    (root / "a.py").write_text("def f():\n    return 1\n", encoding="utf-8")
+    s = Served([root])
+    try:
+        via, local = both("find", "anything", "--path", str(root))
+        assert s.answered() == 1
+        assert via.exit_code == local.exit_code == 2
+        assert via.stderr == local.stderr and "no index for" in via.stderr
+    finally:
+        s.server.stop()
+
+
 def test_server_sees_a_reindex_from_another_writer(served: Served, repo: Path) -> None:
     query = ("find", "convert degrees celsius to fahrenheit", "--json", "-k", "50",
              "--path", str(repo))

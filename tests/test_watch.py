@@ -248,6 +248,7 @@ def test_ignore_file_changes_and_ignored_paths(repo: Path, tiny_model_dir: Path)
         assert "datatools/text.py" not in {p for p, *_ in stored_chunks(repo)}
 
 
+@pytest.mark.slow
 def test_a_burst_of_500_files_converges_in_few_batches(repo: Path, tiny_model_dir: Path,
                                                        tmp_path: Path) -> None:
     with watching(repo, tiny_model_dir) as w:
@@ -417,6 +418,7 @@ def _cs_watch(root: Path, *args: str) -> tuple[subprocess.Popen[str], _Lines]:
     return proc, _Lines(proc.stdout)
 
 
+@pytest.mark.slow
 def test_cs_watch_process_serves_queries_and_stops_cleanly_on_sigterm(
         repo: Path, tiny_model_dir: Path) -> None:
     from codesearch.server import find_server, request

@@ -1,0 +1,94 @@
+"""Hybrid ranking priors (name coverage, test paths) as tables, and their effect on a real index
+built with the tiny model: a definition whose name the query spells out outranks test code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codesearch.indexer import IndexOptions, index_root
+from codesearch.search import (
+    NAME_BOOST,
+    TEST_PENALTY,
+    Searcher,
+    SearchOptions,
+    is_test_path,
+    name_coverage,
+    prior,
+    query_terms,
+    wants_tests,
+)
+
+pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
+
+
+@pytest.mark.parametrize(
+    ("query", "symbol", "coverage"),
+    [
+        ("Returns the number of flags set", "FlagSet.NFlag", 0.5),  # "flag" only: n is not a word
+        ("Returns the number of flags set", "FlagSet.NumberOfFlags", 1.0),  # plural and case
+        ("Sets the short version of the argument", "impl Arg.short", 1.0),
+        ("Sets the short version of the argument", "Arg::short", 1.0),
+        ("Parse a CSV file", "(*Reader).parseCsvFile", 1.0),
+        ("Parse a CSV file", "CsvWriter.write_row", 0.0),
+        ("Removes leading whitespace", "trimStart", 0.0),
+        ("Compute the mean of a column", "mean_of_column", 1.0),
+        ("Returns the length of the argument list", "Parser.arg_len", 1.0),  # abbreviations
+        ("anything", "", 0.0),
+    ],
+)
+def test_name_coverage(query: str, symbol: str, coverage: float) -> None:
+    assert name_coverage(query_terms(query), symbol) == pytest.approx(coverage)
+
+
+@pytest.mark.parametrize(
+    ("path", "is_test"),
+    [
+        ("tests/test_api.py", True),
+        ("src/foo/test_util.py", True),
+        ("conftest.py", True),
+        ("pkg/router_test.go", True),
+        ("src/__tests__/button.js", True),
+        ("src/button.spec.ts", True),
+        ("lib/parser.test.js", True),
+        ("examples/derive.rs", True),
+        ("benches/bench.rs", True),
+        ("src/testing.rs", False),  # a module named "testing" is not a test directory
+        ("src/contest/main.py", False),
+        ("lib/attestation.js", False),
+        ("src/latest.go", False),
+    ],
+)
+def test_is_test_path(path: str, is_test: bool) -> None:
+    assert is_test_path(path) is is_test
+
+
+def test_prior_combines_name_and_test_and_spares_tests_when_asked() -> None:
+    terms = query_terms("push a value on the stack")
+    assert prior(terms, False, "Stack.Push", "stack/stack.go") == pytest.approx(NAME_BOOST)
+    assert prior(terms, False, "TestPush", "stack/stack_test.go") == pytest.approx(
+        NAME_BOOST * 0.5 - TEST_PENALTY)
+    assert wants_tests("tests for push") and not wants_tests("push a value on the stack")
+    assert prior(terms, True, "TestPush", "stack/stack_test.go") == pytest.approx(NAME_BOOST * 0.5)
+    assert prior(None, False, "TestPush", "stack/stack_test.go") == 0.0  # similar: no priors
+
+
+@pytest.fixture
+def repo_with_tests(tmp_path: Path, tiny_model_dir: Path) -> Path:
+    """The same function body in code and in a test file: only the priors can tell them apart."""
+    root = tmp_path / "repo"
+    (root / "src").mkdir(parents=True)
+    (root / "tests").mkdir()
+    body = "    total = 0\n    for x in xs:\n        total += x\n    return total / len(xs)\n"
+    (root / "src" / "stats.py").write_text(f"def column_mean(xs):\n{body}")
+    (root / "tests" / "test_stats.py").write_text(f"def check_numbers(xs):\n{body}")
+    index_root(root, options=IndexOptions(model=str(tiny_model_dir)))
+    return root
+
+
+def test_hybrid_find_prefers_the_named_definition_over_tests(repo_with_tests: Path) -> None:
+    searcher = Searcher.open(repo_with_tests)
+    hits = searcher.find("mean of a column", SearchOptions(k=2, mode="hybrid"))
+    assert [h.path for h in hits] == ["src/stats.py", "tests/test_stats.py"]
+    assert hits[0].score - hits[1].score >= TEST_PENALTY  # the test penalty at least
