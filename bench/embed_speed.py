@@ -38,18 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-QWEN25_05B = dict(
-    hidden_size=896,
-    num_hidden_layers=24,
-    num_attention_heads=14,
-    num_key_value_heads=2,
-    intermediate_size=4864,
-    vocab_size=151936,
-    max_position_embeddings=32768,
-    rope_theta=1_000_000.0,
-    rms_norm_eps=1e-6,
-    tie_word_embeddings=True,
-)
+from bench._models import QWEN25_05B, train_bpe  # noqa: E402
 
 
 def collect_chunks(max_files: int) -> tuple[list[str], str]:
@@ -66,26 +55,6 @@ def collect_chunks(max_files: int) -> tuple[list[str], str]:
             continue
         texts.extend(embedding_text(c) for c in chunk_source(source, f.name, "python"))
     return texts, f"{lib} ({len(files)} files, codesearch.chunk)"
-
-
-def train_tokenizer(texts: list[str], vocab_size: int) -> Any:
-    """A byte-level BPE (the Qwen2 tokenizer family) trained on the tree itself."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
-    )
 
 
 def log(message: str) -> None:
@@ -182,7 +151,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     all_texts, source = collect_chunks(args.files)
-    tokenizer = train_tokenizer(all_texts, args.vocab)
+    tokenizer = train_bpe(all_texts, args.vocab)
     prefix = "Candidate code snippet:\n"
     all_lengths = [
         min(len(ids), 512)

@@ -1,7 +1,9 @@
 """Query latency, cold vs warm: what `cs serve` saves on every `cs find`.
 
 On a repository made of every sample repository under fixtures/ (15 languages), indexed once per
-model (the tiny test model, and MiniLM), it times about 20 natural-language queries three ways:
+model (the tiny test model, MiniLM, and ``qwen05b``: the real jina-code-0.5b architecture with
+random weights, what the default model costs), it times about 20 natural-language queries three
+ways:
 
 - cold: `cs find QUERY --json --no-server` as a fresh process (interpreter, imports, model load,
   index open, query), what every query costs without a server;
@@ -11,6 +13,7 @@ model (the tiny test model, and MiniLM), it times about 20 natural-language quer
   (socket, JSON, index open, embedding, search): the floor for an editor plugin or agent.
 
     python bench/query_latency.py                      # ~3-5 minutes on 2 CPU cores
+    python bench/query_latency.py --models tiny,minilm,qwen05b
     python bench/query_latency.py --models tiny --queries 10
 
 Prints a table of p50/p95 per model and path, and writes bench/results/query_latency.json.
@@ -166,7 +169,7 @@ def bench_model(name: str, model: str, work: Path, env: dict[str, str],
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default="tiny,minilm",
-                        help="comma-separated: tiny, minilm, or any --model value")
+                        help="comma-separated: tiny, minilm, qwen05b, or any --model value")
     parser.add_argument("--queries", type=int, default=len(QUERIES))
     parser.add_argument("--out", type=Path,
                         default=REPO / "bench" / "results" / "query_latency.json")
@@ -189,6 +192,12 @@ def main() -> None:
                 from tests.support.tiny_model import build_tiny_model
 
                 model = str(build_tiny_model(work / "tiny-model"))
+            elif name == "qwen05b":
+                from bench._models import build_05b
+
+                corpus = [f.read_text(encoding="utf-8", errors="replace")
+                          for f in sorted((REPO / "fixtures").rglob("*")) if f.is_file()]
+                model = str(build_05b(work / "qwen05b", corpus, vocab=8000))
             results.append(bench_model(name, model, work, env, queries))
 
     import torch

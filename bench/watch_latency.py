@@ -52,18 +52,8 @@ from typing import IO, Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-QWEN25_05B: dict[str, Any] = dict(
-    hidden_size=896,
-    num_hidden_layers=24,
-    num_attention_heads=14,
-    num_key_value_heads=2,
-    intermediate_size=4864,
-    vocab_size=151936,
-    max_position_embeddings=32768,
-    rope_theta=1_000_000.0,
-    rms_norm_eps=1e-6,
-    tie_word_embeddings=True,
-)
+from bench._models import QWEN25_05B, build_05b  # noqa: E402
+
 _DEF = re.compile(r"^def (\w+)", re.M)
 
 
@@ -111,29 +101,6 @@ def edit_one_function(root: Path, rng: random.Random, n_files: int, marker: str)
 
 
 # --- models ------------------------------------------------------------------------------------
-
-
-def build_05b(path: Path, corpus: list[str], vocab: int) -> Path:
-    """The 0.5B architecture with random weights and a byte-level BPE, saved like a hub model."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2Model
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
-    tok.train_from_iterator(corpus, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
-                                   pad_token="<|endoftext|>", model_max_length=32768)
-    fast.save_pretrained(path)
-    torch.manual_seed(0)
-    config = Qwen2Config(**QWEN25_05B, eos_token_id=fast.eos_token_id,
-                         pad_token_id=fast.pad_token_id, bos_token_id=None)
-    Qwen2Model(config).eval().save_pretrained(path)
-    return path
 
 
 def random_embed_fn(dim: int) -> Any:
