@@ -22,7 +22,7 @@ class _Group(TyperGroup):
     """Turns CodeSearchError and Ctrl-C into one stderr line and a named exit code, for every
     command (also under typer's CliRunner, which bypasses main())."""
 
-    def invoke(self, ctx: typer.Context):  # type: ignore[no-untyped-def]
+    def invoke(self, ctx: Any) -> Any:  # click's Context (typer vendors its own click)
         try:
             return super().invoke(ctx)
         except CodeSearchError as err:
@@ -416,13 +416,11 @@ def index_cmd(
 
 
 def _search_options(k: int, lang: list[str] | None, glob: list[str] | None,
-                    min_score: float | None, mode: str | None, task: str | None,
-                    similar: bool = False) -> Any:
-    from codesearch.search import DEFAULT_MODE, DEFAULT_SIMILAR_MODE, SearchOptions
+                    min_score: float | None, mode: str | None, task: str | None) -> Any:
+    from codesearch.search import SearchOptions
 
-    default = DEFAULT_SIMILAR_MODE if similar else DEFAULT_MODE
     return SearchOptions(k=k, languages=_split_list(lang), globs=tuple(glob or ()),
-                         min_score=min_score, mode=mode or default, task=task)
+                         min_score=min_score, mode=mode, task=task)
 
 
 def _emit_hits(hits: list[Any], root: Path, as_json: bool, grep: bool) -> None:
@@ -524,7 +522,7 @@ def similar_cmd(
     """Find code like the chunk enclosing FILE:LINE (itself excluded)."""
     from codesearch.server import search_via_server_or_local
 
-    opts = _search_options(k, lang, glob, min_score, mode, task, similar=True)
+    opts = _search_options(k, lang, glob, min_score, mode, task)
     opts.validate()
     hits, root = search_via_server_or_local(
         "similar", path, location, opts, model=model, device=device, index_dir=index_dir,

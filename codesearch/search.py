@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,20 +87,21 @@ class Hit:
 @dataclass(frozen=True)
 class SearchOptions:
     """What every query accepts: ``-k``, ``--lang``, ``--glob``, ``--min-score``, ``--mode``,
-    ``--task`` (None: detected)."""
+    ``--task`` (None: detected). ``mode`` None: the operation's default (DEFAULT_MODE for find,
+    DEFAULT_SIMILAR_MODE for similar), so every front end (CLI, server, MCP) agrees."""
 
     k: int = 10
     languages: tuple[str, ...] = ()
     globs: tuple[str, ...] = ()
     min_score: float | None = None
-    mode: str = DEFAULT_MODE
+    mode: str | None = None
     task: str | None = None
 
     def validate(self) -> None:
         """UsageError for values no query can satisfy."""
         if self.k < 1:
             raise UsageError(f"-k must be at least 1, got {self.k}")
-        if self.mode not in MODES:
+        if self.mode is not None and self.mode not in MODES:
             raise UsageError(f"unknown mode '{self.mode}'", hint="use one of: " + ", ".join(MODES))
         if self.task is not None and self.task not in QUERY_TASKS:
             raise UsageError(f"unknown task '{self.task}'",
@@ -466,6 +467,7 @@ class Searcher:
         """Rank chunks for ``query`` (see the module doc for modes); empty query is a UsageError."""
         opts = options or SearchOptions()
         opts.validate()
+        opts = replace(opts, mode=opts.mode or DEFAULT_MODE)
         if not query.strip():
             raise UsageError("empty query", hint='e.g. cs find "parse a CSV file"')
         task = opts.task or detect_task(query)
@@ -484,6 +486,7 @@ class Searcher:
 
         opts = options or SearchOptions()
         opts.validate()
+        opts = replace(opts, mode=opts.mode or DEFAULT_SIMILAR_MODE)
         rel, line, text, language = self._resolve_location(location, cwd or Path.cwd())
         chunks = chunk_source(text, rel, language)
         chunk = enclosing_chunk(chunks, line)
