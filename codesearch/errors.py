@@ -57,3 +57,8 @@ class IndexBusyError(CodeSearchError):
 
 class StorageError(CodeSearchError):
     """The index directory cannot be written or read (permissions, full disk, corrupt files)."""
+
+
+class IndexCorruptError(StorageError):
+    """The index files exist but cannot be decoded (a damaged disk, a file edited or truncated
+    by hand): only a rebuild helps."""

@@ -25,8 +25,10 @@ an index or cache can live on an object store.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,7 +40,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from codesearch import config
-from codesearch.errors import IndexBusyError, IndexMismatchError, IndexMissingError, StorageError
+from codesearch.errors import (
+    IndexBusyError,
+    IndexCorruptError,
+    IndexMismatchError,
+    IndexMissingError,
+    StorageError,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; lancedb and pyarrow load lazily
     import pyarrow as pa
@@ -310,23 +318,59 @@ def _rows_to_chunks(table: pa.Table, dim: int, *, score_from: str | None = None,
 # --- errors ------------------------------------------------------------------------------------
 
 
+# LanceDB reports an OS failure inside its message: "LanceError(IO): No space left on device
+# (os error 28), /root/.cargo/.../writer.rs:258:9". The errno decides what the user is told; the
+# Rust source location means nothing to them.
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+_RUST_NOISE = re.compile(r",?\s*/\S+\.rs:\d+:\d+|lance error: |LanceError\(\w+\): ")
+_NO_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_READS = {"open", "read", "search"}
+
+
+def _storage_error(action: str, uri: str, err: BaseException,
+                   what: str = "index") -> StorageError:
+    """One line for an IO failure of ``action`` on the ``what`` at ``uri``: the OS reason and how
+    to fix it when there is an errno; otherwise, for a local index, its files are damaged
+    (IndexCorruptError on a read, since only a rebuild helps)."""
+    text = str(err).strip()
+    code = err.errno if isinstance(err, OSError) and err.errno else None
+    if code is None and (match := _OS_ERROR.search(text)):
+        code = int(match.group(1))
+    where = f"cannot {action} the {what} at {uri}"
+    if code in _NO_PERMISSION:
+        reason = "read-only file system" if code == errno.EROFS else "permission denied"
+        return StorageError(f"{where}: {reason}",
+                            hint="make the directory writable by you, or pass --index-dir")
+    if code in _NO_SPACE:
+        fix = ("raise the file size limit (ulimit -f)" if code == errno.EFBIG
+               else "free some disk space")
+        return StorageError(f"{where}: {os.strerror(code).lower()}",
+                            hint=f"{fix} and run it again; every batch committed before the "
+                            "failure is kept")
+    if code is not None:
+        return StorageError(f"{where}: {os.strerror(code).lower()}",
+                            hint="check the disk and the directory's permissions")
+    first = _RUST_NOISE.sub("", text.splitlines()[0] if text else type(err).__name__).strip()
+    if is_remote(uri):  # no errno from an object store: its own words (credentials, network...)
+        return StorageError(f"{where}: {first[:200]}",
+                            hint="check the store's address, credentials and network")
+    if action in _READS:
+        hint = (REBUILD_HINT if what == "index"
+                else f"delete {uri} (it only saves time) and run it again")
+        return IndexCorruptError(f"{where}: its files are damaged ({first[:160]})", hint=hint)
+    return StorageError(f"{where}: {first[:200]}", hint="check free disk space and permissions")
+
+
 @contextmanager
-def _storage_errors(action: str, uri: str) -> Iterator[None]:
+def _storage_errors(action: str, uri: str, what: str = "index") -> Iterator[None]:
     """Turn OS and LanceDB IO failures into one StorageError line; other errors pass through."""
     try:
         yield
     except (IndexBusyError, IndexMismatchError, IndexMissingError, StorageError):
         raise
-    except PermissionError as err:
-        raise StorageError(f"cannot {action} the index at {uri}: permission denied",
-                           hint="check the directory's permissions or pass --index-dir") from err
-    except OSError as err:
-        raise StorageError(f"cannot {action} the index at {uri}: {err.strerror or err}",
-                           hint="check free disk space and permissions") from err
-    except RuntimeError as err:  # lancedb raises RuntimeError for IO errors from its Rust core
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StorageError(f"cannot {action} the index at {uri}: {first[:200]}",
-                           hint="check free disk space and permissions") from err
+    except (OSError, RuntimeError) as err:  # lancedb raises both for IO errors of its Rust core
+        raise _storage_error(action, uri, err, what) from err
 
 
 # --- the writer lock ---------------------------------------------------------------------------
@@ -348,8 +392,11 @@ class WriterLock:
         """Take the lock, polling up to ``wait`` seconds; IndexBusyError names the holder's pid."""
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # an unwritable index directory fails here first
+            raise _storage_error("lock", str(self.path.parent), err) from err
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -364,8 +411,12 @@ class WriterLock:
                         hint="wait for it to finish (or stop `cs watch`), then retry",
                     ) from None
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as err:  # a full disk
+            os.close(fd)
+            raise _storage_error("lock", str(self.path.parent), err) from err
         self._fd = fd
 
     def release(self) -> None:
@@ -428,7 +479,13 @@ class Store:
 
     def exists(self) -> bool:
         """True when this location holds an index (a manifest, or data tables left without one)."""
-        return any(self._table(name) is not None for name in (MANIFEST, CHUNKS, FILES))
+        for name in (MANIFEST, CHUNKS, FILES):
+            try:
+                if self._table(name) is not None:
+                    return True
+            except IndexCorruptError:  # damaged, but there: read_manifest() says how to fix it
+                return True
+        return False
 
     def writer_lock(self, wait: float = 2.0) -> Any:
         """The lock a writer holds for its whole run: ``with store.writer_lock(): ...``."""
@@ -449,8 +506,8 @@ class Store:
         nothing."""
         with _storage_errors("reset", self.uri):
             for name in (CHUNKS, FILES, MANIFEST):
-                if self._table(name) is not None:
-                    self._db.drop_table(name)
+                # By name, without opening: a table too damaged to open must still go.
+                self._db.drop_table(name, ignore_missing=True)
                 self._tables.pop(name, None)
 
     # manifest -------------------------------------------------------------------------------
@@ -458,14 +515,19 @@ class Store:
     def read_manifest(self) -> Manifest | None:
         """The manifest, or None when there is no index here. A damaged manifest is an
         IndexMismatchError naming the rebuild."""
-        table = self._table(MANIFEST)
-        if table is None:
+        try:
+            table = self._table(MANIFEST)
+            with _storage_errors("read", self.uri):
+                rows = None if table is None else table.to_arrow().to_pylist()
+        except IndexCorruptError as err:
+            # A mismatch, so that `cs index --rebuild` replaces it like any other unusable index.
+            raise IndexMismatchError(f"the index manifest at {self.uri} is damaged",
+                                     hint=REBUILD_HINT) from err
+        if rows is None:
             if self._table(CHUNKS) is not None or self._table(FILES) is not None:
                 raise IndexMismatchError(f"the index at {self.uri} has no manifest",
                                          hint=REBUILD_HINT)
             return None
-        with _storage_errors("read", self.uri):
-            rows = table.to_arrow().to_pylist()
         values = {row["key"]: row["value"] for row in rows}
         try:
             fields = {key: json.loads(value) for key, value in values.items()}
@@ -751,7 +813,7 @@ class EmbeddingCache:
         else config.embedding_cache_dir())."""
         lancedb = _lancedb()
         uri = uri or os.environ.get("CS_CACHE_URI") or str(config.embedding_cache_dir())
-        with _storage_errors("open", uri):
+        with _storage_errors("open", uri, "embedding cache"):
             db = lancedb.connect(uri, storage_options=dict(storage_options or {}) or None)
         return cls(db, uri, identity, dim)
 
@@ -776,7 +838,7 @@ class EmbeddingCache:
         """The cached vectors among ``hashes``."""
         if not hashes:
             return {}
-        with _storage_errors("read", self.uri):
+        with _storage_errors("read", self.uri, "embedding cache"):
             table = self._open_table(create=False)
             if table is None:
                 return {}
@@ -800,7 +862,7 @@ class EmbeddingCache:
             {"hash": list(hashes), VECTOR: _vectors_to_arrow(vectors, self.dim)},
             schema=pa.schema([("hash", pa.string()), (VECTOR, pa.list_(pa.float32(), self.dim))]),
         )
-        with _storage_errors("write", self.uri):
+        with _storage_errors("write", self.uri, "embedding cache"):
             table = self._open_table(create=True)
             assert table is not None  # create=True never returns None
             table.add(data)
