@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from tree_sitter import Node
 
 # Bump whenever chunk boundaries, texts, headers or embedding_text change.
-CHUNKER_VERSION = "2"
+CHUNKER_VERSION = "3"
 
 DEFAULT_MAX_TOKENS = 512
 # Room left in the budget for the embedding header line and the model's document prefix.

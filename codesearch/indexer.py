@@ -307,8 +307,9 @@ class Indexer:
     def prepare(self) -> Manifest:
         """Check (or create) the manifest; returns it. Call while holding the writer lock.
 
-        Raises IndexMismatchError when the index was built with another model, dim or chunker and
-        ``rebuild`` is off; with ``rebuild`` the old tables are dropped first.
+        Raises IndexMismatchError when the index was built with another model or dim and
+        ``rebuild`` is off; with ``rebuild`` the old tables are dropped first. An index from an
+        older chunker is chunked again (same model; cached vectors reused).
         """
         from codesearch.chunk import CHUNKER_VERSION
 
@@ -335,16 +336,32 @@ class Indexer:
                 raise IndexMismatchError(
                     f"the index has format {manifest.format_version}, "
                     f"this cs writes {config.INDEX_FORMAT_VERSION}", hint=REBUILD_HINT)
-            if manifest.chunker_version != CHUNKER_VERSION:
-                raise IndexMismatchError(
-                    f"the index was chunked by chunker {manifest.chunker_version!r}, "
-                    f"this cs has {CHUNKER_VERSION!r}", hint=REBUILD_HINT)
             if opts.dim is not None and opts.dim != manifest.dim:
                 raise IndexMismatchError(
                     f"the index has dim {manifest.dim}, --dim asks for {opts.dim}",
                     hint=REBUILD_HINT)
-            self.handle = handle_for(manifest, requested, self.root, device=opts.device,
-                                     loader=self._loader, notify=self._notify)
+            if manifest.chunker_version == CHUNKER_VERSION:
+                self.handle = handle_for(manifest, requested, self.root, device=opts.device,
+                                         loader=self._loader, notify=self._notify)
+            elif requested is None or requested == manifest.model:
+                # Chunked by an older cs: chunk everything again with the same model. The
+                # embedding cache still holds every chunk text seen before, so only texts the new
+                # chunker writes differently are embedded.
+                if self._notify is not None:
+                    self._notify(f"the index was chunked by chunker "
+                                 f"{manifest.chunker_version!r}; chunking it again with "
+                                 f"{CHUNKER_VERSION!r} (cached vectors are reused)")
+                self.handle = EmbedderHandle(manifest.model, dim=manifest.dim,
+                                             device=opts.device, loader=self._loader,
+                                             notify=self._notify)
+                manifest = describe(self.handle.get(), manifest.model, self.root)
+                self.store.reset()
+                self.store.write_manifest(manifest)
+                self.stats.rebuilt = True
+            else:
+                raise IndexMismatchError(
+                    f"the index was built with {manifest.model} by an older cs (chunker "
+                    f"{manifest.chunker_version!r})", hint=REBUILD_HINT)
         self.manifest = manifest
         self.stats.model, self.stats.dim = manifest.model, manifest.dim
         self.store.ensure_tables(manifest.dim)

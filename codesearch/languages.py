@@ -138,9 +138,18 @@ def _javascript(node: Node) -> Definition | None:
     return _js_classify(node, node)
 
 
+# TypeScript wrappers around a value that do not change what it is: ``x as T``, ``x satisfies T``,
+# ``x!``, ``(x)``.
+_TS_VALUE_WRAPPERS = ("as_expression", "satisfies_expression", "non_null_expression",
+                      "parenthesized_expression")
+
+
 def _js_wrapped_function(value: Node | None) -> bool:
     """``wrap(function (a, b) {...})``, ``memoize((x) => ...)``: a call whose arguments include a
-    function literal defines that function in all but syntax (lodash, React's forwardRef)."""
+    function literal defines that function in all but syntax (lodash, React's forwardRef), also
+    under a TypeScript cast (``assign((o) => ..., {...}) as unknown as T``)."""
+    while value is not None and value.type in _TS_VALUE_WRAPPERS and value.named_child_count:
+        value = value.named_children[0]
     if value is None or value.type != "call_expression":
         return False
     args = value.child_by_field_name("arguments")

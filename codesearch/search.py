@@ -458,8 +458,9 @@ class Searcher:
                 f"this cs reads {config.INDEX_FORMAT_VERSION}", hint=REBUILD_HINT)
         if manifest.chunker_version != CHUNKER_VERSION:
             raise IndexMismatchError(
-                f"the index was chunked by chunker {manifest.chunker_version!r}, "
-                f"this cs has {CHUNKER_VERSION!r}", hint=REBUILD_HINT)
+                f"the index was chunked by an older cs (chunker {manifest.chunker_version!r}, "
+                f"this cs has {CHUNKER_VERSION!r})",
+                hint=f"run `cs index {root}` to chunk it again (cached vectors are reused)")
         handle = handle_for(manifest, model_spec(model) if model else None, root.resolve(),
                             device=device, loader=loader, notify=notify)
         return cls(root, store, manifest, handle, scope)

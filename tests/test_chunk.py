@@ -563,3 +563,18 @@ def test_a_function_wrapped_in_a_call_is_a_function() -> None:
     ]
     plain = chunk_source("const n = compute(1, 2);\n", "a.js", "javascript")
     assert [c.kind for c in plain] == ["module"]  # a call without a function literal is not
+
+
+def test_a_typescript_cast_of_a_wrapped_function_is_a_function() -> None:
+    text = (
+        "export const createEntry: Typed<unknown> =\n"
+        "  /* @__PURE__ */ assign(\n"
+        "    (options: Options) => {\n"
+        "      return { options }\n"
+        "    },\n"
+        "    { withTypes: () => createEntry },\n"
+        "  ) as unknown as Typed<unknown>\n"
+    )
+    chunks = chunk_source(text, "entry.ts", "typescript")
+    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
+        ("function", "createEntry", 1, 7)]

@@ -142,6 +142,26 @@ def test_mismatch_is_refused_until_rebuild(repo: Path, tiny_model_dir: Path) -> 
     assert result.exit_code == 0, result.output
 
 
+def test_an_index_from_an_older_chunker_is_chunked_again_on_the_next_run(
+        repo: Path, tiny_model_dir: Path) -> None:
+    from dataclasses import replace
+
+    first = index(repo, "--model", str(tiny_model_dir))
+    store = store_of(repo)
+    manifest = store.read_manifest()
+    assert manifest is not None
+    store.write_manifest(replace(manifest, chunker_version="0"))
+    result = cs("find", "mean", "--path", str(repo))
+    assert result.exit_code == 2
+    assert "older cs" in result.stderr and f"cs index {repo}" in result.stderr
+
+    again = index(repo)  # no --rebuild needed; same model, every vector from the cache
+    assert again["rebuilt"] and again["chunks_embedded"] == 0
+    assert again["chunks_total"] == first["chunks_total"]
+    assert stored_chunks(repo) == expected_chunks(repo)
+    assert cs("find", "mean", "--path", str(repo)).exit_code == 0
+
+
 def test_missing_manifest_is_a_clear_error(repo: Path, tiny_model_dir: Path) -> None:
     index(repo, "--model", str(tiny_model_dir))
     shutil.rmtree(Path(resolve_index_uri(repo)) / "manifest.lance")
