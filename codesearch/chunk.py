@@ -91,13 +91,14 @@ def identifier_words(identifier: str) -> list[str]:
 # How a chunk is written for the embedder (recorded in the index manifest with the prefix scheme,
 # so a change here cannot mix vectors of two writings):
 # - "code": the code as is; code models (jina-code) read identifiers natively.
-# - "words1": compound identifiers split into lower-case words everywhere (``getArgConflicts`` ->
-#   ``get arg conflicts``), for general text models without code prompts (MiniLM): their uncased
-#   WordPiece vocabulary turns a camelCase identifier into meaningless pieces. Measured on the
-#   shared eval (bench/results/quality-log.md). Bump the number when split_compound_identifiers
-#   changes.
+# - "words2": compound identifiers split into lower-case words everywhere (``getArgConflicts`` ->
+#   ``get arg conflicts``), then the usual abbreviations written out (``get argument
+#   conflicts``, vocabulary.WRITTEN_OUT), for general text models without code prompts (MiniLM):
+#   their uncased WordPiece vocabulary turns a camelCase identifier into meaningless pieces and
+#   knows "argument" far better than "arg". Measured on the shared eval
+#   (bench/results/quality-log.md). Bump the number when :func:`in_words` changes.
 CODE_STYLE = "code"
-WORDS_STYLE = "words1"
+WORDS_STYLE = "words2"
 
 _IDENT_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 # A line that is only a Rust attribute (`#[must_use]`, `#[cfg(feature = "x")]`): it belongs to the
@@ -108,7 +109,7 @@ _ATTRIBUTE_LINE_RE = re.compile(r"^\s*#!?\[.*\]\s*$")
 def document_style(prefix_scheme: str) -> str:
     """The writing (CODE_STYLE or WORDS_STYLE) for a model with this prefix scheme: models with
     task prompts are code models; a model without prompts ("none") is a general text model.
-    Accepts a recorded scheme too (``none+words1``)."""
+    Accepts a recorded scheme too (``none+words2``)."""
     scheme, _, style = prefix_scheme.partition("+")
     if style:
         return style
@@ -117,7 +118,7 @@ def document_style(prefix_scheme: str) -> str:
 
 def recorded_scheme(prefix_scheme: str) -> str:
     """What an index records for a model's prefix scheme: the scheme plus the writing when it is
-    not plain code (``none`` -> ``none+words1``), so the manifest check and the embedding cache
+    not plain code (``none`` -> ``none+words2``), so the manifest check and the embedding cache
     tell the writings apart."""
     if "+" in prefix_scheme:
         return prefix_scheme
@@ -136,6 +137,14 @@ def split_compound_identifiers(text: str) -> str:
         return ident
 
     return _IDENT_RE.sub(words, text)
+
+
+def in_words(text: str) -> str:
+    """``text`` written for a general text model (WORDS_STYLE): compound identifiers as words,
+    usual abbreviations written out. Documents and queries alike."""
+    from codesearch.vocabulary import write_out_abbreviations
+
+    return write_out_abbreviations(split_compound_identifiers(text))
 
 
 def embedding_text(chunk: Chunk, style: str = CODE_STYLE) -> str:
@@ -161,7 +170,7 @@ def embedding_text(chunk: Chunk, style: str = CODE_STYLE) -> str:
         code = "\n".join(kept) if any(line.strip() for line in kept) else code
     parts.append(code)
     text = "\n".join(parts)
-    return split_compound_identifiers(text) if style == WORDS_STYLE else text
+    return in_words(text) if style == WORDS_STYLE else text
 
 
 # --- token estimate ------------------------------------------------------------------------------

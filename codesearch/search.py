@@ -25,6 +25,7 @@ import numpy as np
 
 from codesearch.errors import IndexMissingError, UsageError
 from codesearch.store import REBUILD_HINT, Manifest, Store, StoredChunk, sql_in, sql_str
+from codesearch.vocabulary import ABBREVIATIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from codesearch.chunk import Chunk
@@ -167,55 +168,12 @@ def lexical_text(path: str, symbol: str, text: str) -> str:
     return f"{head}\n{text}\n{' '.join(_subwords(text))}"
 
 
-# Words that code usually abbreviates, with their usual abbreviations: a description says
-# "argument" where the code says ``arg``. Added to a natural-language query (lexical side and the
-# name prior); general programming usage, not any one code base's.
-ABBREVIATIONS: dict[str, tuple[str, ...]] = {
-    "address": ("addr",), "allocate": ("alloc",), "allocation": ("alloc",),
-    "application": ("app",), "argument": ("arg",), "arguments": ("args",),
-    "attribute": ("attr",), "attributes": ("attrs",), "authentication": ("auth",),
-    "authorization": ("auth",), "boolean": ("bool",), "buffer": ("buf",),
-    "calculate": ("calc",), "character": ("char",), "characters": ("chars",),
-    "column": ("col",), "command": ("cmd",), "compare": ("cmp",),
-    "configuration": ("config", "cfg"),
-    "connection": ("conn",), "context": ("ctx",), "count": ("cnt",), "current": ("cur", "curr"),
-    "database": ("db",), "decrement": ("dec",), "default": ("def",), "definition": ("def",),
-    "delete": ("del",), "description": ("desc",), "destination": ("dst", "dest"),
-    "dictionary": ("dict",), "directory": ("dir",), "document": ("doc",), "element": ("elem",),
-    "environment": ("env",), "error": ("err",), "evaluate": ("eval",), "execute": ("exec",),
-    "expression": ("expr",), "extension": ("ext",), "function": ("fn", "func"),
-    "generate": ("gen",), "identifier": ("id", "ident"), "increment": ("inc",),
-    "index": ("idx",), "information": ("info",), "initialize": ("init",),
-    "initialise": ("init",), "instance": ("inst",), "instruction": ("inst", "insn"),
-    "instructions": ("insts",), "integer": ("int",), "iterator": ("iter",),
-    "iterate": ("iter",), "length": ("len",), "library": ("lib",), "literal": ("lit",),
-    "manager": ("mgr",), "maximum": ("max",), "message": ("msg",), "minimum": ("min",),
-    "number": ("num",), "object": ("obj",), "operation": ("op",), "operator": ("op",),
-    "option": ("opt",), "options": ("opts",), "package": ("pkg",), "parameter": ("param",),
-    "parameters": ("params",), "pointer": ("ptr",), "position": ("pos",),
-    "previous": ("prev",), "properties": ("props",), "property": ("prop",),
-    "reference": ("ref",), "regular": ("regex",), "representation": ("repr",),
-    "request": ("req",), "response": ("resp",), "result": ("res",), "separator": ("sep",),
-    "sequence": ("seq",), "source": ("src",), "specification": ("spec",),
-    "statement": ("stmt",), "string": ("str",), "synchronize": ("sync",),
-    "temporary": ("tmp", "temp"), "utility": ("util",), "utilities": ("utils",),
-    "value": ("val",), "values": ("vals",), "variable": ("var",),
-}
-
-
-def query_words(query: str) -> list[str]:
-    """The lower-case words of a query, then the sub-words of its identifiers, then the usual
-    code abbreviations of its words (:data:`ABBREVIATIONS`), without repeats."""
+def lexical_query(query: str) -> str:
+    """A full-text query from free text: its words plus the sub-words of its identifiers (BM25
+    OR-semantics; operators and punctuation are dropped so nothing is parsed as syntax)."""
     words = [w.lower() for w in _WORD.findall(query)]
     words.extend(_subwords(query))
-    words.extend(a for w in list(words) for a in ABBREVIATIONS.get(w, ()))
-    return list(dict.fromkeys(words))
-
-
-def lexical_query(query: str) -> str:
-    """A full-text query from free text: :func:`query_words` (BM25 OR-semantics; operators and
-    punctuation are dropped so nothing is parsed as syntax)."""
-    return " ".join(query_words(query))
+    return " ".join(dict.fromkeys(words))
 
 
 def glob_to_regex(pattern: str) -> str:
@@ -512,10 +470,10 @@ class Searcher:
 
     def _written(self, text: str) -> str:
         """A query written the way this index's documents were (see chunk.WORDS_STYLE)."""
-        from codesearch.chunk import WORDS_STYLE, document_style, split_compound_identifiers
+        from codesearch.chunk import WORDS_STYLE, document_style, in_words
 
         if document_style(self.manifest.prefix_scheme) == WORDS_STYLE:
-            return split_compound_identifiers(text)
+            return in_words(text)
         return text
 
     def _where(self, opts: SearchOptions, extra: Sequence[str] = ()) -> str | None:

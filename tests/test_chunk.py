@@ -528,17 +528,21 @@ def test_words_style_splits_compound_identifiers_for_text_models() -> None:
         CODE_STYLE,
         WORDS_STYLE,
         document_style,
+        in_words,
         recorded_scheme,
         split_compound_identifiers,
     )
 
     assert split_compound_identifiers("x = parseCSVFile(read_all, HTTPServer)") == (
         "x = parse csv file(read_all, http server)")
+    # abbreviations are written out only as whole words (``_`` separates, letters do not)
+    assert in_words("fn arg_len(cfg: Config) -> argv") == (
+        "function argument_length(configuration: Config) -> argv")
     chunk = Chunk("lib/opts.js", "javascript", "function", "getArgConflicts", 1, 2,
                   "function getArgConflicts(arg) {\n  return arg.conflictsWith; }")
     assert embedding_text(chunk, WORDS_STYLE) == (
-        "lib/opts.js | function get arg conflicts (get arg conflicts)\n"
-        "function get arg conflicts(arg) {\n  return arg.conflicts with; }")
+        "library/options.js | function get argument conflicts (get argument conflicts)\n"
+        "function get argument conflicts(argument) {\n  return argument.conflicts with; }")
     assert embedding_text(chunk) == embedding_text(chunk, CODE_STYLE)
     # models without task prompts are general text models; the index records the writing
     assert (document_style("none"), document_style("jina-code-v1")) == (WORDS_STYLE, CODE_STYLE)

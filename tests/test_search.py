@@ -99,13 +99,6 @@ def test_lexical_text_and_query_split_camel_case() -> None:
     assert lexical_query("where is parseLine() && x?") == "where is parseline x parse line"
 
 
-def test_queries_gain_the_usual_code_abbreviations_of_their_words() -> None:
-    assert lexical_query("Sets the long argument") == "sets the long argument arg"
-    assert lexical_query("Read the configuration file") == (
-        "read the configuration file config cfg")
-    assert lexical_query("no abbreviations here") == "no abbreviations here"
-
-
 def test_parse_location() -> None:
     assert parse_location("src/a.py:42") == ("src/a.py", 42)
     assert parse_location("C:/x/a.py:7") == ("C:/x/a.py", 7)
