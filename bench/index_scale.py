@@ -171,8 +171,8 @@ def main() -> None:
             "index_mib": "bytes on disk of the index directory after the run (optimized)",
             "cache_mib": "bytes of the shared embedding cache it filled",
         },
-        "note": "a shared 2-core machine under load from other jobs, run under nice: rates are "
-                "low and noisy; the peak RSS across sizes is the point",
+        "note": "rates depend on the machine's load (see load_average_at_end); the peak "
+                "RSS across sizes is the point",
         "results": rows,
     }, indent=2))
     print(f"wrote {args.out}")
