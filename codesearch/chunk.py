@@ -100,7 +100,6 @@ def identifier_words(identifier: str) -> list[str]:
 CODE_STYLE = "code"
 WORDS_STYLE = "words2"
 
-_IDENT_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 # A line that is only a Rust attribute (`#[must_use]`, `#[cfg(feature = "x")]`): it belongs to the
 # definition's span but tells a natural-language query nothing.
 _ATTRIBUTE_LINE_RE = re.compile(r"^\s*#!?\[.*\]\s*$")
@@ -130,13 +129,13 @@ def split_compound_identifiers(text: str) -> str:
     """Every identifier with an inner capital written as lower-case words (``parseCSVFile`` ->
     ``parse csv file``); snake_case and plain words are left alone (tokenizers split on ``_``)."""
 
+    from codesearch.vocabulary import IDENTIFIER_RE, is_compound_identifier
+
     def words(match: re.Match[str]) -> str:
         ident = match.group(0)
-        if any(c.isupper() for c in ident[1:]) and any(c.islower() for c in ident):
-            return " ".join(identifier_words(ident))
-        return ident
+        return " ".join(identifier_words(ident)) if is_compound_identifier(ident) else ident
 
-    return _IDENT_RE.sub(words, text)
+    return IDENTIFIER_RE.sub(words, text)
 
 
 def in_words(text: str) -> str:

@@ -321,17 +321,8 @@ class Indexer:
                 raise
             manifest = None
         requested = model_spec(opts.model) if opts.model else None
-        if manifest is None or opts.rebuild:
-            spec = requested or (manifest.model if manifest else model_spec(config.default_model()))
-            self.handle = EmbedderHandle(spec, dim=opts.dim, device=opts.device,
-                                         loader=self._loader, notify=self._notify)
-            # Load before dropping anything: a model that fails to load must not cost the index.
-            manifest = describe(self.handle.get(), spec, self.root)
-            if opts.rebuild:
-                self.store.reset()
-                self.stats.rebuilt = True
-            self.store.write_manifest(manifest)
-        else:
+        rechunk = False
+        if manifest is not None and not opts.rebuild:
             if manifest.format_version != config.INDEX_FORMAT_VERSION:
                 raise IndexMismatchError(
                     f"the index has format {manifest.format_version}, "
@@ -340,10 +331,11 @@ class Indexer:
                 raise IndexMismatchError(
                     f"the index has dim {manifest.dim}, --dim asks for {opts.dim}",
                     hint=REBUILD_HINT)
-            if manifest.chunker_version == CHUNKER_VERSION:
-                self.handle = handle_for(manifest, requested, self.root, device=opts.device,
-                                         loader=self._loader, notify=self._notify)
-            elif requested is None or requested == manifest.model:
+            if manifest.chunker_version != CHUNKER_VERSION:
+                if requested is not None and requested != manifest.model:
+                    raise IndexMismatchError(
+                        f"the index was built with {manifest.model} by an older cs (chunker "
+                        f"{manifest.chunker_version!r})", hint=REBUILD_HINT)
                 # Chunked by an older cs: chunk everything again with the same model. The
                 # embedding cache still holds every chunk text seen before, so only texts the new
                 # chunker writes differently are embedded.
@@ -351,17 +343,21 @@ class Indexer:
                     self._notify(f"the index was chunked by chunker "
                                  f"{manifest.chunker_version!r}; chunking it again with "
                                  f"{CHUNKER_VERSION!r} (cached vectors are reused)")
-                self.handle = EmbedderHandle(manifest.model, dim=manifest.dim,
-                                             device=opts.device, loader=self._loader,
-                                             notify=self._notify)
-                manifest = describe(self.handle.get(), manifest.model, self.root)
+                rechunk = True
+        if manifest is None or opts.rebuild or rechunk:
+            spec = requested or (manifest.model if manifest else model_spec(config.default_model()))
+            dim = manifest.dim if rechunk and manifest is not None else opts.dim
+            self.handle = EmbedderHandle(spec, dim=dim, device=opts.device,
+                                         loader=self._loader, notify=self._notify)
+            # Load before dropping anything: a model that fails to load must not cost the index.
+            manifest = describe(self.handle.get(), spec, self.root)
+            if opts.rebuild or rechunk:
                 self.store.reset()
-                self.store.write_manifest(manifest)
                 self.stats.rebuilt = True
-            else:
-                raise IndexMismatchError(
-                    f"the index was built with {manifest.model} by an older cs (chunker "
-                    f"{manifest.chunker_version!r})", hint=REBUILD_HINT)
+            self.store.write_manifest(manifest)
+        else:
+            self.handle = handle_for(manifest, requested, self.root, device=opts.device,
+                                     loader=self._loader, notify=self._notify)
         self.manifest = manifest
         self.stats.model, self.stats.dim = manifest.model, manifest.dim
         self.store.ensure_tables(manifest.dim)

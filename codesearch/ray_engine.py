@@ -173,6 +173,7 @@ def _missing_texts(indexer: Indexer) -> _Pending:
     from codesearch.discover import Discovery, read_source
 
     assert indexer.cache is not None and indexer.manifest is not None
+    style = document_style(indexer.manifest.prefix_scheme)
     records = indexer.store.file_records()
     the_plan = plan(Discovery(indexer.root, max_file_bytes=indexer.options.max_file_bytes),
                     records)
@@ -194,8 +195,7 @@ def _missing_texts(indexer: Indexer) -> _Pending:
         if old is not None:
             reindexed.append(f.rel)
         for c in chunks:
-            texts.setdefault(c.content_hash,
-                             embedding_text(c, document_style(indexer.manifest.prefix_scheme)))
+            texts.setdefault(c.content_hash, embedding_text(c, style))
     if reindexed:
         for start in range(0, len(reindexed), 500):
             stored = indexer.store.vectors_by_hash(reindexed[start:start + 500],

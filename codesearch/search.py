@@ -25,7 +25,7 @@ import numpy as np
 
 from codesearch.errors import IndexMissingError, UsageError
 from codesearch.store import REBUILD_HINT, Manifest, Store, StoredChunk, sql_in, sql_str
-from codesearch.vocabulary import ABBREVIATIONS
+from codesearch.vocabulary import ABBREVIATIONS, IDENTIFIER_RE, is_compound_identifier
 
 if TYPE_CHECKING:  # pragma: no cover
     from codesearch.chunk import Chunk
@@ -132,7 +132,6 @@ def detect_task(query: str) -> str:
 
 
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
-_IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 _WORD = re.compile(r"[A-Za-z0-9]+")
 
 
@@ -149,12 +148,12 @@ def _subwords(text: str) -> list[str]:
     ``_`` and punctuation, but not on case changes)."""
     out: list[str] = []
     seen: set[str] = set()
-    for m in _IDENT.finditer(text):
+    for m in IDENTIFIER_RE.finditer(text):
         ident = m.group(0)
         if ident in seen:
             continue
         seen.add(ident)
-        if any(c.isupper() for c in ident[1:]) and any(c.islower() for c in ident):
+        if is_compound_identifier(ident):
             out.extend(split_identifier(ident))
     return out
 

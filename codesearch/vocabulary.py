@@ -15,6 +15,17 @@ from __future__ import annotations
 
 import re
 
+# An identifier in any of the supported languages (``$`` for JavaScript).
+IDENTIFIER_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
+
+
+def is_compound_identifier(identifier: str) -> bool:
+    """Whether an identifier joins words by case (``parseCsv``, ``HTTPServer``), which tokenizers
+    do not split; snake_case and plain words are not."""
+    return (any(c.isupper() for c in identifier[1:])
+            and any(c.islower() for c in identifier))
+
+
 ABBREVIATIONS: dict[str, tuple[str, ...]] = {
     "address": ("addr",), "allocate": ("alloc",), "allocation": ("alloc",),
     "application": ("app",), "argument": ("arg",), "arguments": ("args",),
@@ -46,8 +57,6 @@ ABBREVIATIONS: dict[str, tuple[str, ...]] = {
     "temporary": ("tmp", "temp"), "utility": ("util",), "utilities": ("utils",),
     "value": ("val",), "values": ("vals",), "variable": ("var",),
 }
-
-
 
 WRITTEN_OUT: dict[str, str] = {
     "addr": "address", "alloc": "allocate", "app": "application", "arg": "argument",
