@@ -48,8 +48,8 @@ from codesearch.languages import Definition, Language, get_language, get_parser
 if TYPE_CHECKING:
     from tree_sitter import Node
 
-# Bump whenever chunk boundaries, texts, headers or embedding_text change.
-CHUNKER_VERSION = "3"
+# Bump whenever chunk boundaries, texts, headers, embedding_text or search.lexical_text change.
+CHUNKER_VERSION = "4"
 
 DEFAULT_MAX_TOKENS = 512
 # Room left in the budget for the embedding header line and the model's document prefix.

@@ -3,8 +3,9 @@
 Three modes over the same index:
 - ``semantic``: the query's embedding (nl2code for natural language, code2code for code) against
   chunk vectors, cosine similarity.
-- ``lexical``: BM25 over ``search_text`` (the chunk's text, its symbol and path, with identifiers
-  also split into words: ``parseCsv`` -> ``parse csv``). Needs no model.
+- ``lexical``: BM25 over ``search_text`` (:func:`lexical_text`: the chunk's text, its symbol and
+  path, identifiers also split into words, ``parseCsv`` -> ``parse csv``, and abbreviations
+  written out, ``pos`` -> ``position``). Needs no model.
 - ``hybrid``: both candidate lists, each max-normalised, combined linearly (:func:`fuse`). A plain
   reciprocal-rank fusion was measured to lose to semantic alone; a weighted linear fusion keeps the
   semantic gains.
@@ -25,7 +26,12 @@ import numpy as np
 
 from codesearch.errors import IndexMissingError, UsageError
 from codesearch.store import REBUILD_HINT, Manifest, Store, StoredChunk, sql_in, sql_str
-from codesearch.vocabulary import ABBREVIATIONS, IDENTIFIER_RE, is_compound_identifier
+from codesearch.vocabulary import (
+    ABBREVIATIONS,
+    IDENTIFIER_RE,
+    is_compound_identifier,
+    written_out_words,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from codesearch.chunk import Chunk
@@ -162,12 +168,17 @@ def _subwords(text: str) -> list[str]:
 
 
 def lexical_text(path: str, symbol: str, text: str) -> str:
-    """What the full-text index sees for a chunk: path and symbol (each also as words), the text,
-    then the sub-words of its camelCase identifiers."""
+    """What the full-text index sees for a chunk: the path's words, the symbol (also as words),
+    the definition's own name words three times (a name field weight: a query that spells out a
+    name should find it first), the text, the sub-words of its compound identifiers, and the usual
+    abbreviations among its words written out (``pos`` -> ``position``, vocabulary.WRITTEN_OUT)."""
     name = " ".join(split_identifier(re.split(r"\.|::|\s", symbol.strip())[-1]))
-    head = " ".join([path, " ".join(split_identifier(path)), symbol,
-                     " ".join(split_identifier(symbol)), name, name])
-    return f"{head}\n{text}\n{' '.join(_subwords(text))}"
+    head = " ".join([" ".join(split_identifier(path)), symbol, " ".join(split_identifier(symbol)),
+                     name, name, name])
+    words = {w for ident in set(IDENTIFIER_RE.findall(f"{path} {symbol} {text}"))
+             for w in split_identifier(ident)}
+    written = " ".join(written_out_words(sorted(words)))
+    return f"{head}\n{text}\n{' '.join(_subwords(text))}\n{written}"
 
 
 def lexical_query(query: str) -> str:

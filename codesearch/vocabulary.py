@@ -8,12 +8,14 @@ benchmark's packages).
   and on ../shared/eval dev it cost lexical mode .419 -> .396 (bench/results/quality-log.md).
 - WRITTEN_OUT (abbreviation -> words): what a general text model (MiniLM) reads instead of an
   abbreviation in code (chunk.WORDS_STYLE); its vocabulary knows "argument" far better than "arg".
-  Only abbreviations with one clear meaning.
+  Only abbreviations with one clear meaning. The full-text index gets these written-out words
+  too (search.lexical_text), so "the byte offset of this position" finds ``fn pos``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 # An identifier in any of the supported languages (``$`` for JavaScript).
 IDENTIFIER_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
@@ -86,6 +88,12 @@ WRITTEN_OUT: dict[str, str] = {
 _ABBREVIATION_RE = re.compile(
     r"(?<![A-Za-z0-9])(" + "|".join(sorted(WRITTEN_OUT, key=len, reverse=True))
     + r")(?![A-Za-z0-9])")
+
+
+def written_out_words(words: Iterable[str]) -> list[str]:
+    """The written-out forms of the abbreviations among ``words`` (lower-case words), once each:
+    ``["pos", "len", "x"]`` -> ``["position", "length"]``."""
+    return list(dict.fromkeys(WRITTEN_OUT[w] for w in words if w in WRITTEN_OUT))
 
 
 def write_out_abbreviations(text: str) -> str:

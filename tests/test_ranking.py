@@ -92,3 +92,27 @@ def test_hybrid_find_prefers_the_named_definition_over_tests(repo_with_tests: Pa
     hits = searcher.find("mean of a column", SearchOptions(k=2, mode="hybrid"))
     assert [h.path for h in hits] == ["src/stats.py", "tests/test_stats.py"]
     assert hits[0].score - hits[1].score >= TEST_PENALTY  # the test penalty at least
+
+
+def test_lexical_mode_reads_abbreviations_written_out(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The description says "position" where the code says ``pos``: BM25 finds it only because the
+    full-text index also holds the written-out word; and a definition whose name the query spells
+    out comes before a longer body that merely uses the words."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "cursor.py").write_text(
+        "class Cursor:\n"
+        "    def pos(self):\n        return self._offset\n\n"
+        "    def width(self):\n        return len(self._text)\n")
+    (root / "render.py").write_text(
+        "def draw(screen, text):\n"
+        "    for line in text.splitlines():\n"
+        "        screen.write(line)\n"
+        "        screen.advance()\n"
+        "    return screen.cursor_width()\n")
+    index_root(root, options=IndexOptions(model=str(tiny_model_dir)))
+    searcher = Searcher.open(root)
+    hits = searcher.find("the byte position of this cursor", SearchOptions(k=3, mode="lexical"))
+    assert hits and hits[0].symbol == "Cursor.pos"
+    hits = searcher.find("cursor width", SearchOptions(k=3, mode="lexical"))
+    assert hits[0].symbol == "Cursor.width"
