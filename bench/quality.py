@@ -398,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
     corpora = [c for c in sorted(manifest["corpora"]) if not a.corpus or c in a.corpus]
     tasks = ["find", "similar"] if a.task == "both" else [a.task]
     modes = [m.strip() for m in a.modes.split(",") if m.strip()]
+    # Read now: the report written at the end may replace the file compared against.
+    previous = json.loads(a.compare.read_text()) if a.compare and a.compare.exists() else None
 
     from codesearch.search import DEFAULT_MODE, DEFAULT_SIMILAR_MODE
 
@@ -474,8 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     out_json.write_text(json.dumps(report, indent=2) + "\n")
     out_json.with_suffix(".md").write_text(md + "\n")
     print(md)
-    if a.compare and a.compare.exists():
-        print(compare(report, json.loads(a.compare.read_text())))
+    if previous is not None:
+        print(compare(report, previous))
     print(f"(wrote {out_json}; {report['wall_seconds']}s)", file=sys.stderr)
     return 1 if a.via_cli and report["via_cli"]["mismatches"] else 0
 
