@@ -44,6 +44,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from codesearch.languages import Definition, Language, get_language, get_parser
+from codesearch.vocabulary import (
+    IDENTIFIER_RE,
+    identifier_words,
+    is_compound_identifier,
+    write_out_abbreviations,
+)
 
 if TYPE_CHECKING:
     from tree_sitter import Node
@@ -79,14 +85,6 @@ class Chunk:
 
 
 # --- what the embedder sees ----------------------------------------------------------------------
-
-_WORD_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
-
-
-def identifier_words(identifier: str) -> list[str]:
-    """`parseCSVFile` -> [parse, csv, file]; `mean_of_column` -> [mean, of, column]."""
-    return [w.lower() for w in _WORD_RE.findall(identifier)]
-
 
 # How a chunk is written for the embedder (recorded in the index manifest with the prefix scheme,
 # so a change here cannot mix vectors of two writings):
@@ -129,8 +127,6 @@ def split_compound_identifiers(text: str) -> str:
     """Every identifier with an inner capital written as lower-case words (``parseCSVFile`` ->
     ``parse csv file``); snake_case and plain words are left alone (tokenizers split on ``_``)."""
 
-    from codesearch.vocabulary import IDENTIFIER_RE, is_compound_identifier
-
     def words(match: re.Match[str]) -> str:
         ident = match.group(0)
         return " ".join(identifier_words(ident)) if is_compound_identifier(ident) else ident
@@ -141,8 +137,6 @@ def split_compound_identifiers(text: str) -> str:
 def in_words(text: str) -> str:
     """``text`` written for a general text model (WORDS_STYLE): compound identifiers as words,
     usual abbreviations written out. Documents and queries alike."""
-    from codesearch.vocabulary import write_out_abbreviations
-
     return write_out_abbreviations(split_compound_identifiers(text))
 
 

@@ -29,6 +29,7 @@ from codesearch.store import REBUILD_HINT, Manifest, Store, StoredChunk, sql_in,
 from codesearch.vocabulary import (
     ABBREVIATIONS,
     IDENTIFIER_RE,
+    identifier_words,
     is_compound_identifier,
     written_out_words,
 )
@@ -140,16 +141,7 @@ def detect_task(query: str) -> str:
     return "nl2code"
 
 
-_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _WORD = re.compile(r"[A-Za-z0-9]+")
-
-
-def split_identifier(name: str) -> list[str]:
-    """``parseCSVFile`` -> ``['parse', 'csv', 'file']``; ``read_all`` -> ``['read', 'all']``."""
-    parts: list[str] = []
-    for piece in re.split(r"[^A-Za-z0-9]+", name):
-        parts.extend(m.group(0).lower() for m in _CAMEL.finditer(piece))
-    return parts
 
 
 def _subwords(text: str) -> list[str]:
@@ -163,7 +155,7 @@ def _subwords(text: str) -> list[str]:
             continue
         seen.add(ident)
         if is_compound_identifier(ident):
-            out.extend(split_identifier(ident))
+            out.extend(identifier_words(ident))
     return out
 
 
@@ -172,11 +164,11 @@ def lexical_text(path: str, symbol: str, text: str) -> str:
     the definition's own name words three times (a name field weight: a query that spells out a
     name should find it first), the text, the sub-words of its compound identifiers, and the usual
     abbreviations among its words written out (``pos`` -> ``position``, vocabulary.WRITTEN_OUT)."""
-    name = " ".join(split_identifier(re.split(r"\.|::|\s", symbol.strip())[-1]))
-    head = " ".join([" ".join(split_identifier(path)), symbol, " ".join(split_identifier(symbol)),
+    name = " ".join(identifier_words(re.split(r"\.|::|\s", symbol.strip())[-1]))
+    head = " ".join([" ".join(identifier_words(path)), symbol, " ".join(identifier_words(symbol)),
                      name, name, name])
     words = {w for ident in set(IDENTIFIER_RE.findall(f"{path} {symbol} {text}"))
-             for w in split_identifier(ident)}
+             for w in identifier_words(ident)}
     written = " ".join(written_out_words(sorted(words)))
     return f"{head}\n{text}\n{' '.join(_subwords(text))}\n{written}"
 
@@ -289,7 +281,7 @@ def _stem(word: str) -> str:
 def query_terms(query: str) -> frozenset[str]:
     """The stemmed, lower-cased words of a query, identifiers split (``parseCsv`` -> parse, csv),
     with their usual code abbreviations."""
-    words = split_identifier(query)
+    words = identifier_words(query)
     words.extend(a for w in list(words) for a in ABBREVIATIONS.get(w, ()))
     return frozenset(_stem(w) for w in words)
 
@@ -301,7 +293,7 @@ def name_coverage(terms: frozenset[str], symbol: str) -> float:
     if not symbol:
         return 0.0
     last = re.split(r"\.|::|\s", symbol.strip())[-1]
-    words = [_stem(w) for w in split_identifier(last)]
+    words = [_stem(w) for w in identifier_words(last)]
     if not words:
         return 0.0
     return sum(1 for w in words if w in terms) / len(words)

@@ -21,6 +21,18 @@ from collections.abc import Iterable
 IDENTIFIER_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
 
 
+# One word of an identifier: a run of capitals before a capitalised word (``CSV`` in ``CSVFile``),
+# a (capitalised) lower-case word, a run of capitals, or digits.
+_WORD_PART_RE = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
+
+
+def identifier_words(text: str) -> list[str]:
+    """The lower-case words of an identifier, or of every identifier in ``text`` (punctuation
+    separates): ``parseCSVFile`` -> [parse, csv, file]; ``src/read_all.py`` -> [src, read, all,
+    py]."""
+    return [w.lower() for w in _WORD_PART_RE.findall(text)]
+
+
 def is_compound_identifier(identifier: str) -> bool:
     """Whether an identifier joins words by case (``parseCsv``, ``HTTPServer``), which tokenizers
     do not split; snake_case and plain words are not."""

@@ -13,10 +13,10 @@ from codesearch.chunk import (
     chunk_source,
     embedding_text,
     estimate_tokens,
-    identifier_words,
 )
 from codesearch.discover import Discovery, read_source
 from codesearch.languages import get_parser, language_for_path, supported_languages
+from codesearch.vocabulary import identifier_words
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 

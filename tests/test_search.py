@@ -23,8 +23,8 @@ from codesearch.search import (
     lexical_query,
     lexical_text,
     parse_location,
-    split_identifier,
 )
+from codesearch.vocabulary import identifier_words
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 
@@ -88,8 +88,8 @@ def test_fuse_is_linear_on_max_normalised_scores() -> None:
         ("(*Stack).Push", ["stack", "push"]),
     ],
 )
-def test_split_identifier(name: str, words: list[str]) -> None:
-    assert split_identifier(name) == words
+def test_identifier_words_of_paths_and_symbols(name: str, words: list[str]) -> None:
+    assert identifier_words(name) == words
 
 
 def test_lexical_text_and_query_split_camel_case() -> None:
