@@ -14,6 +14,8 @@ CONTRACT (owned by the foundation work, issue 2; other modules rely on these nam
         end_line: int        # 1-based, inclusive
         text: str            # exactly the source lines start_line..end_line
         header: str = ""     # context for the embedder (enclosing definition of split pieces)
+        definition_line: int = 0  # first line of the whole definition when this chunk is one
+                                  # piece of a split definition (all its pieces share it), else 0
 
         @property
         def content_hash(self) -> str: ...   # sha256 hex of embedding_text(self)
@@ -55,7 +57,7 @@ if TYPE_CHECKING:
     from tree_sitter import Node
 
 # Bump whenever chunk boundaries, texts, headers, embedding_text or search.lexical_text change.
-CHUNKER_VERSION = "4"
+CHUNKER_VERSION = "5"
 
 DEFAULT_MAX_TOKENS = 512
 # Room left in the budget for the embedding header line and the model's document prefix.
@@ -76,6 +78,9 @@ class Chunk:
     end_line: int
     text: str
     header: str = ""
+    # Pieces of one split definition share its first line (search shows one piece per
+    # definition); 0 for a chunk that is not a piece.
+    definition_line: int = 0
 
     @property
     def content_hash(self) -> str:
@@ -279,13 +284,15 @@ class _Lines:
                 pieces.append((start, end))
         return pieces
 
-    def emit(self, start: int, end: int, kind: str, symbol: str, header: str = "") -> Chunk | None:
+    def emit(self, start: int, end: int, kind: str, symbol: str, header: str = "",
+             definition_line: int = 0) -> Chunk | None:
         """Add the chunk for rows start..end after trimming blank edges; None if nothing is left."""
         start, end = self.trim(start, end)
         if start > end:
             return None
         text = "\n".join(self.lines[start : end + 1])
-        chunk = Chunk(self.rel_path, self.language, kind, symbol, start + 1, end + 1, text, header)
+        chunk = Chunk(self.rel_path, self.language, kind, symbol, start + 1, end + 1, text, header,
+                      definition_line)
         self.chunks.append(chunk)
         return chunk
 
@@ -314,12 +321,13 @@ class _Lines:
         """Emit the pieces of one definition; every piece after the first names what it
         continues, so a piece read alone still says where it comes from."""
         pieces = [p for p in (self.trim(s, e) for s, e in pieces) if p[0] <= p[1]]
+        definition_line = pieces[0][0] + 1 if len(pieces) > 1 else 0
         for i, (start, end) in enumerate(pieces):
             header = first_header
             if i > 0:
                 what = f"{kind} {symbol}".strip()
                 header = f"(part {i + 1}/{len(pieces)} of {what}) {signature}".strip()
-            self.emit(start, end, kind, symbol, header)
+            self.emit(start, end, kind, symbol, header, definition_line)
 
 
 class _LineChunker(_Lines):

@@ -158,7 +158,7 @@ def chunk_records(chunks: Sequence[Chunk]) -> list[ChunkRecord]:
         out.append(ChunkRecord(
             id=chunk_id(c.path, h, n), path=c.path, language=c.language, kind=c.kind,
             symbol=c.symbol, start_line=c.start_line, end_line=c.end_line, text=c.text, hash=h,
-            search_text=lexical_text(c.path, c.symbol, c.text),
+            search_text=lexical_text(c.path, c.symbol, c.text), definition_line=c.definition_line,
         ))
     return out
 

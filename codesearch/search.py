@@ -267,6 +267,19 @@ def kind_weight(kind: str) -> float:
     return SECONDARY_WEIGHT if kind in SECONDARY_KINDS else 1.0
 
 
+def one_per_definition(ranked: Sequence[tuple[float, StoredChunk]]
+                       ) -> list[tuple[float, StoredChunk]]:
+    """``ranked`` (best first) with only the best piece of each split definition: a long
+    function cut into pieces is one answer, not several slots of the top k."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for score, row in ranked:
+        if row.definition not in seen:
+            seen.add(row.definition)
+            out.append((score, row))
+    return out
+
+
 _STEM_SUFFIXES = ("ing", "es", "ed", "s")
 
 
@@ -460,9 +473,13 @@ class Searcher:
         if chunk is None:
             raise UsageError(f"{rel}:{line} has no code to compare")
         # Exclude every stored chunk of this file around the chosen one (itself, possibly at
-        # shifted lines if the file changed since indexing).
-        lo, hi = chunk.start_line, chunk.end_line
-        own = f"NOT (path = {sql_str(rel)} AND start_line <= {hi} AND end_line >= {lo})"
+        # shifted lines if the file changed since indexing, and the other pieces of its
+        # definition when it is one piece of a long one).
+        pieces = ([c for c in chunks if c.definition_line == chunk.definition_line]
+                  if chunk.definition_line else [chunk])
+        spans = " OR ".join(f"(start_line <= {c.end_line} AND end_line >= {c.start_line})"
+                            for c in pieces)
+        own = f"NOT (path = {sql_str(rel)} AND ({spans}))"
         where = self._where(opts, extra=[own])
         task = opts.task or "code2code"
 
@@ -508,8 +525,16 @@ class Searcher:
                 def search(flt: str | None, n: int) -> list[StoredChunk]:
                     return self.store.text_search(text_query, n, where=flt)
 
-            rows = self._by_kind(search, where, k)
-            hits = [Hit.from_stored(r, score) for score, r in rows]
+            # Pieces of one long definition collapse into one hit, so fetch more than k until k
+            # definitions are found or the candidates run out.
+            n = 2 * k + 10
+            while True:
+                rows = self._by_kind(search, where, n)
+                best = one_per_definition(rows)
+                if len(best) >= k or len(rows) < n:
+                    break
+                n *= 2
+            hits = [Hit.from_stored(r, score) for score, r in best[:k]]
         if opts.min_score is not None:
             hits = [h for h in hits if h.score >= opts.min_score]
         return hits[:k]
@@ -551,7 +576,8 @@ class Searcher:
                  for key, score in fuse(semantic, lexical).items()}
         order = sorted(fused, key=lambda key: (-fused[key], rows[key].path,
                                                rows[key].start_line))
-        return [Hit.from_stored(rows[key], fused[key]) for key in order[:k]]
+        best = one_per_definition([(fused[key], rows[key]) for key in order])
+        return [Hit.from_stored(row, score) for score, row in best[:k]]
 
     def _resolve_location(self, location: str, cwd: Path) -> tuple[str, int, str, str | None]:
         from codesearch.discover import SourceFile, read_source

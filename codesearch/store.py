@@ -3,8 +3,8 @@
 One LanceDB database per indexed root, holding three tables:
 
 - ``chunks``: one row per chunk (id, path, language, kind, symbol, start_line, end_line, text,
-  hash, search_text, vector as a fixed-size float32 list of the index's dim). Searches read only
-  this table.
+  hash, search_text, definition_line, vector as a fixed-size float32 list of the index's dim).
+  Searches read only this table.
 - ``files``: one row per indexed file (path, mtime_ns, size, hash, language, chunks, indexed_at):
   what the incremental indexer compares the tree against.
 - ``manifest``: key/value rows recording what built the index (model, revision, dim, prefix scheme,
@@ -58,6 +58,7 @@ VECTOR = "vector"
 # Columns returned by searches (the vector only when asked for).
 CHUNK_FIELDS = (
     "id", "path", "language", "kind", "symbol", "start_line", "end_line", "text", "hash",
+    "definition_line",
 )
 # Past this many rows, search through an ANN index instead of brute force (bench/ann_recall.py:
 # brute force costs ~1 ms per 1,000 rows of 256 dims on one core; below this, building the index
@@ -162,6 +163,7 @@ class ChunkRecord:
     text: str
     hash: str  # content hash of what the embedder saw: the embedding cache key
     search_text: str = ""  # what the full-text index sees (identifiers split into words, path)
+    definition_line: int = 0  # shared by the pieces of one split definition (chunk.Chunk), else 0
 
 
 @dataclass
@@ -179,6 +181,12 @@ class StoredChunk:
     hash: str
     score: float = 0.0
     vector: np.ndarray | None = field(default=None, repr=False)
+    definition_line: int = 0
+
+    @property
+    def definition(self) -> tuple[str, int]:
+        """Equal for the pieces of one split definition, distinct for every other chunk."""
+        return self.path, self.definition_line or -self.start_line
 
 
 # --- locations ---------------------------------------------------------------------------------
@@ -231,6 +239,7 @@ def _chunk_schema(dim: int) -> pa.Schema:
         ("text", pa.string()),
         ("hash", pa.string()),
         ("search_text", pa.string()),
+        ("definition_line", pa.int32()),
         (VECTOR, pa.list_(pa.float32(), dim)),
     ])
 
@@ -281,7 +290,7 @@ def _chunks_to_arrow(chunks: Sequence[ChunkRecord], vectors: np.ndarray, dim: in
     cols: dict[str, Any] = {
         name: [getattr(c, name) for c in chunks]
         for name in ("id", "path", "language", "kind", "symbol", "start_line", "end_line", "text",
-                     "hash", "search_text")
+                     "hash", "search_text", "definition_line")
     }
     cols[VECTOR] = _vectors_to_arrow(vectors, dim)
     return pa.Table.from_pydict(cols, schema=_chunk_schema(dim))
@@ -311,6 +320,7 @@ def _rows_to_chunks(table: pa.Table, dim: int, *, score_from: str | None = None,
             kind=data["kind"][i], symbol=data["symbol"][i], start_line=int(data["start_line"][i]),
             end_line=int(data["end_line"][i]), text=data["text"][i], hash=data["hash"][i],
             score=score, vector=None if vectors is None else vectors[i],
+            definition_line=int(data["definition_line"][i] or 0),
         ))
     return out
 

@@ -359,6 +359,7 @@ def test_long_definition_is_split_at_statement_boundaries() -> None:
     assert {(c.kind, c.symbol) for c in chunks} == {("function", "big")}
     assert chunks[0].start_line == 1 and chunks[0].header == ""
     assert chunks[-1].end_line == len(lines) - 1
+    assert {c.definition_line for c in chunks} == {1}  # one definition, whichever piece matches
     for before, after in zip(chunks, chunks[1:], strict=False):
         assert after.start_line == before.end_line + 1  # contiguous, no gaps, no overlap
         assert not lines[after.start_line - 1].startswith("        ")  # not mid-statement
@@ -368,6 +369,13 @@ def test_long_definition_is_split_at_statement_boundaries() -> None:
             assert chunk.header == (
                 f"(part {i + 1}/{len(chunks)} of function big) def big(first_argument_value):"
             )
+
+
+def test_only_pieces_of_a_split_definition_share_a_definition_line() -> None:
+    text = "def small(x):\n    return x\n\n\n" + _long_function(120).replace("def big", "def big2")
+    chunks = chunk_source(text, "pkg/two.py", "python", max_tokens=200)
+    assert chunks[0].symbol == "small" and chunks[0].definition_line == 0
+    assert {c.definition_line for c in chunks[1:]} == {5} and len(chunks) > 3
 
 
 def test_the_budget_is_a_parameter() -> None:

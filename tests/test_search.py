@@ -202,6 +202,31 @@ def test_similar_excludes_itself(indexed: Path) -> None:
                    for h in hits)
 
 
+def test_a_long_definition_is_one_hit_and_similar_skips_all_its_pieces(
+        tmp_path: Path, tiny_model_dir: Path) -> None:
+    """A function cut into pieces answers once (its best piece), so -k still counts distinct
+    definitions; `similar` from inside it returns none of its other pieces."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    body = "".join(f"    total_{i} = sum(row[{i}] for row in rows) * weight_{i}\n"
+                   for i in range(150))
+    (root / "report.py").write_text(f"def summarise(rows):\n{body}    return total_0\n")
+    (root / "other.py").write_text(
+        "def row_total(rows):\n    return sum(sum(row) for row in rows)\n\n\n"
+        "def weighted_total(rows, weight):\n    return sum(row[0] * weight for row in rows)\n")
+    index_root(root, options=IndexOptions(model=str(tiny_model_dir)))
+    searcher = Searcher.open(root)
+    pieces = searcher.store.chunks("path = 'report.py'")
+    assert len(pieces) >= 3 and {p.definition_line for p in pieces} == {1}
+    for mode in ("semantic", "lexical", "hybrid"):
+        hits = searcher.find("sum of row totals times weight", SearchOptions(k=3, mode=mode))
+        assert [h.path for h in hits].count("report.py") == 1, mode
+        assert len(hits) == 3, mode
+    middle = pieces[1].start_line + 1
+    hits = searcher.similar(f"{root / 'report.py'}:{middle}", SearchOptions(k=10))
+    assert hits and all(h.path != "report.py" for h in hits)
+
+
 def test_search_errors(indexed: Path, tmp_path: Path) -> None:
     searcher = Searcher.open(indexed)
     with pytest.raises(UsageError, match="empty query"):
