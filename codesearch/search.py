@@ -167,9 +167,7 @@ def lexical_text(path: str, symbol: str, text: str) -> str:
     name = " ".join(identifier_words(re.split(r"\.|::|\s", symbol.strip())[-1]))
     head = " ".join([" ".join(identifier_words(path)), symbol, " ".join(identifier_words(symbol)),
                      name, name, name])
-    words = {w for ident in set(IDENTIFIER_RE.findall(f"{path} {symbol} {text}"))
-             for w in identifier_words(ident)}
-    written = " ".join(written_out_words(sorted(words)))
+    written = " ".join(written_out_words(sorted(set(identifier_words(f"{path} {symbol} {text}")))))
     return f"{head}\n{text}\n{' '.join(_subwords(text))}\n{written}"
 
 
