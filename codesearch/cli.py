@@ -520,10 +520,14 @@ def similar_cmd(
     no_server: _NoServer = False,
 ) -> None:
     """Find code like the chunk enclosing FILE:LINE (itself excluded)."""
+    from codesearch.search import root_for_location
     from codesearch.server import search_via_server_or_local
 
     opts = _search_options(k, lang, glob, min_score, mode, task)
     opts.validate()
+    if path == Path(".") and index_uri is None:
+        # Run outside any indexed tree: search the tree that holds FILE.
+        path = root_for_location(location, Path.cwd(), index_dir=index_dir)
     hits, root = search_via_server_or_local(
         "similar", path, location, opts, model=model, device=device, index_dir=index_dir,
         index_uri=index_uri, storage_options=_storage_options(storage_option),

@@ -339,6 +339,22 @@ def prior(terms: frozenset[str] | None, tests_wanted: bool, symbol: str, path: s
     return bonus
 
 
+def root_for_location(location: str, cwd: Path, *, index_dir: str | Path | None = None) -> Path:
+    """For ``similar FILE:LINE`` without a root: ``cwd`` when it lies in an indexed tree (the
+    usual rules), else the indexed root that holds FILE, so the command works from anywhere;
+    ``cwd`` when neither exists (the search then says what is missing)."""
+    if find_indexed_ancestor(cwd, index_dir=index_dir, include_self=True) is not None:
+        return cwd
+    try:
+        file, _ = parse_location(location)
+    except UsageError:
+        return cwd
+    target = Path(file).expanduser()
+    found = find_indexed_ancestor(target if target.is_absolute() else cwd / target,
+                                  index_dir=index_dir)
+    return found[0] if found else cwd
+
+
 def parse_location(location: str) -> tuple[str, int]:
     """``FILE:LINE`` -> (file, line). UsageError for anything else."""
     file, sep, line = location.rpartition(":")
@@ -348,12 +364,14 @@ def parse_location(location: str) -> tuple[str, int]:
     return file, int(line)
 
 
-def find_indexed_ancestor(path: Path, *, index_dir: str | Path | None = None
-                          ) -> tuple[Path, Store] | None:
-    """The nearest proper ancestor of ``path`` that has a (local) index, with its store."""
+def find_indexed_ancestor(path: Path, *, index_dir: str | Path | None = None,
+                          include_self: bool = False) -> tuple[Path, Store] | None:
+    """The nearest proper ancestor of ``path`` (or ``path`` itself with ``include_self``) that
+    has a (local) index, with its store."""
     from codesearch.store import resolve_index_uri
 
-    for parent in path.resolve().parents:
+    path = path.resolve()
+    for parent in ([path] if include_self else []) + list(path.parents):
         uri = resolve_index_uri(parent, index_dir=index_dir)
         if not Path(uri).is_dir():
             continue

@@ -174,3 +174,19 @@ def test_minilm_meaning(minilm_repo: Path) -> None:
                 "--path", str(minilm_repo), "--json")
     top = json.loads(result.stdout)[0]
     assert (top["path"], top["symbol"]) == ("python/datatools/smoothing.py", "rolling_mean")
+
+
+def test_similar_from_outside_the_tree_uses_the_root_holding_the_file(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No --path and a cwd outside any indexed tree: the indexed root that holds FILE answers,
+    whole (not limited to FILE's directory); paths print relative to the cwd."""
+    stats = repo / "py/datatools/stats.py"
+    line = line_of(stats, "def mean_of_column") + 2
+    monkeypatch.chdir(repo.parent)
+    result = cs("similar", f"repo/py/datatools/stats.py:{line}", "--grep", "-k", "20")
+    assert result.exit_code == 0, result.output
+    paths = [row.split(":")[0] for row in result.stdout.splitlines()]
+    assert paths and all(p.startswith("repo/") for p in paths)
+    assert any(p.startswith("repo/go/") for p in paths)  # the whole tree, not one directory
+    result = cs("similar", str(repo.parent / "elsewhere.py") + ":3")
+    assert result.exit_code == 2 and "no index" in result.output
