@@ -287,13 +287,11 @@ def _chunks_to_arrow(chunks: Sequence[ChunkRecord], vectors: np.ndarray, dim: in
 
     if vectors.shape != (len(chunks), dim):
         raise ValueError(f"expected vectors of shape {(len(chunks), dim)}, got {vectors.shape}")
-    cols: dict[str, Any] = {
-        name: [getattr(c, name) for c in chunks]
-        for name in ("id", "path", "language", "kind", "symbol", "start_line", "end_line", "text",
-                     "hash", "search_text", "definition_line")
-    }
+    schema = _chunk_schema(dim)
+    cols: dict[str, Any] = {name: [getattr(c, name) for c in chunks]
+                            for name in schema.names if name != VECTOR}
     cols[VECTOR] = _vectors_to_arrow(vectors, dim)
-    return pa.Table.from_pydict(cols, schema=_chunk_schema(dim))
+    return pa.Table.from_pydict(cols, schema=schema)
 
 
 def _files_to_arrow(files: Sequence[FileRecord]) -> pa.Table:
