@@ -106,6 +106,10 @@ def _container(node: Node, members: list[Node]) -> Definition:
 # --- Python --------------------------------------------------------------------------------------
 
 
+_PY_CLAUSES = ("elif_clause", "else_clause", "except_clause", "except_group_clause",
+               "finally_clause")
+
+
 def _python(node: Node) -> Definition | None:
     inner = node
     if node.type == "decorated_definition":
@@ -114,6 +118,16 @@ def _python(node: Node) -> Definition | None:
         return _fn(_name(inner), node)
     if inner.type == "class_definition":
         return _cls("class", _name(inner), node, _body_members(inner))
+    if inner.type in ("if_statement", "try_statement"):
+        # `if sys.platform == "win32": def f(): ...`, `try: ... except ImportError: def f(): ...`:
+        # definitions made under a condition are definitions all the same
+        blocks = [c for c in inner.named_children if c.type == "block"]
+        for clause in inner.named_children:
+            if clause.type in _PY_CLAUSES:
+                blocks += [c for c in clause.named_children if c.type == "block"]
+        members = [m for block in blocks for m in block.named_children]
+        if any(_python(m) is not None for m in members):
+            return _container(node, members)
     return None
 
 
@@ -144,16 +158,98 @@ _TS_VALUE_WRAPPERS = ("as_expression", "satisfies_expression", "non_null_express
                       "parenthesized_expression")
 
 
-def _js_wrapped_function(value: Node | None) -> bool:
-    """``wrap(function (a, b) {...})``, ``memoize((x) => ...)``: a call whose arguments include a
-    function literal defines that function in all but syntax (lodash, React's forwardRef), also
-    under a TypeScript cast (``assign((o) => ..., {...}) as unknown as T``)."""
+def _js_wrapped_function(value: Node | None, depth: int = 3) -> bool:
+    """``wrap(function (a, b) {...})``, ``memoize((x) => ...)``, ``curry(dispatch('x', function
+    ...))``: a call whose arguments include a function literal, directly or in a nested call,
+    defines that function in all but syntax (lodash, ramda, React's ``memo(forwardRef(...))``),
+    also under a TypeScript cast (``assign((o) => ..., {...}) as unknown as T``)."""
     while value is not None and value.type in _TS_VALUE_WRAPPERS and value.named_child_count:
         value = value.named_children[0]
     if value is None or value.type != "call_expression":
         return False
     args = value.child_by_field_name("arguments")
-    return args is not None and any(a.type in _JS_FUNCTION_VALUES for a in args.named_children)
+    if args is None:
+        return False
+    return any(a.type in _JS_FUNCTION_VALUES or (depth > 1 and _js_wrapped_function(a, depth - 1))
+               for a in args.named_children)
+
+
+def _js_function_value(value: Node | None) -> bool:
+    """Whether an assigned value is a function: a literal or a wrapped one."""
+    return value is not None and (value.type in _JS_FUNCTION_VALUES or _js_wrapped_function(value))
+
+
+def _js_object_of_functions(value: Node | None, depth: int = 2) -> bool:
+    """``{ parse(s) {...}, render: function () {...} }``: an object literal with at least one
+    method, directly or in a nested object (Vue's ``methods: {...}``), is a namespace of functions
+    (CommonJS ``module.exports = {...}``, Vue options, handler tables)."""
+    if value is None or value.type != "object":
+        return False
+    for member in value.named_children:
+        if member.type == "method_definition":
+            return True
+        if member.type == "pair":
+            inner = member.child_by_field_name("value")
+            if _js_function_value(inner) or (depth > 1 and _js_object_of_functions(inner, depth - 1)):
+                return True
+    return False
+
+
+_JS_EXPORTS_PREFIX = re.compile(r"^(?:module\.)?exports\.")
+
+
+def _js_assigned_function(assignment: Node, outer: Node) -> Definition | None:
+    """``Foo.prototype.bar = function () {...}`` (method ``Foo.bar``), ``exports.parse = ...`` and
+    ``module.exports.parse = ...`` (function ``parse``), ``module.exports = function name()``:
+    the CommonJS and prototype ways to define functions, common in older and compiled JS."""
+    left, right = assignment.child_by_field_name("left"), assignment.child_by_field_name("right")
+    if left is None or left.type not in ("member_expression", "identifier"):
+        return None
+    target = "".join(_text(left).split())
+    if _js_object_of_functions(right):
+        assert right is not None
+        if target in ("module.exports", "exports"):  # its functions are the module's own
+            return _container(outer, right.named_children)
+        return _cls("object", _JS_EXPORTS_PREFIX.sub("", target), outer, right.named_children)
+    if not _js_function_value(right):
+        return None
+    if target in ("module.exports", "exports"):
+        return _fn(_name(right) if right is not None else "", outer)
+    owner, dot, member = target.partition(".prototype.")
+    if dot and owner and member:
+        return _fn(f"{owner}.{member}", outer, "method")
+    return _fn(_JS_EXPORTS_PREFIX.sub("", target), outer)
+
+
+def _js_wrapper_module(expression: Node, outer: Node) -> Definition | None:
+    """``(function () { function a() {...} ... })()``, UMD's ``(function (root, factory) {...})(this,
+    function () {...})``, AMD's ``define([...], function () {...})``: a module wrapper. The bodies
+    of its function literals are chunked as if at top level when they hold definitions. Other
+    calls with callbacks (``describe('x', () => {...})``) stay whole: their first line names what
+    the block is about."""
+    while expression.type in ("parenthesized_expression", "unary_expression") \
+            and expression.named_child_count:
+        expression = expression.named_children[-1]
+    if expression.type != "call_expression":
+        return None
+    callee = expression.child_by_field_name("function")
+    while callee is not None and callee.type == "parenthesized_expression" and callee.named_child_count:
+        callee = callee.named_children[0]
+    if callee is None or (callee.type not in _JS_FUNCTION_VALUES and _text(callee) != "define"):
+        return None
+    args = expression.child_by_field_name("arguments")
+    candidates = [callee, *(args.named_children if args is not None else [])]
+    members = [
+        statement
+        for fn in candidates
+        if fn is not None and fn.type in _JS_FUNCTION_VALUES
+        for body in [fn.child_by_field_name("body")]
+        if body is not None and body.type == "statement_block"
+        for statement in body.named_children
+    ]
+    if any(_js_classify(m, m) is not None for m in members):
+        return _container(outer, members)
+    return None
 
 
 def _js_classify(node: Node, outer: Node) -> Definition | None:
@@ -169,6 +265,9 @@ def _js_classify(node: Node, outer: Node) -> Definition | None:
             return _cls("class", _name(value) or "default", outer, _body_members(value))
         if _js_wrapped_function(value):
             return _fn("default", outer)
+        if _js_object_of_functions(value):
+            assert value is not None
+            return _container(outer, value.named_children)
         return None
     if kind in ("function_declaration", "generator_function_declaration"):
         return _fn(_name(node), outer)
@@ -188,11 +287,22 @@ def _js_classify(node: Node, outer: Node) -> Definition | None:
         declarators = [c for c in node.named_children if c.type == "variable_declarator"]
         if len(declarators) == 1:
             value = declarators[0].child_by_field_name("value")
-            if value is not None and (value.type in _JS_FUNCTION_VALUES
-                                      or _js_wrapped_function(value)):
+            if _js_function_value(value):
                 return _fn(_name(declarators[0]), outer)
             if value is not None and value.type == "class":
                 return _cls("class", _name(declarators[0]), outer, _body_members(value))
+            if _js_object_of_functions(value):
+                assert value is not None
+                return _cls("object", _name(declarators[0]), outer, value.named_children)
+        return None
+    if kind == "pair":  # a member of an object literal of functions (see above)
+        key, value = node.child_by_field_name("key"), node.child_by_field_name("value")
+        name = _text(key).strip("'\"`")
+        if _js_function_value(value):
+            return _fn(name, outer)  # "method" inside an object, "function" in module.exports
+        if _js_object_of_functions(value):
+            assert value is not None
+            return _cls("object", name, outer, value.named_children)
         return None
     if kind in ("internal_module", "module"):
         return _container(outer, _body_members(node))
@@ -202,6 +312,10 @@ def _js_classify(node: Node, outer: Node) -> Definition | None:
             return _container(outer, _body_members(inner))
         if kind == "ambient_declaration" and inner is not None:
             return _js_classify(inner, outer)
+        if inner is not None and inner.type == "assignment_expression":
+            return _js_assigned_function(inner, outer)
+        if inner is not None:
+            return _js_wrapper_module(inner, outer)
     return None
 
 

@@ -577,6 +577,90 @@ def test_a_function_wrapped_in_a_call_is_a_function() -> None:
     assert [c.kind for c in plain] == ["module"]  # a call without a function literal is not
 
 
+def test_a_function_wrapped_in_nested_calls_is_a_function() -> None:
+    # ramda's `curry(dispatch('x', function x() {...}))`, React's `memo(forwardRef(...))`
+    text = (
+        "var _curry2 = require('./internal/_curry2.js');\n"
+        "var forEach = /*#__PURE__*/_curry2( /*#__PURE__*/_checkForMethod('forEach', "
+        "function forEach(fn, list) {\n"
+        "  list.map(fn);\n"
+        "  return list;\n"
+        "}));\n"
+        "const Button = memo(forwardRef((props, ref) => {\n"
+        "  return props;\n"
+        "}));\n"
+        "module.exports = forEach;\n"
+    )
+    chunks = chunk_source(text, "forEach.js", "javascript")
+    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
+        ("module", "", 1, 1),
+        ("function", "forEach", 2, 5),
+        ("function", "Button", 6, 8),
+        ("module", "", 9, 9),
+    ]
+
+
+def test_functions_assigned_to_members_are_definitions() -> None:
+    # the CommonJS and prototype ways to define functions
+    text = (
+        "function Parser(opts) {\n"
+        "  this.opts = opts;\n"
+        "}\n"
+        "Parser.prototype.parse = function (text) {\n"
+        "  return text.split(this.opts.sep);\n"
+        "};\n"
+        "exports.load = function load(path) {\n"
+        "  return read(path);\n"
+        "};\n"
+        "module.exports.save = wrap(function (path, data) {\n"
+        "  return write(path, data);\n"
+        "});\n"
+        "module.exports.VERSION = '1.0';\n"
+    )
+    chunks = chunk_source(text, "parser.js", "javascript")
+    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
+        ("function", "Parser", 1, 3),
+        ("method", "Parser.parse", 4, 6),
+        ("function", "load", 7, 9),
+        ("function", "save", 10, 12),
+        ("module", "", 13, 13),
+    ]
+
+
+def test_an_object_literal_of_functions_is_chunked_by_member() -> None:
+    text = (
+        "const api = {\n"
+        "  parse(text) {\n"
+        "    return text.trim();\n"
+        "  },\n"
+        "  render: function (node) {\n"
+        "    return String(node);\n"
+        "  },\n"
+        "};\n"
+        "module.exports = {\n"
+        "  load: (path) => {\n"
+        "    return read(path);\n"
+        "  },\n"
+        "};\n"
+        "export default {\n"
+        "  methods: {\n"
+        "    save(item) {\n"
+        "      return store(item);\n"
+        "    },\n"
+        "  },\n"
+        "};\n"
+        "const limits = { low: 1, high: 2 };\n"
+    )
+    chunks = chunk_source(text, "api.js", "javascript")
+    got = [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks]
+    assert ("method", "api.parse", 2, 4) in got
+    assert ("method", "api.render", 5, 7) in got
+    assert ("function", "load", 10, 12) in got  # module.exports' functions are the module's
+    assert ("method", "methods.save", 16, 18) in got  # Vue-style nested options
+    assert ("module", "", 21, 21) in got  # an object without functions stays plain code
+    assert next(c for c in chunks if c.symbol == "api").header == "members: parse, render"
+
+
 def test_a_typescript_cast_of_a_wrapped_function_is_a_function() -> None:
     text = (
         "export const createEntry: Typed<unknown> =\n"
@@ -590,3 +674,59 @@ def test_a_typescript_cast_of_a_wrapped_function_is_a_function() -> None:
     chunks = chunk_source(text, "entry.ts", "typescript")
     assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
         ("function", "createEntry", 1, 7)]
+
+
+def test_python_definitions_under_a_condition_are_definitions() -> None:
+    text = (
+        "import sys\n"
+        "try:\n"
+        "    from _speedups import parse\n"
+        "except ImportError:\n"
+        "    def parse(text):\n"
+        "        return text.split()\n"
+        "if sys.platform == 'win32':\n"
+        "    def home():\n"
+        "        return 'C:/'\n"
+        "else:\n"
+        "    def home():\n"
+        "        return '/home'\n"
+        "if __name__ == '__main__':\n"
+        "    print(parse('a b'))\n"
+    )
+    chunks = chunk_source(text, "compat.py", "python")
+    got = [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks]
+    assert ("function", "parse", 5, 6) in got
+    assert ("function", "home", 8, 9) in got
+    assert ("function", "home", 11, 12) in got
+    assert ("module", "", 13, 14) in got  # a block without definitions stays plain code
+
+
+def test_definitions_inside_a_module_wrapper_are_chunked() -> None:
+    # UMD / IIFE / AMD wrappers hold a whole library in one function literal
+    text = (
+        "(function (root, factory) {\n"
+        "  module.exports = factory();\n"
+        "})(this, function () {\n"
+        "  function parse(text) {\n"
+        "    return text.split(',');\n"
+        "  }\n"
+        "  return { parse: parse };\n"
+        "});\n"
+        "describe('parse', function () {\n"
+        "  function sample() { return 'a,b'; }\n"
+        "  it('splits', function () {\n"
+        "    expect(parse('a,b')).toEqual(['a', 'b']);\n"
+        "  });\n"
+        "});\n"
+        "define(['dep'], function (dep) {\n"
+        "  function render(x) {\n"
+        "    return dep(x);\n"
+        "  }\n"
+        "});\n"
+    )
+    chunks = chunk_source(text, "umd.js", "javascript")
+    got = [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks]
+    assert ("function", "parse", 4, 6) in got
+    assert ("function", "render", 16, 18) in got  # AMD
+    # other calls with callbacks stay whole, helpers and all: `describe(...)` names its subject
+    assert ("module", "", 9, 14) in got
