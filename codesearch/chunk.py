@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from tree_sitter import Node
 
 # Bump whenever chunk boundaries, texts, headers, embedding_text or search.lexical_text change.
-CHUNKER_VERSION = "6"
+CHUNKER_VERSION = "7"
 
 DEFAULT_MAX_TOKENS = 512
 # Room left in the budget for the embedding header line and the model's document prefix.
@@ -498,20 +498,21 @@ class _TreeChunker(_Lines):
 
     # -- emitting
 
-    def level(self, members: list[Node], scope: list[str]) -> None:
-        """Chunk siblings at file level (or inside a transparent container)."""
+    def level(self, members: list[Node], scope: list[str], *, in_type: bool = False) -> None:
+        """Chunk siblings at file level (or inside a transparent container, which keeps whether
+        its definitions are methods: ``if PY2: def method(self)`` in a class body)."""
         for item in self.items(members):
             if item.definition is None:
                 assert item.nodes is not None
                 self.other_code(item.nodes, item.start, item.end, "module", "")
             else:
-                self.definition(item.definition, item.start, item.end, scope, in_type=False)
+                self.definition(item.definition, item.start, item.end, scope, in_type=in_type)
 
     def definition(
         self, d: Definition, start: int, end: int, scope: list[str], *, in_type: bool
     ) -> None:
         if d.container:
-            self.level(d.members, scope)
+            self.level(d.members, scope, in_type=in_type)
         elif d.classlike:
             self.type_definition(d, start, end, scope)
         else:

@@ -699,6 +699,15 @@ def test_python_definitions_under_a_condition_are_definitions() -> None:
     assert ("function", "home", 8, 9) in got
     assert ("function", "home", 11, 12) in got
     assert ("module", "", 13, 14) in got  # a block without definitions stays plain code
+    in_class = chunk_source(
+        "class Path:\n"
+        "    sep = '/'\n"
+        "    if sys.platform == 'win32':\n"
+        "        def join(self, other):\n"
+        "            return self + '\\\\' + other\n",
+        "paths.py", "python")
+    assert ("method", "Path.join", 4, 5) in [
+        (c.kind, c.symbol, c.start_line, c.end_line) for c in in_class]
 
 
 def test_definitions_inside_a_module_wrapper_are_chunked() -> None:
