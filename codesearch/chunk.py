@@ -57,7 +57,7 @@ if TYPE_CHECKING:
     from tree_sitter import Node
 
 # Bump whenever chunk boundaries, texts, headers, embedding_text or search.lexical_text change.
-CHUNKER_VERSION = "7"
+CHUNKER_VERSION = "8"
 
 DEFAULT_MAX_TOKENS = 512
 # Room left in the budget for the embedding header line and the model's document prefix.

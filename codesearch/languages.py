@@ -322,9 +322,26 @@ def _js_classify(node: Node, outer: Node) -> Definition | None:
 # --- Go ------------------------------------------------------------------------------------------
 
 
+def _go_holds_func(node: Node, depth: int = 7) -> bool:
+    """Whether a value holds a function literal: ``func(...) {...}`` itself, or one inside a
+    composite literal (``&cobra.Command{RunE: func(...) error {...}}``)."""
+    if node.type == "func_literal":
+        return True
+    return depth > 0 and any(_go_holds_func(c, depth - 1) for c in node.named_children)
+
+
 def _go(node: Node) -> Definition | None:
     if node.type == "function_declaration":
         return _fn(_name(node), node)
+    if node.type == "var_declaration":
+        # `var handler = func(...) {...}` is a function; `var serveCmd = &cobra.Command{RunE:
+        # func...}` (a command, a route table) is a named variable worth its own chunk
+        spec = _first_child(node, "var_spec")
+        value = spec.child_by_field_name("value") if spec is not None else None
+        if spec is not None and value is not None and _go_holds_func(value):
+            values = value.named_children
+            is_func = len(values) == 1 and values[0].type == "func_literal"
+            return _fn(_name(spec), node, "function" if is_func else "variable")
     if node.type == "method_declaration":
         receiver = node.child_by_field_name("receiver")
         recv_type = ""

@@ -739,3 +739,29 @@ def test_definitions_inside_a_module_wrapper_are_chunked() -> None:
     assert ("function", "render", 16, 18) in got  # AMD
     # other calls with callbacks stay whole, helpers and all: `describe(...)` names its subject
     assert ("module", "", 9, 14) in got
+
+
+def test_go_variables_holding_functions_are_definitions() -> None:
+    text = (
+        "package cmd\n"
+        "\n"
+        "var serveCmd = &cobra.Command{\n"
+        "\tUse: \"serve\",\n"
+        "\tRunE: func(cmd *cobra.Command, args []string) error {\n"
+        "\t\treturn serve(cmd)\n"
+        "\t},\n"
+        "}\n"
+        "\n"
+        "var handler = func(w http.ResponseWriter, r *http.Request) {\n"
+        "\tw.WriteHeader(200)\n"
+        "}\n"
+        "\n"
+        "var limit = 3\n"
+    )
+    chunks = chunk_source(text, "serve.go", "go")
+    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
+        ("module", "", 1, 1),
+        ("variable", "serveCmd", 3, 8),
+        ("function", "handler", 10, 12),
+        ("module", "", 14, 14),
+    ]
