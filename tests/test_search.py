@@ -135,8 +135,9 @@ def test_kind_prior_ranks_definitions_first_exactly(tmp_path: Path) -> None:
         return ChunkRecord(chunk_id(path, text, 0), path, "python", kind, "", 1, 1, text, text,
                            lexical_text(path, "", text))
 
-    # Five modules with exactly the function's text tie with it on BM25 and come first in storage.
-    rows = [*[row(f"m{i}.py", "module", "parse csv mean") for i in range(5)],
+    # Four modules and a Go-style variable of callbacks with exactly the function's text tie with it
+    # on BM25 and come first in storage.
+    rows = [*[row(f"m{i}.py", "module" if i < 4 else "variable", "parse csv mean") for i in range(5)],
             row("f.py", "function", "parse csv mean"),
             row("g.py", "function", "tokenize words"),
             row("d.md", "section", "tokenize words " * 4)]
