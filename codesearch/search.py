@@ -160,12 +160,18 @@ def _subwords(text: str) -> list[str]:
     return out
 
 
+def own_name_words(symbol: str) -> list[str]:
+    """The words of a chunk's own name: the last part of ``Class.method``, ``impl Type.fn``,
+    ``Type::fn`` (``impl Arg.get_action`` -> [get, action])."""
+    return identifier_words(re.split(r"\.|::|\s", symbol.strip())[-1])
+
+
 def lexical_text(path: str, symbol: str, text: str) -> str:
     """What the full-text index sees for a chunk: the path's words, the symbol (also as words),
     the definition's own name words three times (a name field weight: a query that spells out a
     name should find it first), the text, the sub-words of its compound identifiers, and the usual
     abbreviations among its words written out (``pos`` -> ``position``, vocabulary.WRITTEN_OUT)."""
-    name = " ".join(identifier_words(re.split(r"\.|::|\s", symbol.strip())[-1]))
+    name = " ".join(own_name_words(symbol))
     head = " ".join([" ".join(identifier_words(path)), symbol, " ".join(identifier_words(symbol)),
                      name, name, name])
     written = " ".join(written_out_words(sorted(set(identifier_words(f"{path} {symbol} {text}")))))
@@ -299,13 +305,9 @@ def query_terms(query: str) -> frozenset[str]:
 
 
 def name_coverage(terms: frozenset[str], symbol: str) -> float:
-    """The share of the words of a chunk's own name (the last part of ``Class.method``,
-    ``impl Type.fn``, ``Type::fn``) that the query contains: 1.0 when the query spells out the
-    whole name."""
-    if not symbol:
-        return 0.0
-    last = re.split(r"\.|::|\s", symbol.strip())[-1]
-    words = [_stem(w) for w in identifier_words(last)]
+    """The share of the words of a chunk's own name (:func:`own_name_words`) that the query
+    contains: 1.0 when the query spells out the whole name."""
+    words = [_stem(w) for w in own_name_words(symbol)]
     if not words:
         return 0.0
     return sum(1 for w in words if w in terms) / len(words)

@@ -260,6 +260,11 @@ LANGUAGE_OF = {
 }
 
 
+def _outline(chunks: list[Chunk]) -> list[tuple[str, str, int, int]]:
+    """What a chunking test compares: (kind, symbol, first line, last line) per chunk."""
+    return [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks]
+
+
 def _chunks_of(fixture_path: str, max_tokens: int = 512) -> list[Chunk]:
     path = FIXTURES / fixture_path
     rel = fixture_path.split("/", 1)[1]
@@ -270,7 +275,7 @@ def _chunks_of(fixture_path: str, max_tokens: int = 512) -> list[Chunk]:
 @pytest.mark.parametrize("fixture_path", sorted(EXPECTED))
 def test_symbols_and_spans(fixture_path: str) -> None:
     chunks = _chunks_of(fixture_path)
-    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == EXPECTED[fixture_path]
+    assert _outline(chunks) == EXPECTED[fixture_path]
     repo = fixture_path.split("/", 1)[0]
     expected_language = "tsx" if fixture_path.endswith(".tsx") else LANGUAGE_OF[repo]
     assert {c.language for c in chunks} == {expected_language}
@@ -319,7 +324,7 @@ def test_decorators_and_doc_comments_belong_to_their_definition() -> None:
         "function helper() {}\n"
     )
     chunks = chunk_source(source, "svc.ts", "typescript")
-    spans = [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks]
+    spans = _outline(chunks)
     assert spans == [
         ("class", "Service", 1, 3),
         ("method", "Service.load", 4, 6),
@@ -413,7 +418,7 @@ def test_markdown_is_split_by_heading() -> None:
         "Run it.\n"
     )
     chunks = chunk_source(text, "docs/guide.md", "markdown")
-    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
+    assert _outline(chunks) == [
         ("section", "", 1, 1),
         ("section", "Guide", 3, 4),
         ("section", "Guide > Install", 6, 10),
@@ -447,9 +452,7 @@ def test_unknown_language_and_empty_text() -> None:
 def test_syntax_errors_do_not_lose_the_rest_of_the_file() -> None:
     text = "def broken(:\n    pass\n\n\ndef fine():\n    return 1\n"
     chunks = chunk_source(text, "bad.py", "python")
-    assert ("function", "fine", 5, 6) in [
-        (c.kind, c.symbol, c.start_line, c.end_line) for c in chunks
-    ]
+    assert ("function", "fine", 5, 6) in _outline(chunks)
     covered = {line for c in chunks for line in range(c.start_line, c.end_line + 1)}
     assert 1 in covered
 
@@ -568,7 +571,7 @@ def test_a_function_wrapped_in_a_call_is_a_function() -> None:
         "export default assign;\n"
     )
     chunks = chunk_source(text, "assign.js", "javascript")
-    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
+    assert _outline(chunks) == [
         ("module", "", 1, 1),
         ("function", "assign", 3, 5),
         ("module", "", 7, 7),
@@ -592,7 +595,7 @@ def test_a_function_wrapped_in_nested_calls_is_a_function() -> None:
         "module.exports = forEach;\n"
     )
     chunks = chunk_source(text, "forEach.js", "javascript")
-    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
+    assert _outline(chunks) == [
         ("module", "", 1, 1),
         ("function", "forEach", 2, 5),
         ("function", "Button", 6, 8),
@@ -618,7 +621,7 @@ def test_functions_assigned_to_members_are_definitions() -> None:
         "module.exports.VERSION = '1.0';\n"
     )
     chunks = chunk_source(text, "parser.js", "javascript")
-    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
+    assert _outline(chunks) == [
         ("function", "Parser", 1, 3),
         ("method", "Parser.parse", 4, 6),
         ("function", "load", 7, 9),
@@ -652,7 +655,7 @@ def test_an_object_literal_of_functions_is_chunked_by_member() -> None:
         "const limits = { low: 1, high: 2 };\n"
     )
     chunks = chunk_source(text, "api.js", "javascript")
-    got = [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks]
+    got = _outline(chunks)
     assert ("method", "api.parse", 2, 4) in got
     assert ("method", "api.render", 5, 7) in got
     assert ("function", "load", 10, 12) in got  # module.exports' functions are the module's
@@ -672,7 +675,7 @@ def test_a_typescript_cast_of_a_wrapped_function_is_a_function() -> None:
         "  ) as unknown as Typed<unknown>\n"
     )
     chunks = chunk_source(text, "entry.ts", "typescript")
-    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
+    assert _outline(chunks) == [
         ("function", "createEntry", 1, 7)]
 
 
@@ -694,7 +697,7 @@ def test_python_definitions_under_a_condition_are_definitions() -> None:
         "    print(parse('a b'))\n"
     )
     chunks = chunk_source(text, "compat.py", "python")
-    got = [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks]
+    got = _outline(chunks)
     assert ("function", "parse", 5, 6) in got
     assert ("function", "home", 8, 9) in got
     assert ("function", "home", 11, 12) in got
@@ -706,8 +709,7 @@ def test_python_definitions_under_a_condition_are_definitions() -> None:
         "        def join(self, other):\n"
         "            return self + '\\\\' + other\n",
         "paths.py", "python")
-    assert ("method", "Path.join", 4, 5) in [
-        (c.kind, c.symbol, c.start_line, c.end_line) for c in in_class]
+    assert ("method", "Path.join", 4, 5) in _outline(in_class)
 
 
 def test_definitions_inside_a_module_wrapper_are_chunked() -> None:
@@ -734,7 +736,7 @@ def test_definitions_inside_a_module_wrapper_are_chunked() -> None:
         "});\n"
     )
     chunks = chunk_source(text, "umd.js", "javascript")
-    got = [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks]
+    got = _outline(chunks)
     assert ("function", "parse", 4, 6) in got
     assert ("function", "render", 16, 18) in got  # AMD
     # other calls with callbacks stay whole, helpers and all: `describe(...)` names its subject
@@ -759,7 +761,7 @@ def test_go_variables_holding_functions_are_definitions() -> None:
         "var limit = 3\n"
     )
     chunks = chunk_source(text, "serve.go", "go")
-    assert [(c.kind, c.symbol, c.start_line, c.end_line) for c in chunks] == [
+    assert _outline(chunks) == [
         ("module", "", 1, 1),
         ("variable", "serveCmd", 3, 8),
         ("function", "handler", 10, 12),
