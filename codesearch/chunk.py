@@ -8,7 +8,7 @@ CONTRACT (owned by the foundation work, issue 2; other modules rely on these nam
     class Chunk:
         path: str            # POSIX path relative to the root
         language: str        # e.g. "python", or "text"/"markdown" for fallbacks
-        kind: str            # "function" | "method" | "class" | "module" | "section" | "window" ...
+        kind: str            # "function" | "method" | "trait_impl" | "class" | "module" | ...
         symbol: str          # "Class.method", "impl Type.fn", "(*Recv).Method"; "" if none
         start_line: int      # 1-based, inclusive
         end_line: int        # 1-based, inclusive
@@ -21,12 +21,14 @@ CONTRACT (owned by the foundation work, issue 2; other modules rely on these nam
         def content_hash(self) -> str: ...   # sha256 hex of embedding_text(self)
 
     def embedding_text(chunk: Chunk, style: str = CODE_STYLE) -> str   # what the embedder sees
+    def head_text(chunk: Chunk, style: str) -> str | None   # its second view (WORDS_STYLE only)
     def document_style(prefix_scheme: str) -> str   # CODE_STYLE, or WORDS_STYLE for text models
     def chunk_source(text: str, rel_path: str, language: str | None, *,
                      max_tokens: int = 512) -> list[Chunk]
 
 How a file is cut (grammar languages):
-- each function is a chunk; a function inside a class-like type is a method named ``Type.method``;
+- each function is a chunk; a function inside a class-like type is a method named ``Type.method``
+  (kind ``trait_impl`` when it implements a Rust trait: ``impl Display for Error.fmt``);
 - a class-like type is chunked as its header plus fields (the lines between its methods), and each
   method is its own chunk;
 - doc comments, decorators and attributes directly above a definition belong to it;
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     from tree_sitter import Node
 
 # Bump whenever chunk boundaries, texts, headers, embedding_text or search.lexical_text change.
-CHUNKER_VERSION = "8"
+CHUNKER_VERSION = "9"
 
 DEFAULT_MAX_TOKENS = 512
 # Room left in the budget for the embedding header line and the model's document prefix.
@@ -94,14 +96,17 @@ class Chunk:
 # How a chunk is written for the embedder (recorded in the index manifest with the prefix scheme,
 # so a change here cannot mix vectors of two writings):
 # - "code": the code as is; code models (jina-code) read identifiers natively.
-# - "words2": compound identifiers split into lower-case words everywhere (``getArgConflicts`` ->
+# - "words3": compound identifiers split into lower-case words everywhere (``getArgConflicts`` ->
 #   ``get arg conflicts``), then the usual abbreviations written out (``get argument
 #   conflicts``, vocabulary.WRITTEN_OUT), for general text models without code prompts (MiniLM):
 #   their uncased WordPiece vocabulary turns a camelCase identifier into meaningless pieces and
-#   knows "argument" far better than "arg". Measured on the shared eval
-#   (bench/results/quality-log.md). Bump the number when :func:`in_words` changes.
+#   knows "argument" far better than "arg". Each chunk also has a second, short view
+#   (:func:`head_text`: its name line and first line of code) whose vector is folded into the
+#   chunk's (indexer.HEAD_WEIGHT): a mean-pooled text model otherwise lets a long body drown the
+#   name and signature. Measured on the shared eval (bench/results/quality-log.md). Bump the
+#   number when :func:`in_words`, :func:`head_text` or the fold change.
 CODE_STYLE = "code"
-WORDS_STYLE = "words2"
+WORDS_STYLE = "words3"
 
 # A line that is only a Rust attribute (`#[must_use]`, `#[cfg(feature = "x")]`): it belongs to the
 # definition's span but tells a natural-language query nothing.
@@ -111,7 +116,7 @@ _ATTRIBUTE_LINE_RE = re.compile(r"^\s*#!?\[.*\]\s*$")
 def document_style(prefix_scheme: str) -> str:
     """The writing (CODE_STYLE or WORDS_STYLE) for a model with this prefix scheme: models with
     task prompts are code models; a model without prompts ("none") is a general text model.
-    Accepts a recorded scheme too (``none+words2``)."""
+    Accepts a recorded scheme too (``none+words3``)."""
     scheme, _, style = prefix_scheme.partition("+")
     if style:
         return style
@@ -120,7 +125,7 @@ def document_style(prefix_scheme: str) -> str:
 
 def recorded_scheme(prefix_scheme: str) -> str:
     """What an index records for a model's prefix scheme: the scheme plus the writing when it is
-    not plain code (``none`` -> ``none+words2``), so the manifest check and the embedding cache
+    not plain code (``none`` -> ``none+words3``), so the manifest check and the embedding cache
     tell the writings apart."""
     if "+" in prefix_scheme:
         return prefix_scheme
@@ -169,6 +174,17 @@ def embedding_text(chunk: Chunk, style: str = CODE_STYLE) -> str:
     parts.append(code)
     text = "\n".join(parts)
     return in_words(text) if style == WORDS_STYLE else text
+
+
+def head_text(chunk: Chunk, style: str) -> str | None:
+    """The chunk's second view for a general text model (WORDS_STYLE): the name line of
+    :func:`embedding_text` and its first line of code, usually the signature. None for code
+    models, which embed one view."""
+    if style != WORDS_STYLE:
+        return None
+    lines = embedding_text(chunk, style).split("\n")
+    first = next((line.strip() for line in lines[1:] if line.strip()), "")
+    return f"{lines[0]}\n{first}" if first else lines[0]
 
 
 # --- token estimate ------------------------------------------------------------------------------
@@ -498,25 +514,28 @@ class _TreeChunker(_Lines):
 
     # -- emitting
 
-    def level(self, members: list[Node], scope: list[str], *, in_type: bool = False) -> None:
+    def level(self, members: list[Node], scope: list[str], *, method_kind: str = "") -> None:
         """Chunk siblings at file level (or inside a transparent container, which keeps whether
-        its definitions are methods: ``if PY2: def method(self)`` in a class body)."""
+        its definitions are methods: ``if PY2: def method(self)`` in a class body).
+        ``method_kind``: what a function is called here ("" outside types; see
+        Definition.method_kind)."""
         for item in self.items(members):
             if item.definition is None:
                 assert item.nodes is not None
                 self.other_code(item.nodes, item.start, item.end, "module", "")
             else:
-                self.definition(item.definition, item.start, item.end, scope, in_type=in_type)
+                self.definition(item.definition, item.start, item.end, scope,
+                                method_kind=method_kind)
 
     def definition(
-        self, d: Definition, start: int, end: int, scope: list[str], *, in_type: bool
+        self, d: Definition, start: int, end: int, scope: list[str], *, method_kind: str
     ) -> None:
         if d.container:
-            self.level(d.members, scope, in_type=in_type)
+            self.level(d.members, scope, method_kind=method_kind)
         elif d.classlike:
             self.type_definition(d, start, end, scope)
         else:
-            kind = "method" if in_type and d.kind == "function" else d.kind
+            kind = method_kind if method_kind and d.kind == "function" else d.kind
             symbol = ".".join([*scope, d.name])
             self.span(start, end, kind, symbol, d.node)
 
@@ -560,7 +579,8 @@ class _TreeChunker(_Lines):
         for item in items:
             if item.definition is not None:
                 self.definition(
-                    item.definition, item.start, item.end, [*scope, d.name], in_type=True
+                    item.definition, item.start, item.end, [*scope, d.name],
+                    method_kind=d.method_kind
                 )
 
     def other_code(self, nodes: list[Node], start: int, end: int, kind: str, symbol: str) -> None:

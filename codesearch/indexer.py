@@ -169,6 +169,42 @@ def embed_batch(embedder: Embedder, texts: Sequence[str],
     return embedder.embed_documents(list(texts), task=DOCUMENT_TASK, progress=progress)
 
 
+# A general text model's chunk vector is (1 - HEAD_WEIGHT) x its text's vector + HEAD_WEIGHT x
+# its head's (chunk.head_text), normalised: the name and signature count even when a long body
+# dominates the mean-pooled text vector. Shared eval, MiniLM: find .611 -> .615 on dev, .517 ->
+# .525 on the holdout (bench/results/quality-log.md). Part of chunk.WORDS_STYLE's recipe.
+HEAD_WEIGHT = 0.2
+
+# What the embedder sees for one chunk: its text, and its head when the writing has one.
+Document = tuple[str, str | None]
+
+
+def chunk_documents(chunks: Iterable[Chunk], style: str,
+                    into: dict[str, Document] | None = None) -> dict[str, Document]:
+    """content hash -> :data:`Document` for ``chunks`` (added to ``into`` when given)."""
+    from codesearch.chunk import embedding_text, head_text
+
+    docs = {} if into is None else into
+    for c in chunks:
+        if c.content_hash not in docs:
+            docs[c.content_hash] = (embedding_text(c, style), head_text(c, style))
+    return docs
+
+
+def embed_documents(embed: EmbedFn, docs: Sequence[Document],
+                    progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Chunk vectors for ``docs`` from a batch function over texts (progress counts the chunk
+    texts): the text vectors, with every head folded in when the documents have heads."""
+    vectors = np.asarray(embed([text for text, _ in docs], progress), dtype=np.float32)
+    heads = [head for _, head in docs if head is not None]
+    if not heads or len(heads) != len(docs):
+        return vectors
+    head_vectors = np.asarray(embed(heads, None), dtype=np.float32)
+    folded: np.ndarray = (1 - HEAD_WEIGHT) * vectors + HEAD_WEIGHT * head_vectors
+    norms = np.linalg.norm(folded, axis=1, keepdims=True)
+    return (folded / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
 def describe(embedder: Embedder, model: str, root: Path) -> Manifest:
     """The manifest an index built by ``embedder`` records."""
     from codesearch.chunk import CHUNKER_VERSION, recorded_scheme
@@ -467,20 +503,19 @@ class Indexer:
             self.stats.files_removed += 1
 
     def _flush(self, batch: _Batch) -> None:
-        from codesearch.chunk import document_style, embedding_text
+        from codesearch.chunk import document_style
 
         assert self.cache is not None and self.manifest is not None
         dim = self.manifest.dim
         style = document_style(self.manifest.prefix_scheme)
         rows: list[ChunkRecord] = []
-        texts: dict[str, str] = {}  # hash -> text the embedder sees
+        docs: dict[str, Document] = {}  # hash -> what the embedder sees
         for _record, chunks in batch.files:
             rows.extend(chunk_records(chunks))
-            for c in chunks:
-                texts.setdefault(c.content_hash, embedding_text(c, style))
+            chunk_documents(chunks, style, into=docs)
         vectors: dict[str, np.ndarray] = {}
         if rows:
-            wanted = set(texts)
+            wanted = set(docs)
             if batch.reindexed:  # unchanged functions of an edited file keep their vectors
                 stored = self.store.vectors_by_hash(sorted(batch.reindexed), dim)
                 vectors.update((h, v) for h, v in stored.items() if h in wanted)
@@ -489,7 +524,7 @@ class Indexer:
                 vectors.update(self.cache.get(missing))
                 missing = [h for h in missing if h not in vectors]
             if missing:
-                fresh = self._embed([texts[h] for h in missing])
+                fresh = self._embed([docs[h] for h in missing])
                 self.cache.put(missing, fresh)  # before the index: a crash keeps the work
                 vectors.update(zip(missing, fresh, strict=True))
             self.stats.chunks_embedded += len(missing)
@@ -500,7 +535,7 @@ class Indexer:
                                 touched=batch.touched, removed=batch.removed)
         self.stats.batches += 1
 
-    def _embed(self, texts: list[str]) -> np.ndarray:
+    def _embed(self, docs: list[Document]) -> np.ndarray:
         assert self.manifest is not None
         base = self.stats.chunks_embedded
         done = 0
@@ -512,15 +547,20 @@ class Indexer:
                                          base + done, self.stats.chunks_reused))
 
         if self._embed_fn is not None:
-            out = self._embed_fn(texts, tick)
+            embed: EmbedFn = self._embed_fn
         else:
             assert self.handle is not None
-            out = embed_batch(self.handle.get(), texts, tick)
-        out = np.asarray(out, dtype=np.float32)
-        if out.shape != (len(texts), self.manifest.dim):
+            embedder = self.handle.get()
+
+            def embed(texts: Sequence[str],
+                      progress: Callable[[int], None] | None = None) -> np.ndarray:
+                return embed_batch(embedder, texts, progress)
+
+        out = embed_documents(embed, docs, tick)
+        if out.shape != (len(docs), self.manifest.dim):
             raise IndexMismatchError(
                 f"the model returned vectors of shape {out.shape}, the index needs "
-                f"({len(texts)}, {self.manifest.dim})", hint=REBUILD_HINT)
+                f"({len(docs)}, {self.manifest.dim})", hint=REBUILD_HINT)
         return out
 
     _files_done = 0

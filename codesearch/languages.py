@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tree_sitter import Node, Parser
@@ -36,6 +36,9 @@ class Definition:
     classlike: bool = False  # members are methods/fields, named Type.member
     container: bool = False  # transparent: members chunked as if at the enclosing level
     emit_header: bool = True  # False for Rust impl blocks: a bare `impl X {` line says nothing
+    # What the functions among a class-like's members are: "method", or "trait_impl" in a Rust
+    # `impl Trait for Type` (the trait documents them; ranked as glue, search.SECONDARY_KINDS).
+    method_kind: str = "method"
 
 
 Classifier = Callable[["Node"], "Definition | None"]
@@ -91,7 +94,7 @@ def _has_body(node: Node) -> bool:
     return node.child_by_field_name("body") is not None
 
 
-def _cls(kind: str, name: str, node: Node, members: list[Node], **kw: bool) -> Definition:
+def _cls(kind: str, name: str, node: Node, members: list[Node], **kw: Any) -> Definition:
     return Definition(kind, name or "<anonymous>", node, members, classlike=True, **kw)
 
 
@@ -190,7 +193,9 @@ def _js_object_of_functions(value: Node | None, depth: int = 2) -> bool:
             return True
         if member.type == "pair":
             inner = member.child_by_field_name("value")
-            if _js_function_value(inner) or (depth > 1 and _js_object_of_functions(inner, depth - 1)):
+            if _js_function_value(inner) or (
+                depth > 1 and _js_object_of_functions(inner, depth - 1)
+            ):
                 return True
     return False
 
@@ -222,18 +227,19 @@ def _js_assigned_function(assignment: Node, outer: Node) -> Definition | None:
 
 
 def _js_wrapper_module(expression: Node, outer: Node) -> Definition | None:
-    """``(function () { function a() {...} ... })()``, UMD's ``(function (root, factory) {...})(this,
-    function () {...})``, AMD's ``define([...], function () {...})``: a module wrapper. The bodies
-    of its function literals are chunked as if at top level when they hold definitions. Other
-    calls with callbacks (``describe('x', () => {...})``) stay whole: their first line names what
-    the block is about."""
+    """``(function () { function a() {...} ... })()``, UMD's ``(function (root, factory)
+    {...})(this, function () {...})``, AMD's ``define([...], function () {...})``: a module
+    wrapper. The bodies of its function literals are chunked as if at top level when they hold
+    definitions. Other calls with callbacks (``describe('x', () => {...})``) stay whole: their
+    first line names what the block is about."""
     while expression.type in ("parenthesized_expression", "unary_expression") \
             and expression.named_child_count:
         expression = expression.named_children[-1]
     if expression.type != "call_expression":
         return None
     callee = expression.child_by_field_name("function")
-    while callee is not None and callee.type == "parenthesized_expression" and callee.named_child_count:
+    while (callee is not None and callee.type == "parenthesized_expression"
+           and callee.named_child_count):
         callee = callee.named_children[0]
     if callee is None or (callee.type not in _JS_FUNCTION_VALUES and _text(callee) != "define"):
         return None
@@ -385,12 +391,11 @@ def _rust(node: Node) -> Definition | None:
     if kind == "impl_item":
         type_name = _strip_generics(_text(node.child_by_field_name("type")))
         trait = node.child_by_field_name("trait")
-        name = (
-            f"impl {_strip_generics(_text(trait))} for {type_name}"
-            if trait
-            else f"impl {type_name}"
-        )
-        return _cls("impl", name, node, _body_members(node), emit_header=False)
+        if trait is None:
+            return _cls("impl", f"impl {type_name}", node, _body_members(node), emit_header=False)
+        name = f"impl {_strip_generics(_text(trait))} for {type_name}"
+        return _cls("impl", name, node, _body_members(node), emit_header=False,
+                    method_kind="trait_impl")
     if kind == "mod_item" and node.child_by_field_name("body") is not None:
         return _container(node, _body_members(node))
     if kind == "macro_definition":

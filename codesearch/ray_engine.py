@@ -33,11 +33,14 @@ import numpy as np
 from codesearch.errors import UsageError
 from codesearch.indexer import (
     DOCUMENT_TASK,
+    Document,
     Indexer,
     IndexOptions,
     IndexProgress,
     IndexStats,
     ProgressFn,
+    chunk_documents,
+    embed_documents,
     plan,
 )
 from codesearch.store import Store, resolve_index_uri
@@ -75,7 +78,8 @@ class RayOptions:
 
 
 class EmbedActor:
-    """One model per actor process; Ray Data calls it with batches of ``{"i", "text"}`` rows."""
+    """One model per actor process; Ray Data calls it with batches of ``{"i", "text"}`` rows
+    (``{"i", "text", "head"}`` for a writing with heads: see indexer.embed_documents)."""
 
     def __init__(self, model: str, dim: int | None, device: str | None, dtype: str | None,
                  threads: int) -> None:
@@ -87,9 +91,14 @@ class EmbedActor:
         torch.set_num_threads(max(1, threads))
         self.embedder = load_embedder(model, dim=dim, device=device, dtype=dtype)
 
+    def _embed(self, texts: Sequence[str],
+               progress: Callable[[int], None] | None = None) -> np.ndarray:
+        return self.embedder.embed_documents(list(texts), task=DOCUMENT_TASK)
+
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
-        vectors = self.embedder.embed_documents(texts, task=DOCUMENT_TASK)
+        heads = [str(h) for h in batch["head"]] if "head" in batch else [None] * len(texts)
+        vectors = embed_documents(self._embed, list(zip(texts, heads, strict=True)))
         return {"i": np.asarray(batch["i"]), "vector": np.asarray(vectors, dtype=np.float32)}
 
 
@@ -123,16 +132,17 @@ def _worker_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(keep)}
 
 
-def ray_embed(texts: Sequence[str], *, model: str, dim: int | None, device: str | None,
+def ray_embed(docs: Sequence[Document], *, model: str, dim: int | None, device: str | None,
               dtype: str | None = None,
               opts: RayOptions | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Embed ``texts`` (document side) on Ray; yields ``(indices, vectors)`` blocks as they finish,
+    """Embed chunk ``docs`` (document side, as indexer.embed_documents) on Ray; yields
+    ``(indices, vectors)`` blocks as they finish,
     covering every index exactly once. ``model`` must resolve on every worker (a preset or hub id
     in each node's cache, or a directory every node can read). ``dtype`` (None: each actor's
     "auto") should be what the local engine uses, for identical vectors."""
     ray = import_ray()
     opts = opts or RayOptions()
-    if not texts:
+    if not docs:
         return
     _connect(ray, opts.address)
     from ray.data import ActorPoolStrategy, DataContext
@@ -143,8 +153,9 @@ def ray_embed(texts: Sequence[str], *, model: str, dim: int | None, device: str 
     workers, per_gpu = _plan_workers(ray, opts)
     # Longest first, as the local embedder sorts: neighbouring rows (and so each Ray batch) have
     # similar lengths and the actor pads little.
-    order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
-    items = [{"i": i, "text": texts[i]} for i in order]
+    order = sorted(range(len(docs)), key=lambda i: (-len(docs[i][0]), i))
+    items = [{"i": i, "text": docs[i][0]} | ({"head": docs[i][1]} if docs[i][1] is not None else {})
+             for i in order]
     n_blocks = max(1, min(len(items) // max(1, opts.batch_texts), 4 * workers * 4))
     ds = ray.data.from_items(items, override_num_blocks=n_blocks)
     ds = ds.map_batches(
@@ -162,14 +173,14 @@ def ray_embed(texts: Sequence[str], *, model: str, dim: int | None, device: str 
 
 @dataclass
 class _Pending:
-    texts: list[str]
+    docs: list[Document]
     hashes: list[str]
 
 
 def _missing_texts(indexer: Indexer) -> _Pending:
     """The texts a run of ``indexer`` would embed: chunks of changed files whose content hash is in
     neither the index (for that file) nor the embedding cache. Call after ``prepare()``."""
-    from codesearch.chunk import chunk_source, document_style, embedding_text
+    from codesearch.chunk import chunk_source, document_style
     from codesearch.discover import Discovery, read_source
 
     assert indexer.cache is not None and indexer.manifest is not None
@@ -177,7 +188,7 @@ def _missing_texts(indexer: Indexer) -> _Pending:
     records = indexer.store.file_records()
     the_plan = plan(Discovery(indexer.root, max_file_bytes=indexer.options.max_file_bytes),
                     records)
-    texts: dict[str, str] = {}
+    docs: dict[str, Document] = {}
     reindexed: list[str] = []
     for f in the_plan.candidates:
         try:
@@ -194,20 +205,19 @@ def _missing_texts(indexer: Indexer) -> _Pending:
             continue
         if old is not None:
             reindexed.append(f.rel)
-        for c in chunks:
-            texts.setdefault(c.content_hash, embedding_text(c, style))
+        chunk_documents(chunks, style, into=docs)
     if reindexed:
         for start in range(0, len(reindexed), 500):
             stored = indexer.store.vectors_by_hash(reindexed[start:start + 500],
                                                    indexer.manifest.dim)
             for h in stored:
-                texts.pop(h, None)
-    if texts:
-        cached = indexer.cache.get(sorted(texts))
+                docs.pop(h, None)
+    if docs:
+        cached = indexer.cache.get(sorted(docs))
         for h in cached:
-            texts.pop(h, None)
-    hashes = sorted(texts)
-    return _Pending([texts[h] for h in hashes], hashes)
+            docs.pop(h, None)
+    hashes = sorted(docs)
+    return _Pending([docs[h] for h in hashes], hashes)
 
 
 def index_root_ray(root: Path, *, index_uri: str | None = None,
@@ -236,14 +246,14 @@ def index_root_ray(root: Path, *, index_uri: str | None = None,
         manifest = pre.prepare()
         report(IndexProgress("scan"))
         pending = _missing_texts(pre)
-        if pending.texts:
+        if pending.docs:
             assert pre.cache is not None
             # The driver's choice of dtype when it has loaded the model (a new index), else the
             # same rule it would apply: actors read the driver's settings (_worker_env).
             handle = pre.handle
             loaded = getattr(handle.get(), "dtype", None) if handle and handle.loaded else None
             dtype = str(loaded).removeprefix("torch.") if loaded is not None else None
-            for indices, vectors in ray_embed(pending.texts, model=manifest.model,
+            for indices, vectors in ray_embed(pending.docs, model=manifest.model,
                                               dim=manifest.dim, device=options.device,
                                               dtype=dtype, opts=ray_options):
                 # Into the cache as they arrive: an interrupted run keeps what Ray finished.

@@ -51,11 +51,13 @@ DEFAULT_SIMILAR_MODE = "hybrid"
 # Weight of the (max-normalised) semantic score in hybrid mode; the rest goes to BM25.
 SEMANTIC_WEIGHT = 0.8
 # Chunks that are not definitions of functions or types (top-level glue code, prose sections, line
-# windows, a Go variable holding a struct of callbacks) answer a query less directly than the
-# function or type it describes: their scores are multiplied by this.
+# windows, a Go variable holding a struct of callbacks, the lines of a Rust impl block outside its
+# methods, a method implementing a trait, which the trait documents: `impl Display for Error.fmt`)
+# answer a query less directly than the function or type it describes: their scores are
+# multiplied by this.
 # Definitions keep their score, so on a benchmark whose answers are definitions the prior can only
 # move answers up. Applied exactly: each group is ranked under the same prefilter, then merged.
-SECONDARY_KINDS = ("module", "section", "window", "variable")
+SECONDARY_KINDS = ("module", "section", "window", "variable", "impl", "trait_impl")
 SECONDARY_WEIGHT = 0.85
 # How many candidates each side contributes to a hybrid ranking, per requested hit.
 HYBRID_POOL = 5

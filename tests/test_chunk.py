@@ -118,7 +118,7 @@ EXPECTED: dict[str, list[tuple[str, str, int, int]]] = {
         ("struct", "Matrix", 5, 11),  # doc comment and #[derive]
         ("method", "impl Matrix.zeros", 14, 17),
         ("method", "impl Matrix.transpose", 19, 27),
-        ("method", "impl fmt::Display for Matrix.fmt", 31, 36),
+        ("trait_impl", "impl fmt::Display for Matrix.fmt", 31, 36),  # the trait documents it
         ("trait", "Shape", 39, 41),  # required method signatures are the trait's fields
         ("method", "Shape.describe", 43, 45),
         ("enum", "Norm", 48, 51),
@@ -539,6 +539,7 @@ def test_words_style_splits_compound_identifiers_for_text_models() -> None:
         CODE_STYLE,
         WORDS_STYLE,
         document_style,
+        head_text,
         in_words,
         recorded_scheme,
         split_compound_identifiers,
@@ -555,6 +556,11 @@ def test_words_style_splits_compound_identifiers_for_text_models() -> None:
         "library/options.js | function get argument conflicts (get argument conflicts)\n"
         "function get argument conflicts(argument) {\n  return argument.conflicts with; }")
     assert embedding_text(chunk) == embedding_text(chunk, CODE_STYLE)
+    # their second view: the name line and the first line of code
+    assert head_text(chunk, WORDS_STYLE) == (
+        "library/options.js | function get argument conflicts (get argument conflicts)\n"
+        "function get argument conflicts(argument) {")
+    assert head_text(chunk, CODE_STYLE) is None  # code models embed one view
     # models without task prompts are general text models; the index records the writing
     assert (document_style("none"), document_style("jina-code-v1")) == (WORDS_STYLE, CODE_STYLE)
     assert recorded_scheme("none") == "none+" + WORDS_STYLE

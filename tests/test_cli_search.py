@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -174,6 +175,30 @@ def test_minilm_meaning(minilm_repo: Path) -> None:
                 "--path", str(minilm_repo), "--json")
     top = json.loads(result.stdout)[0]
     assert (top["path"], top["symbol"]) == ("python/datatools/smoothing.py", "rolling_mean")
+
+
+@pytest.mark.slow
+def test_minilm_chunk_vectors_fold_in_the_head(minilm_repo: Path) -> None:
+    """A general text model's stored vector is its text's and its head's (name line + signature),
+    mixed and normalised: what the indexer stores, recomputed here from the model directly."""
+    from codesearch.chunk import WORDS_STYLE, chunk_source, embedding_text, head_text
+    from codesearch.indexer import DOCUMENT_TASK, HEAD_WEIGHT
+    from codesearch.search import Searcher
+
+    searcher = Searcher.open(minilm_repo)
+    assert searcher.manifest.prefix_scheme == "none+" + WORDS_STYLE
+    rel = "python/datatools/stats.py"
+    chunk = next(c for c in chunk_source((minilm_repo / rel).read_text(), rel, "python")
+                 if c.symbol == "mean_of_column")
+    head = head_text(chunk, WORDS_STYLE)
+    assert head is not None and head.split("\n")[1].startswith("def mean_of_column(")
+    text_vector, head_vector = searcher.handle.get().embed_documents(
+        [embedding_text(chunk, WORDS_STYLE), head], task=DOCUMENT_TASK)
+    mixed = (1 - HEAD_WEIGHT) * text_vector + HEAD_WEIGHT * head_vector
+    stored = next(r.vector for r in searcher.store.chunks(with_vectors=True)
+                  if r.path == rel and r.symbol == "mean_of_column")
+    np.testing.assert_allclose(stored, mixed / np.linalg.norm(mixed), atol=1e-4)
+    assert float(np.dot(stored, text_vector)) < 0.999  # the head really moved it
 
 
 def test_similar_from_outside_the_tree_uses_the_root_holding_the_file(

@@ -1,5 +1,6 @@
-"""The Ray engine on a local Ray instance (2 CPUs, tiny model): the same chunk ids and vectors as
-the local engine, the same embedding cache, and the CLI's --engine flag."""
+"""The Ray engine on a local Ray instance (2 CPUs, MiniLM, whose chunk vectors fold in a second
+view of each chunk): the same chunk ids and vectors as the local engine, the same embedding cache,
+and the CLI's --engine flag."""
 
 from __future__ import annotations
 
@@ -52,16 +53,15 @@ def rows(uri: str) -> dict[str, np.ndarray]:
     return out
 
 
-def test_ray_engine_matches_local_and_reuses_cache(ray_local: None, repo: Path, tmp_path: Path,
-                                                   tiny_model_dir: Path) -> None:
-    local = index_root(repo, index_dir=tmp_path / "local",
-                       options=IndexOptions(model=str(tiny_model_dir)))
+def test_ray_engine_matches_local_and_reuses_cache(ray_local: None, repo: Path,
+                                                   tmp_path: Path) -> None:
+    local = index_root(repo, index_dir=tmp_path / "local", options=IndexOptions(model="minilm"))
     # Through the CLI, with a cache of its own so that Ray really embeds everything. One Ray run
     # only: on 2 cores each one costs tens of seconds of actor start-up.
     cache = str(tmp_path / "ray-cache")
     result = runner.invoke(app, ["index", str(repo), "--engine", "ray", "--ray-workers", "2",
                                  "--json", "--index-dir", str(tmp_path / "ray"),
-                                 "--cache-uri", cache, "--model", str(tiny_model_dir)])
+                                 "--cache-uri", cache, "--model", "minilm"])
     assert result.exit_code == 0, result.output
     first = json.loads(result.stdout)
     assert first["chunks_embedded"] == local.chunks_embedded > 0
@@ -75,7 +75,7 @@ def test_ray_engine_matches_local_and_reuses_cache(ray_local: None, repo: Path, 
     cosine = np.sum(va * vb, axis=1) / (np.linalg.norm(va, axis=1) * np.linalg.norm(vb, axis=1))
     assert cosine.min() > 0.9999
 
-    opts = IndexOptions(model=str(tiny_model_dir), cache_uri=cache)
+    opts = IndexOptions(model="minilm", cache_uri=cache)
     ray_opts = RayOptions(workers=2)
     again = index_root_ray(repo, index_dir=tmp_path / "ray", options=opts, ray_options=ray_opts)
     assert again.chunks_embedded == 0 and again.files_changed == 0  # unchanged tree: nothing

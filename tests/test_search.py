@@ -135,9 +135,11 @@ def test_kind_prior_ranks_definitions_first_exactly(tmp_path: Path) -> None:
         return ChunkRecord(chunk_id(path, text, 0), path, "python", kind, "", 1, 1, text, text,
                            lexical_text(path, "", text))
 
-    # Four modules and a Go-style variable of callbacks with exactly the function's text tie with it
-    # on BM25 and come first in storage.
-    rows = [*[row(f"m{i}.py", "module" if i < 4 else "variable", "parse csv mean") for i in range(5)],
+    # Modules, a Go-style variable of callbacks, the leftover lines of a Rust impl block and a
+    # method implementing a trait, with exactly the function's text, tie with it on BM25 and come
+    # first in storage.
+    glue = ["module"] * 4 + ["variable", "impl", "trait_impl"]
+    rows = [*[row(f"m{i}.py", kind, "parse csv mean") for i, kind in enumerate(glue)],
             row("f.py", "function", "parse csv mean"),
             row("g.py", "function", "tokenize words"),
             row("d.md", "section", "tokenize words " * 4)]
@@ -149,9 +151,9 @@ def test_kind_prior_ranks_definitions_first_exactly(tmp_path: Path) -> None:
     assert len(set(raw.values())) == 1  # a tie before the prior
     hits = searcher.find("parse csv mean", SearchOptions(k=1, mode="lexical"))
     assert [h.path for h in hits] == ["f.py"]
-    hits = searcher.find("parse csv mean", SearchOptions(k=6, mode="lexical"))
+    hits = searcher.find("parse csv mean", SearchOptions(k=8, mode="lexical"))
     assert hits[0].path == "f.py"
-    assert [h.score for h in hits[1:]] == pytest.approx([raw["m0.py"] * SECONDARY_WEIGHT] * 5)
+    assert [h.score for h in hits[1:]] == pytest.approx([raw["m0.py"] * SECONDARY_WEIGHT] * 7)
 
     raw = {h.path: h.score for h in store.text_search("tokenize words", 10)}
     assert raw["d.md"] * SECONDARY_WEIGHT > raw["g.py"]  # far ahead: the prior does not flip it
