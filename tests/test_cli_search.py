@@ -180,10 +180,11 @@ def test_minilm_meaning(minilm_repo: Path) -> None:
 @pytest.mark.slow
 def test_minilm_chunk_vectors_fold_in_the_head(minilm_repo: Path) -> None:
     """A general text model's stored vector is its text's and its head's (name line + signature),
-    mixed and normalised: what the indexer stores, recomputed here from the model directly."""
-    from codesearch.chunk import WORDS_STYLE, chunk_source, embedding_text, head_text
+    mixed and normalised: what the indexer stores, recomputed here from the model directly; and
+    `similar` folds the head of the chunk it starts from into its query alike."""
+    from codesearch.chunk import WORDS_STYLE, chunk_source, embedding_text, head_text, in_words
     from codesearch.indexer import DOCUMENT_TASK, HEAD_WEIGHT
-    from codesearch.search import Searcher
+    from codesearch.search import Searcher, SearchOptions
 
     searcher = Searcher.open(minilm_repo)
     assert searcher.manifest.prefix_scheme == "none+" + WORDS_STYLE
@@ -199,6 +200,23 @@ def test_minilm_chunk_vectors_fold_in_the_head(minilm_repo: Path) -> None:
                   if r.path == rel and r.symbol == "mean_of_column")
     np.testing.assert_allclose(stored, mixed / np.linalg.norm(mixed), atol=1e-4)
     assert float(np.dot(stored, text_vector)) < 0.999  # the head really moved it
+
+    # `similar` embeds the chunk it starts from the same way: its code, with its head folded in.
+    timeseries = minilm_repo / "python/datatools/timeseries.py"
+    rel = "python/datatools/timeseries.py"
+    start = next(c for c in chunk_source(timeseries.read_text(), rel, "python")
+                 if c.symbol == "moving_average")
+    query_head = head_text(start, WORDS_STYLE)
+    assert query_head is not None
+    code_vector, query_head_vector = searcher.handle.get().embed_queries(
+        [in_words(start.text), query_head], task="code2code")
+    query = (1 - HEAD_WEIGHT) * code_vector + HEAD_WEIGHT * query_head_vector
+    query /= np.linalg.norm(query)
+    hit = searcher.similar(f"{timeseries}:{start.start_line}",
+                           SearchOptions(k=1, mode="semantic"))[0]
+    hit_vector = next(r.vector for r in searcher.store.chunks(with_vectors=True)
+                      if r.path == hit.path and r.start_line == hit.start_line)
+    assert hit.score == pytest.approx(float(np.dot(hit_vector, query)), abs=1e-4)
 
 
 def test_similar_from_outside_the_tree_uses_the_root_holding_the_file(
