@@ -21,7 +21,7 @@ CONTRACT (owned by the foundation work, issue 2; other modules rely on these nam
         def content_hash(self) -> str: ...   # sha256 hex of embedding_text(self)
 
     def embedding_text(chunk: Chunk, style: str = CODE_STYLE) -> str   # what the embedder sees
-    def head_text(chunk: Chunk, style: str) -> str | None   # its second view (WORDS_STYLE only)
+    def views(chunk: Chunk, style: str) -> tuple[str, ...]  # its short views (WORDS_STYLE only)
     def document_style(prefix_scheme: str) -> str   # CODE_STYLE, or WORDS_STYLE for text models
     def chunk_source(text: str, rel_path: str, language: str | None, *,
                      max_tokens: int = 512) -> list[Chunk]
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from tree_sitter import Node
 
 # Bump whenever chunk boundaries, texts, headers, embedding_text or search.lexical_text change.
-CHUNKER_VERSION = "9"
+CHUNKER_VERSION = "10"
 
 DEFAULT_MAX_TOKENS = 512
 # Room left in the budget for the embedding header line and the model's document prefix.
@@ -96,17 +96,18 @@ class Chunk:
 # How a chunk is written for the embedder (recorded in the index manifest with the prefix scheme,
 # so a change here cannot mix vectors of two writings):
 # - "code": the code as is; code models (jina-code) read identifiers natively.
-# - "words3": compound identifiers split into lower-case words everywhere (``getArgConflicts`` ->
+# - "words4": compound identifiers split into lower-case words everywhere (``getArgConflicts`` ->
 #   ``get arg conflicts``), then the usual abbreviations written out (``get argument
 #   conflicts``, vocabulary.WRITTEN_OUT), for general text models without code prompts (MiniLM):
 #   their uncased WordPiece vocabulary turns a camelCase identifier into meaningless pieces and
-#   knows "argument" far better than "arg". Each chunk also has a second, short view
-#   (:func:`head_text`: its name line and first line of code) whose vector is folded into the
-#   chunk's (indexer.HEAD_WEIGHT): a mean-pooled text model otherwise lets a long body drown the
-#   name and signature. Measured on the shared eval (bench/results/quality-log.md). Bump the
-#   number when :func:`in_words`, :func:`head_text` or the fold change.
+#   knows "argument" far better than "arg". Each chunk also has two short views (:func:`views`:
+#   its name line with its first line of code, and with its last return statement) whose vectors
+#   are folded into the chunk's (indexer.VIEW_WEIGHTS): a mean-pooled text model otherwise lets a
+#   long body drown what the chunk is called, takes and gives back. Measured on the shared eval
+#   (bench/results/quality-log.md). Bump the number when :func:`in_words`, :func:`views` or the
+#   fold change.
 CODE_STYLE = "code"
-WORDS_STYLE = "words3"
+WORDS_STYLE = "words4"
 
 # A line that is only a Rust attribute (`#[must_use]`, `#[cfg(feature = "x")]`): it belongs to the
 # definition's span but tells a natural-language query nothing.
@@ -116,7 +117,7 @@ _ATTRIBUTE_LINE_RE = re.compile(r"^\s*#!?\[.*\]\s*$")
 def document_style(prefix_scheme: str) -> str:
     """The writing (CODE_STYLE or WORDS_STYLE) for a model with this prefix scheme: models with
     task prompts are code models; a model without prompts ("none") is a general text model.
-    Accepts a recorded scheme too (``none+words3``)."""
+    Accepts a recorded scheme too (``none+words4``)."""
     scheme, _, style = prefix_scheme.partition("+")
     if style:
         return style
@@ -125,7 +126,7 @@ def document_style(prefix_scheme: str) -> str:
 
 def recorded_scheme(prefix_scheme: str) -> str:
     """What an index records for a model's prefix scheme: the scheme plus the writing when it is
-    not plain code (``none`` -> ``none+words3``), so the manifest check and the embedding cache
+    not plain code (``none`` -> ``none+words4``), so the manifest check and the embedding cache
     tell the writings apart."""
     if "+" in prefix_scheme:
         return prefix_scheme
@@ -176,15 +177,23 @@ def embedding_text(chunk: Chunk, style: str = CODE_STYLE) -> str:
     return in_words(text) if style == WORDS_STYLE else text
 
 
-def head_text(chunk: Chunk, style: str) -> str | None:
-    """The chunk's second view for a general text model (WORDS_STYLE): the name line of
-    :func:`embedding_text` and its first line of code, usually the signature. None for code
-    models, which embed one view."""
+_RETURN_RE = re.compile(r"(?:return|yield)\b")
+_PUNCTUATION_ONLY = "{}()[];, "
+
+
+def views(chunk: Chunk, style: str) -> tuple[str, ...]:
+    """The chunk's short views for a general text model (WORDS_STYLE), each headed by the name
+    line of :func:`embedding_text`: its first line of code (usually the signature), and its last
+    ``return``/``yield`` statement, else its last line of code (what it gives back). ``()`` for
+    code models, which embed the text alone."""
     if style != WORDS_STYLE:
-        return None
-    lines = embedding_text(chunk, style).split("\n")
-    first = next((line.strip() for line in lines[1:] if line.strip()), "")
-    return f"{lines[0]}\n{first}" if first else lines[0]
+        return ()
+    name, *rest = embedding_text(chunk, style).split("\n")
+    code = [line.strip() for line in rest if line.strip()]
+    body = [line for line in code[1:] if line.strip(_PUNCTUATION_ONLY) and line != "end"]
+    result = next((line for line in reversed(body) if _RETURN_RE.match(line)),
+                  body[-1] if body else "")
+    return tuple(f"{name}\n{line}" if line else name for line in (code[0] if code else "", result))
 
 
 # --- token estimate ------------------------------------------------------------------------------

@@ -169,38 +169,42 @@ def embed_batch(embedder: Embedder, texts: Sequence[str],
     return embedder.embed_documents(list(texts), task=DOCUMENT_TASK, progress=progress)
 
 
-# A general text model's chunk vector is (1 - HEAD_WEIGHT) x its text's vector + HEAD_WEIGHT x
-# its head's (chunk.head_text), normalised: the name and signature count even when a long body
-# dominates the mean-pooled text vector. Shared eval, MiniLM: find .611 -> .615 on dev, .517 ->
-# .525 on the holdout (bench/results/quality-log.md). Part of chunk.WORDS_STYLE's recipe.
-HEAD_WEIGHT = 0.2
+# A general text model's chunk vector is its text's vector plus, with these weights, the vectors
+# of its short views (chunk.views: name line + first line of code, name line + last return), all
+# normalised: what a chunk is called, takes and gives back counts even when a long body dominates
+# its mean-pooled text vector. Shared eval, MiniLM, find hybrid: dev .611 -> .615 with the first
+# view, -> .620 with both; holdout .517 -> .525 -> .529 (bench/results/quality-log.md). Part of
+# chunk.WORDS_STYLE's recipe.
+VIEW_WEIGHTS = (0.2, 0.1)
 
-# What the embedder sees for one chunk: its text, and its head when the writing has one.
-Document = tuple[str, str | None]
+# What the embedder sees for one chunk: its text, and its short views (none for a code model).
+Document = tuple[str, tuple[str, ...]]
 
 
 def chunk_documents(chunks: Iterable[Chunk], style: str,
                     into: dict[str, Document] | None = None) -> dict[str, Document]:
     """content hash -> :data:`Document` for ``chunks`` (added to ``into`` when given)."""
-    from codesearch.chunk import embedding_text, head_text
+    from codesearch.chunk import embedding_text, views
 
     docs = {} if into is None else into
     for c in chunks:
         if c.content_hash not in docs:
-            docs[c.content_hash] = (embedding_text(c, style), head_text(c, style))
+            docs[c.content_hash] = (embedding_text(c, style), views(c, style))
     return docs
 
 
 def embed_documents(embed: EmbedFn, docs: Sequence[Document],
                     progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Chunk vectors for ``docs`` from a batch function over texts (progress counts the chunk
-    texts): the text vectors, with every head folded in when the documents have heads."""
+    texts): the text vectors, with the views folded in when the documents have them."""
     vectors = np.asarray(embed([text for text, _ in docs], progress), dtype=np.float32)
-    heads = [head for _, head in docs if head is not None]
-    if not heads or len(heads) != len(docs):
+    n_views = {len(extra) for _, extra in docs}
+    if n_views != {len(VIEW_WEIGHTS)}:
         return vectors
-    head_vectors = np.asarray(embed(heads, None), dtype=np.float32)
-    folded: np.ndarray = (1 - HEAD_WEIGHT) * vectors + HEAD_WEIGHT * head_vectors
+    folded: np.ndarray = (1 - sum(VIEW_WEIGHTS)) * vectors
+    for j, weight in enumerate(VIEW_WEIGHTS):
+        folded += weight * np.asarray(embed([extra[j] for _, extra in docs], None),
+                                      dtype=np.float32)
     norms = np.linalg.norm(folded, axis=1, keepdims=True)
     return (folded / np.maximum(norms, 1e-12)).astype(np.float32)
 

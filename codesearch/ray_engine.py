@@ -78,8 +78,8 @@ class RayOptions:
 
 
 class EmbedActor:
-    """One model per actor process; Ray Data calls it with batches of ``{"i", "text"}`` rows
-    (``{"i", "text", "head"}`` for a writing with heads: see indexer.embed_documents)."""
+    """One model per actor process; Ray Data calls it with batches of ``{"i", "text"}`` rows, plus
+    ``view0``, ``view1``... for a writing with short views (see indexer.embed_documents)."""
 
     def __init__(self, model: str, dim: int | None, device: str | None, dtype: str | None,
                  threads: int) -> None:
@@ -97,8 +97,9 @@ class EmbedActor:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
-        heads = [str(h) for h in batch["head"]] if "head" in batch else [None] * len(texts)
-        vectors = embed_documents(self._embed, list(zip(texts, heads, strict=True)))
+        columns = sorted((key for key in batch if key.startswith("view")), key=lambda k: int(k[4:]))
+        extras = [tuple(str(batch[key][i]) for key in columns) for i in range(len(texts))]
+        vectors = embed_documents(self._embed, list(zip(texts, extras, strict=True)))
         return {"i": np.asarray(batch["i"]), "vector": np.asarray(vectors, dtype=np.float32)}
 
 
@@ -154,7 +155,7 @@ def ray_embed(docs: Sequence[Document], *, model: str, dim: int | None, device: 
     # Longest first, as the local embedder sorts: neighbouring rows (and so each Ray batch) have
     # similar lengths and the actor pads little.
     order = sorted(range(len(docs)), key=lambda i: (-len(docs[i][0]), i))
-    items = [{"i": i, "text": docs[i][0]} | ({"head": docs[i][1]} if docs[i][1] is not None else {})
+    items = [{"i": i, "text": docs[i][0]} | {f"view{j}": v for j, v in enumerate(docs[i][1])}
              for i in order]
     n_blocks = max(1, min(len(items) // max(1, opts.batch_texts), 4 * workers * 4))
     ds = ray.data.from_items(items, override_num_blocks=n_blocks)

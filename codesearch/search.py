@@ -505,18 +505,18 @@ class Searcher:
         task = opts.task or "code2code"
 
         def embed() -> np.ndarray:
-            # The chunk's head folds into the query as into every stored vector (a text model's
-            # second view, see indexer.HEAD_WEIGHT): like is compared with like.
-            from codesearch.chunk import document_style, head_text
+            # The chunk's short views fold into the query as into every stored vector (a text
+            # model's, see indexer.VIEW_WEIGHTS): like is compared with like.
+            from codesearch.chunk import document_style, views
             from codesearch.indexer import embed_documents
 
             embedder = self.handle.get()
-            head = head_text(chunk, document_style(self.manifest.prefix_scheme))
+            extra = views(chunk, document_style(self.manifest.prefix_scheme))
 
             def queries(texts: Sequence[str], progress: object = None) -> np.ndarray:
                 return embedder.embed_queries(list(texts), task=task)
 
-            return embed_documents(queries, [(self._written(chunk.text), head)])[0]
+            return embed_documents(queries, [(self._written(chunk.text), extra)])[0]
 
         return self._rank(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, opts)
 

@@ -539,10 +539,10 @@ def test_words_style_splits_compound_identifiers_for_text_models() -> None:
         CODE_STYLE,
         WORDS_STYLE,
         document_style,
-        head_text,
         in_words,
         recorded_scheme,
         split_compound_identifiers,
+        views,
     )
 
     assert split_compound_identifiers("x = parseCSVFile(read_all, HTTPServer)") == (
@@ -556,11 +556,19 @@ def test_words_style_splits_compound_identifiers_for_text_models() -> None:
         "library/options.js | function get argument conflicts (get argument conflicts)\n"
         "function get argument conflicts(argument) {\n  return argument.conflicts with; }")
     assert embedding_text(chunk) == embedding_text(chunk, CODE_STYLE)
-    # their second view: the name line and the first line of code
-    assert head_text(chunk, WORDS_STYLE) == (
-        "library/options.js | function get argument conflicts (get argument conflicts)\n"
-        "function get argument conflicts(argument) {")
-    assert head_text(chunk, CODE_STYLE) is None  # code models embed one view
+    # their short views: the name line with the first line of code, and with the last return
+    name = "library/options.js | function get argument conflicts (get argument conflicts)"
+    assert views(chunk, WORDS_STYLE) == (f"{name}\nfunction get argument conflicts(argument) {{",
+                                         f"{name}\nreturn argument.conflicts with; }}")
+    assert views(chunk, CODE_STYLE) == ()  # code models embed the text alone
+    # no return statement: the last line of code; a one-line chunk: the name line alone
+    rust = Chunk("src/arg.rs", "rust", "method", "impl Arg.short", 1, 4,
+                 "pub fn short(mut self, s: char) -> Self {\n    self.short = Some(s);\n"
+                 "    self\n}")
+    assert [v.split("\n")[1] for v in views(rust, WORDS_STYLE)] == [
+        "pub function short(mut self, s: character) -> Self {", "self"]
+    one = Chunk("a.py", "python", "function", "f", 1, 1, "def f(): pass")
+    assert views(one, WORDS_STYLE) == ("a.py | function f\ndef f(): pass", "a.py | function f")
     # models without task prompts are general text models; the index records the writing
     assert (document_style("none"), document_style("jina-code-v1")) == (WORDS_STYLE, CODE_STYLE)
     assert recorded_scheme("none") == "none+" + WORDS_STYLE

@@ -178,40 +178,44 @@ def test_minilm_meaning(minilm_repo: Path) -> None:
 
 
 @pytest.mark.slow
-def test_minilm_chunk_vectors_fold_in_the_head(minilm_repo: Path) -> None:
-    """A general text model's stored vector is its text's and its head's (name line + signature),
-    mixed and normalised: what the indexer stores, recomputed here from the model directly; and
-    `similar` folds the head of the chunk it starts from into its query alike."""
-    from codesearch.chunk import WORDS_STYLE, chunk_source, embedding_text, head_text, in_words
-    from codesearch.indexer import DOCUMENT_TASK, HEAD_WEIGHT
+def test_minilm_chunk_vectors_fold_in_their_views(minilm_repo: Path) -> None:
+    """A general text model's stored vector is its text's with its short views' (name line with
+    signature, with last return) folded in and normalised: what the indexer stores, recomputed
+    here from the model directly; and `similar` folds the views of the chunk it starts from into
+    its query alike."""
+    from codesearch.chunk import WORDS_STYLE, chunk_source, embedding_text, in_words, views
+    from codesearch.indexer import DOCUMENT_TASK, VIEW_WEIGHTS
     from codesearch.search import Searcher, SearchOptions
 
+    def fold(text_vector: np.ndarray, view_vectors: list[np.ndarray]) -> np.ndarray:
+        mixed = (1 - sum(VIEW_WEIGHTS)) * text_vector + sum(
+            w * v for w, v in zip(VIEW_WEIGHTS, view_vectors, strict=True))
+        return mixed / np.linalg.norm(mixed)
+
     searcher = Searcher.open(minilm_repo)
+    embedder = searcher.handle.get()
     assert searcher.manifest.prefix_scheme == "none+" + WORDS_STYLE
     rel = "python/datatools/stats.py"
     chunk = next(c for c in chunk_source((minilm_repo / rel).read_text(), rel, "python")
                  if c.symbol == "mean_of_column")
-    head = head_text(chunk, WORDS_STYLE)
-    assert head is not None and head.split("\n")[1].startswith("def mean_of_column(")
-    text_vector, head_vector = searcher.handle.get().embed_documents(
-        [embedding_text(chunk, WORDS_STYLE), head], task=DOCUMENT_TASK)
-    mixed = (1 - HEAD_WEIGHT) * text_vector + HEAD_WEIGHT * head_vector
+    head, tail = views(chunk, WORDS_STYLE)
+    assert head.split("\n")[1].startswith("def mean_of_column(")
+    assert tail.split("\n")[1].startswith("return ")
+    text_vector, *view_vectors = embedder.embed_documents(
+        [embedding_text(chunk, WORDS_STYLE), head, tail], task=DOCUMENT_TASK)
     stored = next(r.vector for r in searcher.store.chunks(with_vectors=True)
                   if r.path == rel and r.symbol == "mean_of_column")
-    np.testing.assert_allclose(stored, mixed / np.linalg.norm(mixed), atol=1e-4)
-    assert float(np.dot(stored, text_vector)) < 0.999  # the head really moved it
+    np.testing.assert_allclose(stored, fold(text_vector, view_vectors), atol=1e-4)
+    assert float(np.dot(stored, text_vector)) < 0.999  # the views really moved it
 
-    # `similar` embeds the chunk it starts from the same way: its code, with its head folded in.
+    # `similar` embeds the chunk it starts from the same way: its code, with its views folded in.
     timeseries = minilm_repo / "python/datatools/timeseries.py"
     rel = "python/datatools/timeseries.py"
     start = next(c for c in chunk_source(timeseries.read_text(), rel, "python")
                  if c.symbol == "moving_average")
-    query_head = head_text(start, WORDS_STYLE)
-    assert query_head is not None
-    code_vector, query_head_vector = searcher.handle.get().embed_queries(
-        [in_words(start.text), query_head], task="code2code")
-    query = (1 - HEAD_WEIGHT) * code_vector + HEAD_WEIGHT * query_head_vector
-    query /= np.linalg.norm(query)
+    code_vector, *query_view_vectors = embedder.embed_queries(
+        [in_words(start.text), *views(start, WORDS_STYLE)], task="code2code")
+    query = fold(code_vector, query_view_vectors)
     hit = searcher.similar(f"{timeseries}:{start.start_line}",
                            SearchOptions(k=1, mode="semantic"))[0]
     hit_vector = next(r.vector for r in searcher.store.chunks(with_vectors=True)
