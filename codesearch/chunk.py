@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from tree_sitter import Node
 
 # Bump whenever chunk boundaries, texts, headers, embedding_text or search.lexical_text change.
-CHUNKER_VERSION = "10"
+CHUNKER_VERSION = "11"
 
 DEFAULT_MAX_TOKENS = 512
 # Room left in the budget for the embedding header line and the model's document prefix.
@@ -96,18 +96,18 @@ class Chunk:
 # How a chunk is written for the embedder (recorded in the index manifest with the prefix scheme,
 # so a change here cannot mix vectors of two writings):
 # - "code": the code as is; code models (jina-code) read identifiers natively.
-# - "words4": compound identifiers split into lower-case words everywhere (``getArgConflicts`` ->
+# - "words5": compound identifiers split into lower-case words everywhere (``getArgConflicts`` ->
 #   ``get arg conflicts``), then the usual abbreviations written out (``get argument
 #   conflicts``, vocabulary.WRITTEN_OUT), for general text models without code prompts (MiniLM):
 #   their uncased WordPiece vocabulary turns a camelCase identifier into meaningless pieces and
 #   knows "argument" far better than "arg". Each chunk also has two short views (:func:`views`:
-#   its name line with its first line of code, and with its last return statement) whose vectors
+#   its name with its first line of code, and with its last return statement) whose vectors
 #   are folded into the chunk's (indexer.VIEW_WEIGHTS): a mean-pooled text model otherwise lets a
 #   long body drown what the chunk is called, takes and gives back. Measured on the shared eval
 #   (bench/results/quality-log.md). Bump the number when :func:`in_words`, :func:`views` or the
 #   fold change.
 CODE_STYLE = "code"
-WORDS_STYLE = "words4"
+WORDS_STYLE = "words5"
 
 # A line that is only a Rust attribute (`#[must_use]`, `#[cfg(feature = "x")]`): it belongs to the
 # definition's span but tells a natural-language query nothing.
@@ -117,7 +117,7 @@ _ATTRIBUTE_LINE_RE = re.compile(r"^\s*#!?\[.*\]\s*$")
 def document_style(prefix_scheme: str) -> str:
     """The writing (CODE_STYLE or WORDS_STYLE) for a model with this prefix scheme: models with
     task prompts are code models; a model without prompts ("none") is a general text model.
-    Accepts a recorded scheme too (``none+words4``)."""
+    Accepts a recorded scheme too (``none+words5``)."""
     scheme, _, style = prefix_scheme.partition("+")
     if style:
         return style
@@ -126,7 +126,7 @@ def document_style(prefix_scheme: str) -> str:
 
 def recorded_scheme(prefix_scheme: str) -> str:
     """What an index records for a model's prefix scheme: the scheme plus the writing when it is
-    not plain code (``none`` -> ``none+words4``), so the manifest check and the embedding cache
+    not plain code (``none`` -> ``none+words5``), so the manifest check and the embedding cache
     tell the writings apart."""
     if "+" in prefix_scheme:
         return prefix_scheme
@@ -182,13 +182,15 @@ _PUNCTUATION_ONLY = "{}()[];, "
 
 
 def views(chunk: Chunk, style: str) -> tuple[str, ...]:
-    """The chunk's short views for a general text model (WORDS_STYLE), each headed by the name
-    line of :func:`embedding_text`: its first line of code (usually the signature), and its last
-    ``return``/``yield`` statement, else its last line of code (what it gives back). ``()`` for
-    code models, which embed the text alone."""
+    """The chunk's short views for a general text model (WORDS_STYLE), each headed by its name
+    (the first line of :func:`embedding_text` without the path, which the text already has): its
+    first line of code (usually the signature), and its last ``return``/``yield`` statement, else
+    its last line of code (what it gives back). ``()`` for code models, which embed the text
+    alone."""
     if style != WORDS_STYLE:
         return ()
-    name, *rest = embedding_text(chunk, style).split("\n")
+    first, *rest = embedding_text(chunk, style).split("\n")
+    name = first.split(" | ", 1)[1] if " | " in first else first  # a chunk without a name: path
     code = [line.strip() for line in rest if line.strip()]
     body = [line for line in code[1:] if line.strip(_PUNCTUATION_ONLY) and line != "end"]
     result = next((line for line in reversed(body) if _RETURN_RE.match(line)),

@@ -170,11 +170,10 @@ def embed_batch(embedder: Embedder, texts: Sequence[str],
 
 
 # A general text model's chunk vector is its text's vector plus, with these weights, the vectors
-# of its short views (chunk.views: name line + first line of code, name line + last return), all
-# normalised: what a chunk is called, takes and gives back counts even when a long body dominates
-# its mean-pooled text vector. Shared eval, MiniLM, find hybrid: dev .611 -> .615 with the first
-# view, -> .620 with both; holdout .517 -> .525 -> .529 (bench/results/quality-log.md). Part of
-# chunk.WORDS_STYLE's recipe.
+# of its short views (chunk.views: name + first line of code, name + last return), all normalised:
+# what a chunk is called, takes and gives back counts even when a long body dominates its
+# mean-pooled text vector. Shared eval, MiniLM, find hybrid: dev .610 -> .623, holdout .508 ->
+# .525 (bench/results/quality-log.md rows 11-12). Part of chunk.WORDS_STYLE's recipe.
 VIEW_WEIGHTS = (0.2, 0.1)
 
 # What the embedder sees for one chunk: its text, and its short views (none for a code model).

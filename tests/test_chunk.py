@@ -557,7 +557,7 @@ def test_words_style_splits_compound_identifiers_for_text_models() -> None:
         "function get argument conflicts(argument) {\n  return argument.conflicts with; }")
     assert embedding_text(chunk) == embedding_text(chunk, CODE_STYLE)
     # their short views: the name line with the first line of code, and with the last return
-    name = "library/options.js | function get argument conflicts (get argument conflicts)"
+    name = "function get argument conflicts (get argument conflicts)"  # the text has the path
     assert views(chunk, WORDS_STYLE) == (f"{name}\nfunction get argument conflicts(argument) {{",
                                          f"{name}\nreturn argument.conflicts with; }}")
     assert views(chunk, CODE_STYLE) == ()  # code models embed the text alone
@@ -568,7 +568,7 @@ def test_words_style_splits_compound_identifiers_for_text_models() -> None:
     assert [v.split("\n")[1] for v in views(rust, WORDS_STYLE)] == [
         "pub function short(mut self, s: character) -> Self {", "self"]
     one = Chunk("a.py", "python", "function", "f", 1, 1, "def f(): pass")
-    assert views(one, WORDS_STYLE) == ("a.py | function f\ndef f(): pass", "a.py | function f")
+    assert views(one, WORDS_STYLE) == ("function f\ndef f(): pass", "function f")
     # models without task prompts are general text models; the index records the writing
     assert (document_style("none"), document_style("jina-code-v1")) == (WORDS_STYLE, CODE_STYLE)
     assert recorded_scheme("none") == "none+" + WORDS_STYLE
