@@ -178,9 +178,10 @@ class _Pending:
     hashes: list[str]
 
 
-def _missing_texts(indexer: Indexer) -> _Pending:
-    """The texts a run of ``indexer`` would embed: chunks of changed files whose content hash is in
-    neither the index (for that file) nor the embedding cache. Call after ``prepare()``."""
+def _missing_docs(indexer: Indexer) -> _Pending:
+    """What a run of ``indexer`` would embed: the documents of chunks of changed files whose
+    content hash is in neither the index (for that file) nor the embedding cache. Call after
+    ``prepare()``."""
     from codesearch.chunk import chunk_source, document_style
     from codesearch.discover import Discovery, read_source
 
@@ -246,7 +247,7 @@ def index_root_ray(root: Path, *, index_uri: str | None = None,
     with pre.lock():
         manifest = pre.prepare()
         report(IndexProgress("scan"))
-        pending = _missing_texts(pre)
+        pending = _missing_docs(pre)
         if pending.docs:
             assert pre.cache is not None
             # The driver's choice of dtype when it has loaded the model (a new index), else the

@@ -1,6 +1,6 @@
-"""The Ray engine on a local Ray instance (2 CPUs, MiniLM, whose chunk vectors fold in a second
-view of each chunk): the same chunk ids and vectors as the local engine, the same embedding cache,
-and the CLI's --engine flag."""
+"""The Ray engine on a local Ray instance (2 CPUs, MiniLM, whose chunk vectors fold in two short
+views of each chunk): the same chunk ids and vectors as the local engine, the same embedding
+cache, and the CLI's --engine flag."""
 
 from __future__ import annotations
 
