@@ -621,7 +621,7 @@ class _WatchDisplay:
         if self._ready:
             self._show(f"indexing {event.files_done}/{event.files_total} files · "
                        f"{event.chunks_embedded} chunks embedded")
-        elif event.phase == "index" and event.files_total:
+        elif event.phase == "chunk" and event.files_total:
             self._show(f"catching up: {event.files_done}/{event.files_total} files · "
                        f"{event.chunks_embedded} chunks embedded, {event.chunks_reused} reused")
         elif event.phase == "optimize":

@@ -1,6 +1,16 @@
 """Keep a root's index current: discover -> diff by stat and hash -> chunk -> embed only what is
 missing -> store, one atomic batch at a time.
 
+A whole-tree run (``cs index``) has two phases, so the tree is searchable in seconds:
+
+1. **chunk**: every changed file is chunked and committed with its full-text entry; a chunk whose
+   vector is already known (the index, the shared embedding cache) gets it now, the others get a
+   zero vector marked not embedded. Then the full-text index is built: lexical search works.
+2. **embed** (:meth:`Indexer.fill_vectors`): the chunks without a vector are embedded, the code a
+   user most likely searches first first (:func:`embed_order`), and committed in batches (one
+   commit each, vector columns only). Stopping here (Ctrl-C, SIGTERM, kill -9) keeps the lexical
+   index and every committed batch; the next run resumes with what is missing.
+
 - Unchanged files cost a stat (mtime and size); when those differ the file's hash decides.
 - A chunk's vector comes from the index itself (same file, same content), else the shared embedding
   cache, else the model; the model is loaded only when something must be embedded.
@@ -17,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -63,11 +73,14 @@ DOCUMENT_TASK = "nl2code"
 class IndexProgress:
     """What the core reports while indexing; the CLI turns it into a progress bar."""
 
-    phase: str  # "scan" (walking the tree), "index" (chunk/embed/store), "optimize"
+    # "scan" (walking the tree), "chunk" (phase 1: chunk and store), "embed" (phase 2: vectors),
+    # "optimize" (compaction, full-text and vector indexes)
+    phase: str
     files_done: int = 0
     files_total: int = 0
-    chunks_embedded: int = 0
+    chunks_embedded: int = 0  # texts run through the model so far
     chunks_reused: int = 0
+    chunks_to_embed: int = 0  # phase 2: how many chunks this run embeds in all (the bar's total)
 
 
 ProgressFn = Callable[[IndexProgress], None]
@@ -93,6 +106,9 @@ class IndexStats:
     chunks_embedded: int = 0  # texts run through the model
     chunks_reused: int = 0  # chunks of changed files whose vector came from the index or cache
     chunks_total: int = 0  # rows in the index after the run
+    chunks_with_vectors: int = 0  # of chunks_total, those with their vector (the rest: lexical)
+    chunks_unresolved: int = 0  # phase 2: files changed since phase 1; the next run redoes them
+    seconds_searchable: float = 0.0  # when phase 1 ended: the whole tree lexically searchable
     batches: int = 0
     seconds: float = 0.0
     skips: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), for --verbose
@@ -307,6 +323,13 @@ class IndexOptions:
     lock_wait: float = 2.0
     ann_threshold: int = DEFAULT_ANN_THRESHOLD
     cache_uri: str | None = None  # the shared embedding cache; default config.embedding_cache_dir()
+    # Phase 2 of run(): False stops after phase 1 (``cs index --background`` finishes it in
+    # another process).
+    embed: bool = True
+    # Phase 2 commits a batch about every this many seconds of embedding (sized from the measured
+    # rate, between EMBED_BATCH_MIN and batch_chunks chunks): a slow model's vectors still appear
+    # steadily, and a kill loses at most this much work.
+    embed_batch_seconds: float = 10.0
 
 
 @dataclass
@@ -413,8 +436,13 @@ class Indexer:
 
     # whole tree -----------------------------------------------------------------------------
 
-    def run(self) -> IndexStats:
-        """Index the whole root: the usual entry point (``cs index``). Takes the lock itself."""
+    def run(self, *, should_stop: Callable[[], bool] | None = None,
+            on_searchable: Callable[[IndexStats], None] | None = None) -> IndexStats:
+        """Index the whole root: the usual entry point (``cs index``). Takes the lock itself.
+
+        Phase 1 ends with the whole tree lexically searchable (``on_searchable`` is called then,
+        still under the lock); phase 2 (unless ``options.embed`` is off) embeds what is missing
+        until done or ``should_stop()`` turns true between two batches."""
         from codesearch.discover import Discovery
 
         if not self.root.is_dir():
@@ -431,26 +459,39 @@ class Indexer:
             self.stats.files_scanned = the_plan.scanned
             self.stats.files_unchanged = the_plan.unchanged
             self.stats.files_new = the_plan.new
-            self._apply(the_plan.candidates, the_plan.removed, records)
+            self._apply(the_plan.candidates, the_plan.removed, records, defer=True)
             self._finish(start)
+            self.stats.seconds_searchable = self.stats.seconds
+            if on_searchable is not None:
+                on_searchable(self.stats)
+            if self.options.embed:
+                before = self.stats.batches
+                self.fill_vectors(should_stop=should_stop)
+                if self.stats.batches > before:
+                    self._finish(start)
         return self.stats
 
-    def sync(self, candidates: Sequence[SourceFile], removed: Sequence[str]) -> IndexStats:
+    def sync(self, candidates: Sequence[SourceFile], removed: Sequence[str], *,
+             defer: bool = False) -> IndexStats:
         """Re-check ``candidates`` (hash first, so unchanged content costs no chunking) and drop
-        ``removed`` paths. For watch mode; the caller holds the lock and has called prepare()."""
+        ``removed`` paths. For watch mode; the caller holds the lock and has called prepare().
+        ``defer``: store new chunks without their vectors (phase 1; :meth:`fill_vectors` later),
+        else embed them now."""
         start = time.monotonic()
         self.stats = IndexStats(root=str(self.root), index=self.store.uri,
                                 model=self.stats.model, dim=self.stats.dim)
         records = self.store.file_records()
         self.stats.files_new += sum(1 for f in candidates if f.rel not in records)
-        self._apply(list(candidates), [p for p in removed if p in records], records)
+        self._apply(list(candidates), [p for p in removed if p in records], records, defer=defer)
         self._finish(start, optimize=False)
         return self.stats
 
     # the pipeline ---------------------------------------------------------------------------
 
     def _apply(self, candidates: list[SourceFile], removed: list[str],
-               records: dict[str, FileRecord]) -> None:
+               records: dict[str, FileRecord], *, defer: bool = False) -> None:
+        """Chunk and commit ``candidates``, drop ``removed``. ``defer``: chunks whose vector is
+        not known yet are stored without one (phase 1), else they are embedded now."""
         from codesearch.chunk import chunk_source
         from codesearch.discover import read_source
 
@@ -491,11 +532,11 @@ class Indexer:
             done += 1
             if (len(batch.files) + len(batch.touched) >= self.options.batch_files
                     or batch.n_chunks >= self.options.batch_chunks):
-                self._flush(batch)
+                self._flush(batch, defer=defer)
                 batch = _Batch()
                 self._report(done, total)
         if len(batch):
-            self._flush(batch)
+            self._flush(batch, defer=defer)
         self._report(done, total)
 
     def _fail(self, rel: str, reason: str, batch: _Batch, old: FileRecord | None) -> None:
@@ -505,7 +546,7 @@ class Indexer:
             batch.removed.append(rel)
             self.stats.files_removed += 1
 
-    def _flush(self, batch: _Batch) -> None:
+    def _flush(self, batch: _Batch, *, defer: bool = False) -> None:
         from codesearch.chunk import document_style
 
         assert self.cache is not None and self.manifest is not None
@@ -526,28 +567,34 @@ class Indexer:
             if missing:
                 vectors.update(self.cache.get(missing))
                 missing = [h for h in missing if h not in vectors]
-            if missing:
-                fresh = self._embed([docs[h] for h in missing])
-                self.cache.put(missing, fresh)  # before the index: a crash keeps the work
-                vectors.update(zip(missing, fresh, strict=True))
-            self.stats.chunks_embedded += len(missing)
-            self.stats.chunks_reused += len(rows) - len(missing)
-        matrix = (np.stack([vectors[r.hash] for r in rows]).astype(np.float32) if rows
+            if defer:  # phase 1: the missing ones wait for fill_vectors()
+                self.stats.chunks_reused += sum(1 for r in rows if r.hash in vectors)
+            else:
+                if missing:
+                    fresh = self._embed([docs[h] for h in missing])
+                    self.cache.put(missing, fresh)  # before the index: a crash keeps the work
+                    vectors.update(zip(missing, fresh, strict=True))
+                self.stats.chunks_embedded += len(missing)
+                self.stats.chunks_reused += len(rows) - len(missing)
+        zero = np.zeros(dim, dtype=np.float32)
+        matrix = (np.stack([vectors.get(r.hash, zero) for r in rows]).astype(np.float32) if rows
                   else np.zeros((0, dim), dtype=np.float32))
         self.store.commit_batch(files=[r for r, _ in batch.files], chunks=rows, vectors=matrix,
-                                touched=batch.touched, removed=batch.removed)
+                                touched=batch.touched, removed=batch.removed,
+                                embedded=[r.hash in vectors for r in rows])
         self.stats.batches += 1
 
-    def _embed(self, docs: list[Document]) -> np.ndarray:
+    def _embed(self, docs: list[Document], *, to_embed: int = 0) -> np.ndarray:
         assert self.manifest is not None
         base = self.stats.chunks_embedded
         done = 0
+        phase = "embed" if to_embed else "chunk"
 
         def tick(k: int) -> None:
             nonlocal done
             done += k
-            self._progress(IndexProgress("index", self._files_done, self._files_total,
-                                         base + done, self.stats.chunks_reused))
+            self._progress(IndexProgress(phase, self._files_done, self._files_total,
+                                         base + done, self.stats.chunks_reused, to_embed))
 
         if self._embed_fn is not None:
             embed: EmbedFn = self._embed_fn
@@ -568,10 +615,11 @@ class Indexer:
 
     _files_done = 0
     _files_total = 0
+    _recency: dict[str, int] | None = None  # git_recency, once per indexer (watch asks often)
 
     def _report(self, done: int, total: int) -> None:
         self._files_done, self._files_total = done, total
-        self._progress(IndexProgress("index", done, total, self.stats.chunks_embedded,
+        self._progress(IndexProgress("chunk", done, total, self.stats.chunks_embedded,
                                      self.stats.chunks_reused))
 
     def _finish(self, start: float, *, optimize: bool = True) -> None:
@@ -583,11 +631,176 @@ class Indexer:
                                          self.stats.chunks_embedded, self.stats.chunks_reused))
             self.store.optimize(ann_threshold=self.options.ann_threshold)
             self.cache.optimize()
-        self.stats.chunks_total = self.store.count_chunks()
+        self.stats.chunks_with_vectors, self.stats.chunks_total = self.store.coverage()
         self.stats.seconds = time.monotonic() - start
         self.manifest = replace(self.manifest, last_run_at=time.time(),
                                 last_run=self.stats.to_dict())
         self.store.write_manifest(self.manifest)
+
+
+    # phase 2 ---------------------------------------------------------------------------------
+
+    def fill_vectors(self, *, should_stop: Callable[[], bool] | None = None) -> int:
+        """Phase 2: give every chunk still without a vector its vector, in :func:`embed_order`,
+        one commit per batch (:meth:`Store.update_vectors`). Vectors found in the shared cache
+        (another root embedded the same code meanwhile) come first and cost nothing. A batch is
+        sized to about ``options.embed_batch_seconds`` of embedding at the measured rate.
+        ``should_stop()`` is asked between batches. Returns how many chunks got a vector.
+
+        The texts are rebuilt by chunking the file again (the index does not store what the
+        embedder sees); a file whose content changed since it was chunked is left alone, to be
+        re-chunked by the next run (``stats.chunks_unresolved``). Call while holding the lock,
+        after :meth:`prepare`."""
+        assert self.cache is not None and self.manifest is not None
+        stop = should_stop or (lambda: False)
+        missing = self.store.missing_vectors()
+        if not missing:
+            return 0
+        filled = 0
+        # Free vectors first: hashes the shared cache already holds.
+        cached = self.cache.get(sorted({h for _, _, h in missing}))
+        if cached:
+            known = [(i, h) for i, _, h in missing if h in cached]
+            for start in range(0, len(known), 4096):
+                part = known[start:start + 4096]
+                self.store.update_vectors([i for i, _ in part],
+                                          np.stack([cached[h] for _, h in part]))
+                self.stats.batches += 1
+            filled += len(known)
+            self.stats.chunks_reused += len(known)
+            missing = [m for m in missing if m[2] not in cached]
+        by_path: dict[str, list[tuple[str, str]]] = {}
+        for chunk_id_, path, h in missing:
+            by_path.setdefault(path, []).append((chunk_id_, h))
+        records = self.store.file_records()
+        if self._recency is None:
+            self._recency = git_recency(self.root) or {}
+        order = embed_order(self.root, list(by_path), records, recency=self._recency)
+        to_embed = len({h for _, _, h in missing})
+        self._progress(IndexProgress("embed", chunks_to_embed=to_embed))
+        embedded = 0
+        rate = 0.0  # chunks per second, measured
+        pending_ids: list[tuple[str, str]] = []  # (id, hash) awaiting a vector
+        pending_docs: dict[str, Document] = {}
+        base = self.stats.chunks_embedded
+
+        def commit() -> None:
+            nonlocal embedded, filled, rate, pending_ids, pending_docs
+            hashes = list(pending_docs)
+            began = time.monotonic()
+            fresh = self._embed([pending_docs[h] for h in hashes], to_embed=to_embed)
+            took = time.monotonic() - began
+            rate = len(hashes) / took if took > 0 else rate
+            self.cache.put(hashes, fresh)  # before the index: a crash keeps the work
+            vectors = dict(zip(hashes, fresh, strict=True))
+            self.store.update_vectors([i for i, _ in pending_ids],
+                                      np.stack([vectors[h] for _, h in pending_ids]))
+            self.stats.chunks_embedded += len(hashes)
+            self.stats.batches += 1
+            embedded += len(hashes)
+            filled += len(pending_ids)
+            pending_ids, pending_docs = [], {}
+
+        def batch_size() -> int:
+            if rate <= 0:
+                return EMBED_BATCH_MIN
+            wanted = int(rate * self.options.embed_batch_seconds)
+            return max(EMBED_BATCH_MIN, min(self.options.batch_chunks, wanted))
+
+        for path in order:
+            if stop():
+                break
+            docs = self._documents_of(path, records.get(path))
+            for chunk_id_, h in by_path[path]:
+                if docs is None or h not in docs:
+                    self.stats.chunks_unresolved += 1
+                    continue
+                pending_ids.append((chunk_id_, h))
+                pending_docs.setdefault(h, docs[h])
+            if len(pending_docs) >= batch_size():
+                commit()
+                self._progress(IndexProgress("embed", chunks_embedded=base + embedded,
+                                             chunks_reused=self.stats.chunks_reused,
+                                             chunks_to_embed=to_embed))
+        if pending_ids and not stop():
+            commit()
+        return filled
+
+    def _documents_of(self, path: str, record: FileRecord | None) -> dict[str, Document] | None:
+        """hash -> document for the chunks of ``path`` as it is on disk, or None when it is gone
+        or no longer what was indexed."""
+        from codesearch.chunk import chunk_source, document_style
+        from codesearch.discover import SourceFile, read_source
+        from codesearch.languages import language_for_path
+
+        assert self.manifest is not None
+        if record is None:
+            return None
+        full = self.root / path
+        try:
+            st = full.stat()
+            text = read_source(SourceFile(full, path, st.st_size, st.st_mtime_ns, None))
+        except OSError:
+            return None
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        if digest != record.hash:
+            return None
+        language = language_for_path(path, text.split("\n", 1)[0][:200].lstrip("\ufeff"))
+        try:
+            chunks = chunk_source(text, path, language)
+        except Exception:  # noqa: BLE001 - it chunked in phase 1; a failure now is left alone
+            return None
+        return chunk_documents(chunks, document_style(self.manifest.prefix_scheme))
+
+
+# Phase 2's smallest batch (the first, before a rate is measured, and for the slowest models).
+EMBED_BATCH_MIN = 16
+
+
+def git_recency(root: Path, max_commits: int = 5000) -> dict[str, int] | None:
+    """path (relative to ``root``) -> the commit time of its latest change, from one ``git log``
+    over the last ``max_commits`` commits; None when ``root`` is not in a git work tree (or git
+    is missing or fails)."""
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "-c", "core.quotePath=false", "log", f"-n{max_commits}",
+             "--format=%x00%ct", "--name-only", "--relative", "--no-renames", "--"],
+            capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    times: dict[str, int] = {}
+    when = 0
+    for line in out.stdout.splitlines():
+        if line.startswith("\0"):
+            when = int(line[1:] or 0)
+        elif line and line not in times:  # newest first: the first time seen is the latest
+            times[line] = when
+    return times
+
+
+def embed_order(root: Path, paths: Sequence[str], records: Mapping[str, FileRecord], *,
+                recency: dict[str, int] | None = None) -> list[str]:
+    """``paths`` in the order phase 2 embeds them: the code a user most likely searches first
+    first. Tests, examples and benchmarks (search.is_test_path) last; within each group, the most
+    recently changed first: by git history when ``root`` is in a repository (its files never
+    changed in the recent history after, by mtime), else by mtime (the file records'); path
+    order breaks ties, so the order is deterministic. ``recency``: a :func:`git_recency` result
+    to reuse."""
+    from codesearch.search import is_test_path
+
+    recency = git_recency(root) if recency is None else recency
+
+    def key(path: str) -> tuple[bool, int, int, str]:
+        record = records.get(path)
+        mtime = record.mtime_ns if record is not None else 0
+        committed = (recency or {}).get(path, 0)
+        return is_test_path(path), -committed, -mtime, path
+
+    return sorted(paths, key=key)
 
 
 def index_root(root: Path, *, index_uri: str | None = None, index_dir: str | Path | None = None,

@@ -261,7 +261,7 @@ def index_root_ray(root: Path, *, index_uri: str | None = None,
                 # Into the cache as they arrive: an interrupted run keeps what Ray finished.
                 pre.cache.put([pending.hashes[i] for i in indices], vectors)
                 embedded += len(indices)
-                report(IndexProgress("index", 0, 0, embedded, 0))
+                report(IndexProgress("embed", 0, 0, embedded, 0))
 
     # The ordinary run, whose every vector is now in the cache. A file edited between the two steps
     # is embedded locally by the same model, so the index is right whatever happens meanwhile.

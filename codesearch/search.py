@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from codesearch.errors import IndexMissingError, UsageError
-from codesearch.store import REBUILD_HINT, Manifest, Store, StoredChunk, sql_in, sql_str
+from codesearch.store import (
+    REBUILD_HINT,
+    Coverage,
+    Manifest,
+    Store,
+    StoredChunk,
+    sql_in,
+    sql_str,
+)
 from codesearch.vocabulary import (
     ABBREVIATIONS,
     IDENTIFIER_RE,
@@ -269,6 +277,19 @@ def fuse(semantic: Mapping[str, float], lexical: Mapping[str, float],
     return {key: weight * sem.get(key, 0.0) + (1 - weight) * lex.get(key, 0.0) for key in keys}
 
 
+def unembedded_semantic(lexical: float, top_lexical: float, top_semantic: float) -> float:
+    """The semantic score hybrid fusion gives a chunk that has no vector yet (a progressive index
+    still embedding): its lexical score carried onto the semantic scale (``lexical/top_lexical``
+    of the best candidate cosine ``top_semantic``, or of 1 when no candidate has a vector), so
+    that after :func:`fuse` normalises each side the chunk scores the same on both and ranks as
+    it would lexically. Hence at 0% vectors hybrid ranks as lexical (plus the priors), and at
+    100% nothing is imputed: today's hybrid exactly."""
+    if top_lexical <= 0:
+        return 0.0
+    scale = top_semantic if top_semantic > 0 else 1.0
+    return max(lexical, 0.0) / top_lexical * scale
+
+
 def kind_weight(kind: str) -> float:
     """The ranking prior of a chunk kind (see SECONDARY_WEIGHT)."""
     return SECONDARY_WEIGHT if kind in SECONDARY_KINDS else 1.0
@@ -464,6 +485,11 @@ class Searcher:
 
     # queries --------------------------------------------------------------------------------
 
+    def coverage(self) -> Coverage:
+        """How many chunks have their vector (cheap: two row counts); below 100% while a
+        progressive ``cs index`` is still embedding, or after one was stopped."""
+        return self.store.coverage_info()
+
     def find(self, query: str, options: SearchOptions | None = None) -> list[Hit]:
         """Rank chunks for ``query`` (see the module doc for modes); empty query is a UsageError."""
         opts = options or SearchOptions()
@@ -595,12 +621,15 @@ class Searcher:
         rows: dict[str, StoredChunk] = {r.id: r for r in sem_rows}
         for r in lex_rows:
             rows.setdefault(r.id, r)
-        # Exact cosine for every candidate, including lexical-only ones.
-        semantic = {
-            key: float(np.dot(r.vector, vector)) if r.vector is not None else 0.0
-            for key, r in rows.items()
-        }
+        # Exact cosine for every candidate, including lexical-only ones; a chunk still without a
+        # vector (zeros; the vector search never returns one) is scored by its lexical side.
+        semantic = {key: float(np.dot(r.vector, vector)) for key, r in rows.items()
+                    if r.vector is not None and r.vector.any()}
         lexical = {r.id: r.score for r in lex_rows}
+        top_semantic = max(semantic.values(), default=0.0)
+        top_lexical = max(lexical.values(), default=0.0)
+        for key in rows.keys() - semantic.keys():
+            semantic[key] = unembedded_semantic(lexical.get(key, 0.0), top_lexical, top_semantic)
         terms = query_terms(query) if query is not None else None
         tests_wanted = query is not None and wants_tests(query)
         fused = {key: (score + prior(terms, tests_wanted, rows[key].symbol, rows[key].path))

@@ -3,8 +3,11 @@
 One LanceDB database per indexed root, holding three tables:
 
 - ``chunks``: one row per chunk (id, path, language, kind, symbol, start_line, end_line, text,
-  hash, search_text, definition_line, vector as a fixed-size float32 list of the index's dim).
-  Searches read only this table.
+  hash, search_text, definition_line, vector as a fixed-size float32 list of the index's dim,
+  embedded). Searches read only this table. A chunk is written in two steps (the progressive
+  index): first with its full-text entry and a zero vector (``embedded`` false), then its vector
+  (:meth:`Store.update_vectors`); vector searches only see embedded rows. An index written before
+  the ``embedded`` column existed gains it (all true) on its next write, and reads as complete.
 - ``files``: one row per indexed file (path, mtime_ns, size, hash, language, chunks, indexed_at):
   what the incremental indexer compares the tree against.
 - ``manifest``: key/value rows recording what built the index (model, revision, dim, prefix scheme,
@@ -55,6 +58,7 @@ CHUNKS = "chunks"
 FILES = "files"
 MANIFEST = "manifest"
 VECTOR = "vector"
+EMBEDDED = "embedded"  # False while a chunk waits for its vector (its vector is then zeros)
 # Columns returned by searches (the vector only when asked for).
 CHUNK_FIELDS = (
     "id", "path", "language", "kind", "symbol", "start_line", "end_line", "text", "hash",
@@ -189,6 +193,30 @@ class StoredChunk:
         return self.path, self.definition_line or -self.start_line
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """How much of an index has its vectors: ``embedded`` of ``total`` chunks. ``writing``: a
+    writer holds the index now (so the rest is on its way); None where that cannot be told (an
+    object store). Plain values, so it travels as JSON (:meth:`to_dict`)."""
+
+    embedded: int
+    total: int
+    writing: bool | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.embedded >= self.total
+
+    @property
+    def percent(self) -> int:
+        """Whole percent, rounded down (99% until the last chunk has its vector)."""
+        return 100 if self.complete else (100 * self.embedded) // max(1, self.total)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"embedded": self.embedded, "total": self.total, "complete": self.complete,
+                "percent": self.percent, "writing": self.writing}
+
+
 # --- locations ---------------------------------------------------------------------------------
 
 
@@ -241,6 +269,7 @@ def _chunk_schema(dim: int) -> pa.Schema:
         ("search_text", pa.string()),
         ("definition_line", pa.int32()),
         (VECTOR, pa.list_(pa.float32(), dim)),
+        pa.field(EMBEDDED, pa.bool_(), nullable=False),
     ])
 
 
@@ -282,15 +311,17 @@ def _vectors_from_arrow(column: Any, dim: int) -> np.ndarray:
     return column.flatten().to_numpy(zero_copy_only=False).astype(np.float32).reshape(-1, dim)
 
 
-def _chunks_to_arrow(chunks: Sequence[ChunkRecord], vectors: np.ndarray, dim: int) -> pa.Table:
+def _chunks_to_arrow(chunks: Sequence[ChunkRecord], vectors: np.ndarray, dim: int,
+                     embedded: Sequence[bool] | None = None) -> pa.Table:
     import pyarrow as pa
 
     if vectors.shape != (len(chunks), dim):
         raise ValueError(f"expected vectors of shape {(len(chunks), dim)}, got {vectors.shape}")
     schema = _chunk_schema(dim)
     cols: dict[str, Any] = {name: [getattr(c, name) for c in chunks]
-                            for name in schema.names if name != VECTOR}
+                            for name in schema.names if name not in (VECTOR, EMBEDDED)}
     cols[VECTOR] = _vectors_to_arrow(vectors, dim)
+    cols[EMBEDDED] = [True] * len(chunks) if embedded is None else [bool(e) for e in embedded]
     return pa.Table.from_pydict(cols, schema=schema)
 
 
@@ -593,9 +624,9 @@ class Store:
         table = self._table(CHUNKS)
         if table is None or not paths:
             return {}
+        where = self._only_embedded(table, sql_in("path", list(paths)))
         with _storage_errors("read", self.uri):
-            data = (table.search().where(sql_in("path", list(paths)))
-                    .select(["hash", VECTOR]).limit(None).to_arrow())
+            data = table.search().where(where).select(["hash", VECTOR]).limit(None).to_arrow()
         vectors = _vectors_from_arrow(data.column(VECTOR), dim)
         return dict(zip(data.column("hash").to_pylist(), vectors, strict=True))
 
@@ -616,6 +647,87 @@ class Store:
     def _dim(self, table: Any) -> int:
         return int(table.schema.field(VECTOR).type.list_size)
 
+    @staticmethod
+    def _has_embedded_column(table: Any) -> bool:
+        return EMBEDDED in table.schema.names
+
+    def _only_embedded(self, table: Any, where: str | None) -> str | None:
+        """``where`` limited to rows that have their vector (an index older than the
+        ``embedded`` column has a vector in every row)."""
+        if not self._has_embedded_column(table):
+            return where
+        return f"({where}) AND {EMBEDDED}" if where else EMBEDDED
+
+    # the progressive index ------------------------------------------------------------------
+
+    def coverage(self, where: str | None = None) -> tuple[int, int]:
+        """(chunks with a vector, all chunks), among rows matching ``where``: two counts, no
+        vectors read."""
+        table = self._table(CHUNKS)
+        if table is None:
+            return 0, 0
+        with _storage_errors("read", self.uri):
+            total = int(table.count_rows(where))
+            if not self._has_embedded_column(table):
+                return total, total
+            return int(table.count_rows(self._only_embedded(table, where))), total
+
+    def coverage_info(self) -> Coverage:
+        """:meth:`coverage` with whether a writer is at work (:meth:`writer_active`)."""
+        embedded, total = self.coverage()
+        return Coverage(embedded, total, None if embedded >= total else self.writer_active())
+
+    def writer_active(self) -> bool | None:
+        """True when some process holds this index's writer lock (tested with a shared,
+        non-blocking flock that is dropped at once); None on an object store."""
+        import fcntl
+
+        if is_remote(self.uri):
+            return None
+        path = Path(self.uri) / ".cs-writer.lock"
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def missing_vectors(self) -> list[tuple[str, str, str]]:
+        """(id, path, hash) of every chunk still waiting for its vector."""
+        table = self._table(CHUNKS)
+        if table is None or not self._has_embedded_column(table):
+            return []
+        with _storage_errors("read", self.uri):
+            data = (table.search().where(f"NOT {EMBEDDED}").select(["id", "path", "hash"])
+                    .limit(None).to_arrow())
+        return list(zip(data.column("id").to_pylist(), data.column("path").to_pylist(),
+                        data.column("hash").to_pylist(), strict=True))
+
+    def update_vectors(self, ids: Sequence[str], vectors: np.ndarray) -> None:
+        """Give the rows ``ids`` their vectors in ONE commit (readers see the whole batch or
+        none of it). Only the vector columns are written; an id that is no longer in the index
+        (its file changed meanwhile) is ignored, never re-inserted."""
+        import pyarrow as pa
+
+        table = self._table(CHUNKS)
+        if table is None or not len(ids):
+            return
+        dim = self._dim(table)
+        if vectors.shape != (len(ids), dim):
+            raise ValueError(f"expected vectors of shape {(len(ids), dim)}, got {vectors.shape}")
+        data = pa.Table.from_pydict(
+            {"id": list(ids), VECTOR: _vectors_to_arrow(vectors, dim),
+             EMBEDDED: [True] * len(ids)},
+            schema=pa.schema([("id", pa.string()), (VECTOR, pa.list_(pa.float32(), dim)),
+                              pa.field(EMBEDDED, pa.bool_(), nullable=False)]))
+        with _storage_errors("write", self.uri):
+            table.merge_insert("id").when_matched_update_all().execute(data)
+
     # searches -------------------------------------------------------------------------------
 
     def vector_search(self, vector: np.ndarray, k: int, *, where: str | None = None,
@@ -632,6 +744,8 @@ class Store:
             query = (table.search(np.asarray(vector, dtype=np.float32), vector_column_name=VECTOR)
                      .distance_type("cosine").select(cols).limit(k)
                      .nprobes(nprobes).ef(ANN_EF).refine_factor(refine_factor))
+            # Rows still waiting for their vector hold zeros: never candidates here.
+            where = self._only_embedded(table, where)
             if where:
                 query = query.where(where, prefilter=True)
             data = query.to_arrow()
@@ -664,21 +778,29 @@ class Store:
 
     def ensure_tables(self, dim: int) -> None:
         """Create empty chunks and files tables (vectors of ``dim``) when missing."""
-        if self._table(CHUNKS) is None:
+        chunks = self._table(CHUNKS)
+        if chunks is None:
             self._create(CHUNKS, _chunk_schema(dim))
+        elif not self._has_embedded_column(chunks):
+            # An index from before the progressive index: every row has its vector.
+            with _storage_errors("write", self.uri):
+                chunks.add_columns({EMBEDDED: "true"})
         if self._table(FILES) is None:
             self._create(FILES, _file_schema())
 
     def commit_batch(self, *, files: Sequence[FileRecord], chunks: Sequence[ChunkRecord],
                      vectors: np.ndarray, touched: Sequence[FileRecord] = (),
-                     removed: Sequence[str] = ()) -> None:
+                     removed: Sequence[str] = (),
+                     embedded: Sequence[bool] | None = None) -> None:
         """Apply one batch atomically per table, chunks first.
 
         ``files`` are (re)indexed files whose chunks are exactly ``chunks`` (with ``vectors``, one
         row each): every other chunk of those paths disappears in the same commit. ``touched`` files
         changed on disk but not in content (only their stat is updated). ``removed`` paths lose
         their chunks and records. The files table is written only after the chunks commit, so a
-        file is never recorded as indexed before its chunks are visible.
+        file is never recorded as indexed before its chunks are visible. ``embedded`` (default:
+        all true) says which rows have their vector; the others hold zeros until
+        :meth:`update_vectors`.
         """
         chunk_table = self._table(CHUNKS)
         file_table = self._table(FILES)
@@ -693,7 +815,7 @@ class Store:
                  .when_matched_update_all()
                  .when_not_matched_insert_all()
                  .when_not_matched_by_source_delete(sql_in("path", replaced))
-                 .execute(_chunks_to_arrow(chunks, vectors, dim)))
+                 .execute(_chunks_to_arrow(chunks, vectors, dim, embedded)))
             elif replaced:
                 chunk_table.delete(sql_in("path", replaced))
             records = list(files) + list(touched)
@@ -731,7 +853,9 @@ class Store:
             trained = self._ann_trained_rows(chunk_table)
             # Train once past the threshold, and again when the table has outgrown the index
             # (optimize() folds new rows into it, but its partitions were sized for fewer rows).
-            if rows >= ann_threshold and (trained is None or rows > ANN_RETRAIN_GROWTH * trained):
+            # Not while vectors are missing: zero vectors would train it on nothing.
+            if (rows >= ann_threshold and (trained is None or rows > ANN_RETRAIN_GROWTH * trained)
+                    and self.coverage()[0] == rows):
                 self.create_vector_index(rows)
 
     def needs_indexes(self) -> bool:

@@ -246,6 +246,7 @@ class Watcher:
         self._status = WatchStatus("starting", str(self.root), store.uri)
         self._commits_since_optimize = 0
         self._first_commit_since_optimize: float | None = None
+        self._vectors_missing = False  # chunks without a vector wait for an idle loop
 
     # public ---------------------------------------------------------------------------------
 
@@ -289,6 +290,13 @@ class Watcher:
                           chunks=self.store.count_chunks())
                 with self._observing():
                     catch_up = self._process(set(), full=True)
+                    # Chunks a stopped `cs index` left without a vector are embedded by the
+                    # loop while it is idle, yielding to edits.
+                    embedded, total = self.store.coverage()
+                    self._vectors_missing = embedded < total
+                    if self._vectors_missing and self._notify is not None:
+                        self._notify(f"{total - embedded:,} of {total:,} chunks have no vector "
+                                     "yet: embedding them while watching")
                     if self._commits_since_optimize or self.store.needs_indexes():
                         self._optimize()
                     self._set(catch_up=catch_up)
@@ -330,6 +338,8 @@ class Watcher:
                     self._set(phase="watching")
             elif self._optimize_due(idle=not self._pending and not self._full):
                 self._optimize()
+            elif self._vectors_missing:
+                self._fill_vectors()
             status = self.status
             if status.queued != queued:
                 queued = status.queued
@@ -425,7 +435,7 @@ class Watcher:
 
     # batches --------------------------------------------------------------------------------
 
-    def _process(self, paths: set[str], *, full: bool) -> BatchResult:
+    def _process(self, paths: set[str], *, full: bool, defer: bool = False) -> BatchResult:
         from codesearch.discover import Discovery
         from codesearch.indexer import plan
 
@@ -440,7 +450,7 @@ class Watcher:
             candidates, removed = the_plan.candidates, the_plan.removed
         else:
             candidates, removed = _resolve(self.root, discovery, paths, records)
-        totals, commits, complete = self._commit(candidates, removed)
+        totals, commits, complete = self._commit(candidates, removed, defer=defer)
         result = BatchResult(
             paths=0 if full else len(paths), full_pass=full,
             files_changed=sum(s.files_changed for s in totals),
@@ -460,8 +470,8 @@ class Watcher:
                       self._status.last_update)
         return result
 
-    def _commit(self, candidates: Sequence[SourceFile],
-                removed: Sequence[str]) -> tuple[list[IndexStats], int, bool]:
+    def _commit(self, candidates: Sequence[SourceFile], removed: Sequence[str], *,
+                defer: bool = False) -> tuple[list[IndexStats], int, bool]:
         """Apply through the indexer in slices of ``batch_files``, honouring stop requests
         between slices (the rest still differs by stat, so the next run picks it up)."""
         step = max(1, self.options.batch_files)
@@ -473,11 +483,26 @@ class Watcher:
         for i, part in enumerate(slices):
             if i and self._stop_requested:
                 return totals, commits, False
-            stats = self.indexer.sync(part, removed if i == 0 else [])
+            stats = self.indexer.sync(part, removed if i == 0 else [], defer=defer)
             totals.append(stats)
             commits += stats.batches
             self._count_commits(stats.batches)
         return totals, commits, True
+
+    def _fill_vectors(self) -> None:
+        """Embed chunks still without a vector (left by an interrupted ``cs index`` or this
+        watch's catch-up), one batch at a time, yielding to edits: it returns as soon as an event
+        is queued or a stop is asked for, and the loop calls it again when idle."""
+        before = self.indexer.stats.batches
+
+        def interrupted() -> bool:
+            return self._stop_requested or bool(self._pending) or self._full
+
+        self.indexer.fill_vectors(should_stop=interrupted)
+        self._count_commits(self.indexer.stats.batches - before)
+        if not interrupted():
+            embedded, total = self.store.coverage()
+            self._vectors_missing = embedded < total and self.indexer.stats.batches > before
 
     def _count_commits(self, n: int) -> None:
         if n and self._first_commit_since_optimize is None:
