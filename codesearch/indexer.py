@@ -235,6 +235,35 @@ def describe(embedder: Embedder, model: str, root: Path) -> Manifest:
     )
 
 
+@dataclass(frozen=True)
+class _Identity:
+    """What :func:`describe` reads from an embedder, known before its weights load."""
+
+    model_id: str
+    revision: str | None
+    dim: int
+    prefix_scheme: str
+    max_length: int
+
+
+def describe_unloaded(model: str, dim: int | None, root: Path) -> Manifest | None:
+    """The manifest :func:`describe` would give once ``model`` is loaded, from its resolved
+    files alone (no torch, no weights: a new index is searchable before the model has loaded);
+    None when it cannot be told this way (the caller loads the model instead). Whatever loads
+    later is checked against it (:meth:`EmbedderHandle.on_load`)."""
+    try:
+        from codesearch.embed.pooling import check_dim
+        from codesearch.embed.resolve import normalize_model_name, resolve_model
+
+        res = resolve_model(normalize_model_name(model))
+        identity = _Identity(res.model_id, res.revision,
+                             check_dim(dim if dim is not None else res.default_dim, res.dims,
+                                       res.name), res.prefix_scheme, res.max_length)
+    except Exception:  # noqa: BLE001 - loading the model reports the problem properly
+        return None
+    return describe(identity, model, root)  # type: ignore[arg-type]
+
+
 def model_spec(model: str) -> str:
     """What to record for ``--model``: an existing local directory becomes absolute, so find works
     from any working directory; presets and hub ids stay as typed."""
@@ -411,8 +440,16 @@ class Indexer:
             dim = manifest.dim if rechunk and manifest is not None else opts.dim
             self.handle = EmbedderHandle(spec, dim=dim, device=opts.device,
                                          loader=self._loader, notify=self._notify)
-            # Load before dropping anything: a model that fails to load must not cost the index.
-            manifest = describe(self.handle.get(), spec, self.root)
+            # A new index: described from the model's files, so phase 1 (searchable) needs no
+            # weights; the model loads when phase 2 first embeds. Otherwise load before
+            # dropping anything: a model that fails to load must not cost the index.
+            described = describe_unloaded(spec, dim, self.root) if manifest is None else None
+            if described is not None:
+                manifest = described
+                self.handle.on_load(lambda e, m=described: m.check_compatible(
+                    describe(e, spec, self.root)))
+            else:
+                manifest = describe(self.handle.get(), spec, self.root)
             if opts.rebuild or rechunk:
                 self.store.reset()
                 self.stats.rebuilt = True
