@@ -386,33 +386,138 @@ def index_cmd(
     ray_workers: Annotated[int | None, typer.Option(
         "--ray-workers", help="Embedding actors for --engine ray (default: one per GPU, else one "
         "per 4 CPUs).", show_default=False)] = None,
+    background: Annotated[bool, typer.Option(
+        "--background", help="Return as soon as the tree is searchable (lexically) and embed "
+        "the rest in a detached process (see `cs status`; stop it with --stop).")] = False,
+    stop: Annotated[bool, typer.Option(
+        "--stop", help="Stop this root's background embedding after its current batch (what "
+        "it committed stays; `cs index` resumes).")] = False,
+    background_child: Annotated[bool, typer.Option("--background-child", hidden=True)] = False,
 ) -> None:
     """Index ROOT (default: the current directory).
 
     Only what changed since the last run is re-chunked, and only chunks never seen before are
-    embedded."""
+    embedded. The tree is searchable (by words) as soon as it is chunked; vectors fill in after,
+    most recently changed files first. Ctrl-C keeps everything committed; run it again to
+    resume."""
+    import signal
+
     from codesearch.errors import UsageError
     from codesearch.indexer import IndexOptions, index_root
     from codesearch.render import IndexProgressBar, print_index_stats
+    from codesearch.store import resolve_index_uri
 
     if engine not in ("local", "ray"):
         raise UsageError(f"unknown engine '{engine}'", hint="use one of: local, ray")
+    uri = resolve_index_uri(root.expanduser(), index_dir=index_dir, index_uri=index_uri)
+    if stop:
+        _stop_background(uri)
+        return
+    if background and engine != "local":
+        raise UsageError("--background works with --engine local only")
     options = IndexOptions(model=model, dim=dim, device=device, rebuild=rebuild,
-                           batch_files=max(1, batch_files), cache_uri=cache_uri)
-    with IndexProgressBar(enabled=None if not as_json else False) as bar:
-        if engine == "ray":  # issue 10: embedding on a Ray cluster (codesearch/ray_engine.py)
-            from codesearch.ray_engine import RayOptions, index_root_ray
+                           batch_files=max(1, batch_files), cache_uri=cache_uri,
+                           embed=not background,
+                           lock_wait=600.0 if background_child else 2.0)
+    if background_child:
+        _run_background_child(root, uri, index_dir, index_uri, storage_option, options)
+        return
+    # SIGTERM, like Ctrl-C, ends the run after the batch in progress (phase 2).
+    stopping = {"asked": False}
+    previous = signal.signal(signal.SIGTERM, lambda *_: stopping.update(asked=True))
+    searchable = {"at": None}
+    try:
+        with IndexProgressBar(enabled=None if not as_json else False) as bar:
+            if engine == "ray":  # issue 10: embedding on a Ray cluster (codesearch/ray_engine.py)
+                from codesearch.ray_engine import RayOptions, index_root_ray
 
-            stats = index_root_ray(root, index_uri=index_uri, index_dir=index_dir,
+                stats = index_root_ray(root, index_uri=index_uri, index_dir=index_dir,
+                                       storage_options=_storage_options(storage_option),
+                                       options=options, progress=bar, notify=_notice,
+                                       ray_options=RayOptions(address=ray_address,
+                                                              workers=ray_workers))
+            else:
+                stats = index_root(root, index_uri=index_uri, index_dir=index_dir,
                                    storage_options=_storage_options(storage_option),
                                    options=options, progress=bar, notify=_notice,
-                                   ray_options=RayOptions(address=ray_address,
-                                                          workers=ray_workers))
-        else:
-            stats = index_root(root, index_uri=index_uri, index_dir=index_dir,
-                               storage_options=_storage_options(storage_option), options=options,
-                               progress=bar, notify=_notice)
+                                   should_stop=lambda: stopping["asked"],
+                                   on_searchable=lambda s: searchable.update(at=s.seconds))
+                if background:
+                    from codesearch import background as jobs
+                    from codesearch.indexer import model_spec
+
+                    args = _index_args(model_spec(stats.model) if stats.model else None, dim,
+                                       device, index_dir, index_uri, storage_option, cache_uri)
+                    job = jobs.start(root.expanduser().resolve(), uri, args)
+                    _notice(f"embedding in the background (pid {job.pid}, log {job.log}); "
+                            "`cs status` shows progress, `cs index --stop` stops it")
+    except KeyboardInterrupt:
+        if searchable["at"] is not None:
+            _notice("Interrupted: " + _coverage_text(uri, storage_option)
+                    + "; the tree is searchable, and `cs index` resumes the embedding")
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print_index_stats(stats, as_json=as_json, verbose=verbose)
+
+
+def _index_args(model: str | None, dim: int | None, device: str | None,
+                index_dir: Path | None, index_uri: str | None, storage_option: list[str] | None,
+                cache_uri: str | None) -> list[str]:
+    """The options a background ``cs index`` needs to write the same index the same way."""
+    args = ["--json"]
+    for flag, value in (("--model", model), ("--dim", dim), ("--device", device),
+                        ("--index-dir", index_dir), ("--index-uri", index_uri),
+                        ("--cache-uri", cache_uri)):
+        if value is not None:
+            args += [flag, str(Path(value).resolve()) if flag == "--index-dir" else str(value)]
+    for item in storage_option or []:
+        args += ["--storage-option", item]
+    return args
+
+
+def _run_background_child(root: Path, uri: str, index_dir: Path | None, index_uri: str | None,
+                          storage_option: list[str] | None, options: Any) -> None:
+    """The detached phase 2 (``cs index --background``): SIGTERM stops it after its batch."""
+    import json
+    import signal
+    import time
+
+    from codesearch import background as jobs
+    from codesearch.indexer import index_root
+
+    stopping = {"asked": False}
+    signal.signal(signal.SIGTERM, lambda *_: stopping.update(asked=True))
+    job = jobs.job_for(uri)
+    if job is None or job.pid != os.getpid():  # started by hand: record ourselves
+        jobs.record(jobs.BackgroundJob(os.getpid(), str(root.expanduser().resolve()), uri,
+                                       job.log if job else "", time.time()))
+    try:
+        stats = index_root(root, index_uri=index_uri, index_dir=index_dir,
+                           storage_options=_storage_options(storage_option), options=options,
+                           notify=_notice, should_stop=lambda: stopping["asked"])
+        print(json.dumps({"stopped": stopping["asked"], **stats.to_dict()}), flush=True)
+    finally:
+        jobs.forget(uri, os.getpid())
+
+
+def _stop_background(uri: str) -> None:
+    from codesearch import background as jobs
+
+    job = jobs.stop(uri)
+    if job is None:
+        _notice("no background indexing is running for this index")
+        return
+    state = "stopped" if not job.running() else "is still finishing its batch"
+    _notice(f"background indexing (pid {job.pid}) {state}; " + _coverage_text(uri, None)
+            + "; `cs index` resumes")
+
+
+def _coverage_text(uri: str, storage_option: list[str] | None) -> str:
+    from codesearch.store import Store
+
+    cov = Store.open(uri, storage_options=_storage_options(storage_option)).coverage()
+    return f"vectors for {cov[0]:,} of {cov[1]:,} chunks"
 
 
 def _search_options(k: int, lang: list[str] | None, glob: list[str] | None,
@@ -421,6 +526,23 @@ def _search_options(k: int, lang: list[str] | None, glob: list[str] | None,
 
     return SearchOptions(k=k, languages=_split_list(lang), globs=tuple(glob or ()),
                          min_score=min_score, mode=mode, task=task)
+
+
+def _print_coverage(root: Path, index_dir: Path | None, index_uri: str | None,
+                    storage_option: list[str] | None) -> None:
+    """On stderr (so --json stays an array), while the index lacks vectors: how many it has
+    (render.coverage_line). Only after an in-process search, which has lancedb loaded already:
+    a server's answer should carry the coverage itself rather than make this client import it."""
+    if "lancedb" not in sys.modules:
+        return
+    from codesearch.render import coverage_line
+    from codesearch.store import Store, resolve_index_uri
+
+    store = Store.open(resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri),
+                       storage_options=_storage_options(storage_option))
+    line = coverage_line(store.coverage_info())
+    if line:
+        _notice(line)
 
 
 def _emit_hits(hits: list[Any], root: Path, as_json: bool, grep: bool) -> None:
@@ -496,6 +618,7 @@ def find_cmd(
         "find", path, query, opts, model=model, device=device, index_dir=index_dir,
         index_uri=index_uri, storage_options=_storage_options(storage_option),
         use_server=not no_server, notify=_notice)
+    _print_coverage(root, index_dir, index_uri, storage_option)
     _emit_hits(hits, root, as_json, grep)
 
 
@@ -532,6 +655,7 @@ def similar_cmd(
         "similar", path, location, opts, model=model, device=device, index_dir=index_dir,
         index_uri=index_uri, storage_options=_storage_options(storage_option),
         use_server=not no_server, notify=_notice)
+    _print_coverage(root, index_dir, index_uri, storage_option)
     _emit_hits(hits, root, as_json, grep)
 
 

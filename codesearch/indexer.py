@@ -843,8 +843,11 @@ def embed_order(root: Path, paths: Sequence[str], records: Mapping[str, FileReco
 def index_root(root: Path, *, index_uri: str | None = None, index_dir: str | Path | None = None,
                storage_options: dict[str, str] | None = None, options: IndexOptions | None = None,
                progress: ProgressFn | None = None,
-               notify: Callable[[str], None] | None = None) -> IndexStats:
-    """Index ``root`` into its store (see :func:`codesearch.store.resolve_index_uri`)."""
+               notify: Callable[[str], None] | None = None,
+               should_stop: Callable[[], bool] | None = None,
+               on_searchable: Callable[[IndexStats], None] | None = None) -> IndexStats:
+    """Index ``root`` into its store (see :func:`codesearch.store.resolve_index_uri`);
+    ``should_stop`` and ``on_searchable`` as in :meth:`Indexer.run`."""
     from codesearch.store import resolve_index_uri
 
     root = root.expanduser()
@@ -854,7 +857,8 @@ def index_root(root: Path, *, index_uri: str | None = None, index_dir: str | Pat
         raise UsageError(f"{root} is not a directory", hint="cs index takes a directory")
     uri = resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri)
     store = Store.open(uri, storage_options=storage_options)
-    return Indexer(root, store, options, progress=progress, notify=notify).run()
+    return Indexer(root, store, options, progress=progress, notify=notify).run(
+        should_stop=should_stop, on_searchable=on_searchable)
 
 
 def index_status(root: Path, store: Store) -> dict[str, Any]:
@@ -882,6 +886,8 @@ def index_status(root: Path, store: Store) -> dict[str, Any]:
         "format_version": manifest.format_version,
         "files": len(records),
         "chunks": store.count_chunks(),
+        "coverage": store.coverage_info().to_dict(),
+        "background": _background_of(store.uri),
         "created_at": manifest.created_at,
         "last_run_at": manifest.last_run_at,
         "last_run": manifest.last_run,
@@ -893,3 +899,11 @@ def index_status(root: Path, store: Store) -> dict[str, Any]:
         },
         "indexes": store.index_info().get("indexes", []),
     }
+
+
+def _background_of(index_uri: str) -> dict[str, Any] | None:
+    """The index's ``cs index --background`` job as ``cs status`` shows it, or None."""
+    from codesearch.background import job_for
+
+    job = job_for(index_uri)
+    return None if job is None else job.to_dict()

@@ -119,57 +119,100 @@ def print_index_stats(stats: IndexStats, *, as_json: bool, verbose: bool) -> Non
         f"{stats.chunks_total} in the index. Model {stats.model} (dim {stats.dim}). "
         f"{stats.seconds:.1f}s"
     )
+    if stats.chunks_with_vectors < stats.chunks_total:
+        console.print(f"[yellow]Vectors for {stats.chunks_with_vectors:,} of "
+                      f"{stats.chunks_total:,} chunks[/yellow]: searchable by words now, by "
+                      "meaning as the vectors fill in.")
     if stats.files_failed and not verbose:
         console.print("[dim]Run with --verbose to see which files were skipped and why.[/dim]")
 
 
+def coverage_line(coverage: _Any) -> str | None:
+    """The line a result list carries while vectors are missing (a :class:`store.Coverage`);
+    None at 100%."""
+    if coverage.complete:
+        return None
+    head = (f"vectors for {coverage.embedded:,} of {coverage.total:,} chunks "
+            f"({coverage.percent}%)")
+    if coverage.writing:
+        return f"{head}: cs index is still embedding"
+    return f"{head}: embedding stopped; `cs index` resumes it (the rest ranks by words)"
+
+
 class IndexProgressBar:
-    """A progress callback for the indexer: files done of total, with rate and ETA, on stderr.
+    """A progress callback for the indexer, on stderr: one bar per phase, named (Scanning,
+    Chunking, Embedding, Optimizing). Chunking counts files; embedding counts chunks embedded
+    (the cost of the run), with the rate measured since the first vector and the ETA it implies.
     Silent when stderr is not a terminal (scripts, tests, --json)."""
+
+    _NAMES = {"scan": "Scanning", "chunk": "Chunking", "embed": "Embedding",
+              "optimize": "Optimizing"}
 
     def __init__(self, enabled: bool | None = None) -> None:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
         self._progress: _Any = None
         self._task: _Any = None
+        self._phase = ""
+        self._embed_start: tuple[float, int] | None = None  # (time, count) at the first vector
 
     def __enter__(self) -> IndexProgressBar:
         if self.enabled:
             from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
             self._progress = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("files"), TextColumn("{task.fields[rate]}"),
-                TextColumn("{task.fields[chunks]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+                TextColumn("{task.description:<10}"), BarColumn(),
+                TextColumn("{task.fields[count]}"), TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[eta]}"), console=Console(stderr=True), transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task("Scanning", total=None, rate="", chunks="")
+            self._task = self._progress.add_task("Scanning", total=None, count="", rate="",
+                                                 eta="")
         return self
 
     def __call__(self, event: IndexProgress) -> None:
         if self._progress is None:
             return
-        description = {"scan": "Scanning", "index": "Indexing", "optimize": "Optimizing"}
-        speed = self._progress.tasks[0].speed
-        self._progress.update(
-            self._task, description=description.get(event.phase, event.phase),
-            total=event.files_total or None, completed=event.files_done,
-            rate=f"{speed:.1f}/s" if speed else "",
-            chunks=f"{event.chunks_embedded} embedded, {event.chunks_reused} reused",
-        )
+        import time
+
+        if event.phase != self._phase:
+            self._phase = event.phase
+            self._progress.reset(self._task)
+            self._embed_start = None
+        fields = {"count": "", "rate": "", "eta": ""}
+        if event.phase == "chunk":
+            total, done = event.files_total or None, event.files_done
+            fields["count"] = f"{done:,}/{event.files_total:,} files"
+        elif event.phase == "embed":
+            total, done = event.chunks_to_embed or None, event.chunks_embedded
+            fields["count"] = f"{done:,}/{event.chunks_to_embed:,} chunks"
+            now = time.monotonic()
+            if self._embed_start is None:
+                self._embed_start = (now, done)
+                fields["rate"] = "loading the model..." if not done else ""
+            start_time, start_done = self._embed_start
+            if done > start_done and now > start_time:
+                rate = (done - start_done) / (now - start_time)
+                left = max(0, (event.chunks_to_embed or 0) - done) / rate
+                fields["rate"] = f"{rate:.1f} chunks/s"
+                fields["eta"] = f"ETA {_duration(left)}"
+        else:
+            total, done = None, 0
+        self._progress.update(self._task, description=self._NAMES.get(event.phase, event.phase),
+                              total=total, completed=done, **fields)
 
     def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
             self._progress = None
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def print_status(status: dict[str, _Any], *, as_json: bool) -> None:
@@ -194,6 +237,17 @@ def print_status(status: dict[str, _Any], *, as_json: bool) -> None:
         ("changed since", f"{changed['total']} files ({changed['new']} new, "
                           f"{changed['modified']} modified, {changed['removed']} removed)"),
     ]
+    cov = status.get("coverage")
+    if cov:
+        rows.insert(6, ("vectors", f"{cov['embedded']:,} of {cov['total']:,} chunks "
+                                   f"({cov['percent']}%)"
+                        + ("" if cov["complete"] else
+                           " - still embedding" if cov.get("writing") else
+                           " - embedding stopped; `cs index` resumes it")))
+    job = status.get("background")
+    if job:
+        state = "running" if job["running"] else "not running"
+        rows.append(("background", f"pid {job['pid']} ({state}), log {job['log']}"))
     if status.get("indexes"):
         rows.append(("indexes", ", ".join(status["indexes"])))
     for key, value in rows:
