@@ -1,0 +1,240 @@
+"""The progressive index (issue 17): phase 1 makes the whole tree lexically searchable without
+vectors, phase 2 fills them in (recent files first, tests last), and searching works at every
+moment in between. Real LanceDB, real tree-sitter, the tiny model; the CLI through CliRunner and
+real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from codesearch.indexer import Indexer, IndexOptions, embed_order, git_recency
+from codesearch.search import Searcher, SearchOptions, fuse, unembedded_semantic
+from codesearch.store import CHUNKS, EMBEDDED, FileRecord, Store, resolve_index_uri
+from tests.test_index import _many_files, cs, expected_chunks, index, store_of, stored_chunks
+
+pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
+QUERIES = ["mean of a list of numbers", "parse csv rows", "binomial coefficient", "def median"]
+
+
+@pytest.fixture
+def repo(tmp_path: Path, fixtures_dir: Path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(fixtures_dir / "python", root)
+    return root
+
+
+def indexer(root: Path, model: Path, **options: object) -> Indexer:
+    return Indexer(root, Store.open(resolve_index_uri(root)),
+                   IndexOptions(model=str(model), **options))  # type: ignore[arg-type]
+
+
+def ranked(root: Path, mode: str = "hybrid") -> list[list[tuple[str, int]]]:
+    searcher = Searcher.open(root)
+    return [[(h.path, h.start_line) for h in searcher.find(q, SearchOptions(k=8, mode=mode))]
+            for q in QUERIES]
+
+
+# --- fusion ------------------------------------------------------------------------------------
+
+
+def test_a_chunk_without_a_vector_fuses_as_its_lexical_score() -> None:
+    lexical = {"a": 9.0, "b": 3.0, "c": 6.0}
+    # 0% vectors: every candidate is imputed, and the fused order is the lexical order.
+    semantic = {k: unembedded_semantic(v, 9.0, 0.0) for k, v in lexical.items()}
+    fused = fuse(semantic, lexical)
+    assert fused == pytest.approx({"a": 1.0, "b": 1 / 3, "c": 2 / 3})
+    # Partly embedded: the imputed chunk's normalised semantic equals its normalised lexical.
+    semantic = {"a": 0.5, "b": 0.25, "c": unembedded_semantic(6.0, 9.0, 0.5)}
+    fused = fuse(semantic, lexical)
+    assert fused["c"] == pytest.approx(2 / 3)
+    assert fused["a"] == pytest.approx(1.0) and fused["b"] == pytest.approx(0.8 * 0.5 + 0.2 / 3)
+    assert unembedded_semantic(5.0, 0.0, 0.7) == 0.0
+
+
+# --- phases ------------------------------------------------------------------------------------
+
+
+def test_phase_one_alone_is_a_complete_lexical_index(repo: Path, tiny_model_dir: Path) -> None:
+    ix = indexer(repo, tiny_model_dir, embed=False)
+    stats = ix.run()
+    assert stats.chunks_embedded == 0 and stats.chunks_with_vectors == 0
+    assert not ix.handle.loaded  # a new index never loaded the model for phase 1
+    assert stored_chunks(repo) == expected_chunks(repo)
+    searcher = Searcher.open(repo)
+    assert searcher.coverage().embedded == 0 and searcher.coverage().total == stats.chunks_total
+    assert searcher.find("mean", SearchOptions(mode="lexical"))
+    # Hybrid answers from the lexical side alone; semantic has nothing to rank yet.
+    hybrid = searcher.find("mean", SearchOptions(k=5, mode="hybrid"))
+    lexical = searcher.find("mean", SearchOptions(k=5, mode="lexical"))
+    assert hybrid and {h.path for h in hybrid} <= {h.path for h in
+                                                    searcher.find("mean", SearchOptions(k=50,
+                                                                  mode="lexical"))}
+    assert hybrid[0].path == lexical[0].path
+    assert searcher.find("mean", SearchOptions(mode="semantic")) == []
+
+    result = cs("status", str(repo), "--json")
+    assert json.loads(result.stdout)["coverage"] == {
+        "embedded": 0, "total": stats.chunks_total, "complete": False, "percent": 0,
+        "writing": False}
+    result = cs("find", "mean", "--path", str(repo), "--json", "--no-server")
+    assert result.exit_code == 0 and json.loads(result.stdout)
+    assert f"vectors for 0 of {stats.chunks_total} chunks (0%)" in result.stderr
+
+
+def test_phase_two_resumes_and_ends_equal_to_a_one_shot_index(
+        repo: Path, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ix = indexer(repo, tiny_model_dir, embed=False)
+    total = ix.run().chunks_total
+    # Stop phase 2 after its first batch (the smallest, EMBED_BATCH_MIN).
+    ix = indexer(repo, tiny_model_dir)
+    with ix.lock():
+        ix.prepare()
+        ix.fill_vectors(should_stop=lambda: ix.stats.batches >= 1)
+    partial, n = store_of(repo).coverage()
+    assert n == total and 0 < partial < total
+    during = ranked(repo)
+    assert all(during)
+
+    stats = indexer(repo, tiny_model_dir).run()  # the next `cs index` resumes
+    assert stats.files_unchanged == stats.files_scanned  # nothing re-chunked
+    assert stats.chunks_with_vectors == stats.chunks_total == total
+    assert stats.chunks_embedded <= total - partial  # what was committed is never redone
+    rows = store_of(repo).chunks()
+    assert len({r.id for r in rows}) == len(rows)
+    resumed = ranked(repo)
+
+    # The same tree indexed in one go, in a fresh home (no shared cache): the same answers.
+    monkeypatch.setenv("CS_HOME", str(tmp_path / "other-home"))
+    index(repo, "--model", str(tiny_model_dir))
+    assert ranked(repo) == resumed
+    assert ranked(repo, "semantic") and Searcher.open(repo).coverage().complete
+
+
+def test_embed_order_recent_first_tests_last(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    paths = ["old.py", "new.py", "mid.py", "tests/test_new.py", "lib/util_test.go"]
+    for p in paths:
+        (root / p).parent.mkdir(parents=True, exist_ok=True)
+        (root / p).write_text("x = 1\n")
+    records = {p: FileRecord(p, mtime_ns=t, size=1, hash="") for p, t in
+               zip(paths, [1, 5, 3, 9, 8], strict=True)}
+    # No git: by mtime, tests (and Go _test files) last.
+    assert git_recency(root) is None
+    assert embed_order(root, paths, records) == [
+        "new.py", "mid.py", "old.py", "tests/test_new.py", "lib/util_test.go"]
+    # Git: by the time of each file's last commit; files absent from the history after, by mtime.
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+    def git(*args: str, when: int | None = None) -> None:
+        extra = {"GIT_COMMITTER_DATE": f"{when} +0000", "GIT_AUTHOR_DATE": f"{when} +0000"}
+        subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True,
+                       env={**env, **(extra if when else {})})
+
+    git("init", "-q")
+    git("add", "old.py", "mid.py")
+    git("commit", "-qm", "one", when=1_700_000_000)
+    (root / "old.py").write_text("x = 2\n")
+    git("add", "old.py")
+    git("commit", "-qm", "two", when=1_700_000_100)
+    assert git_recency(root) == {"old.py": 1_700_000_100, "mid.py": 1_700_000_000}
+    assert embed_order(root, paths, records) == [
+        "old.py", "mid.py", "new.py", "tests/test_new.py", "lib/util_test.go"]
+
+
+def test_an_index_without_the_embedded_column_works_and_is_migrated(
+        repo: Path, tiny_model_dir: Path) -> None:
+    index(repo, "--model", str(tiny_model_dir))
+    before = ranked(repo)
+    table = store_of(repo)._table(CHUNKS)
+    table.drop_columns([EMBEDDED])  # what an index written before issue 17 looks like
+    store = store_of(repo)
+    assert EMBEDDED not in store._table(CHUNKS).schema.names
+    assert store.coverage() == (len(store.chunks()), len(store.chunks()))
+    assert ranked(repo) == before and ranked(repo, "semantic")
+    (repo / "datatools" / "extra.py").write_text("def extra_mean(xs):\n    return sum(xs)\n")
+    out = index(repo)  # the next write adds the column (all true) and carries on
+    assert EMBEDDED in store_of(repo)._table(CHUNKS).schema.names
+    assert out["chunks_with_vectors"] == out["chunks_total"]
+
+
+# --- background --------------------------------------------------------------------------------
+
+
+def _status(root: Path) -> dict:
+    result = cs("status", str(root), "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_background_returns_searchable_and_finishes_detached(
+        tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
+    root = tmp_path / "big"
+    _many_files(root, fixtures_dir, 4)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run([sys.executable, "-m", "codesearch", "index", str(root), "--model",
+                           str(tiny_model_dir), "--background", "--json"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    stats = json.loads(done.stdout)
+    assert stats["chunks_embedded"] == 0 and stats["chunks_total"] > 0
+    assert "embedding in the background (pid" in done.stderr
+    assert stored_chunks(root) == expected_chunks(root)  # searchable by words right away
+    job = _status(root)["background"]
+    assert job is not None and Path(job["log"]).exists()
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not _status(root)["coverage"]["complete"]:
+        time.sleep(0.2)
+    status = _status(root)
+    assert status["coverage"]["complete"], Path(job["log"]).read_text()[-2000:]
+    while time.monotonic() < deadline and _status(root)["background"] is not None:
+        time.sleep(0.1)  # the job removes its state file as it exits
+    assert _status(root)["background"] is None
+    log = Path(job["log"]).read_text()
+    assert '"stopped": false' in log and f'"chunks_embedded": {stats["chunks_total"]}' in log
+    result = cs("index", str(root), "--stop")
+    assert result.exit_code == 0 and "no background indexing is running" in result.stderr
+    rows = store_of(root).chunks()
+    assert len({r.id for r in rows}) == len(rows) == stats["chunks_total"]
+
+
+def test_stop_ends_the_background_job_after_its_batch(
+        tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
+    root = tmp_path / "big"
+    _many_files(root, fixtures_dir, 6)
+    index(root, "--model", str(tiny_model_dir), "--batch-files", "2")
+    store = store_of(root)
+    # Take every vector away (they stay in the cache only if embedded before: use a fresh one).
+    table = store._table(CHUNKS)
+    dim = int(table.schema.field("vector").type.list_size)
+    table.update(values_sql={EMBEDDED: "false", "vector": "[" + ",".join(["0.0"] * dim) + "]"})
+    shutil.rmtree(Path(os.environ["CS_HOME"]) / "embeddings")
+    from codesearch import background
+
+    job = background.start(root.resolve(), store.uri, ["--json"])
+    assert _status(root)["background"]["pid"] == job.pid
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and store_of(root).coverage()[0] == 0:
+        time.sleep(0.05)  # stop it once it is embedding (its SIGTERM handler is in place)
+    stopped = background.stop(store.uri, wait=120)
+    embedded, total = store_of(root).coverage()
+    log = Path(job.log).read_text()
+    if stopped is not None:  # else it had already finished everything
+        assert not stopped.running()
+        assert '"stopped": true' in log or embedded == total, log[-2000:]
+    assert 0 < embedded <= total and "Traceback" not in log
+    assert _status(root)["background"] is None  # it removed its state file on the way out
+    out = index(root)  # resumes whatever the job left
+    assert out["chunks_with_vectors"] == out["chunks_total"] == total
+    assert out["chunks_embedded"] <= total - embedded
+    assert stored_chunks(root) == expected_chunks(root)
