@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -135,7 +136,8 @@ class _Disk:
 KillPoint = tuple[Callable[[dict[str, int], dict[str, int]], bool],
                   Callable[[dict[str, int], dict[str, int]], bool]]
 KILL_POINTS: dict[str, KillPoint] = {
-    # The lock is taken and the model is loading (seconds): nothing is written yet.
+    # The lock is taken, nothing is written yet (a new index is described from the model's
+    # files; its weights load later, in phase 2).
     "loading the model": (
         lambda base, s: s["manifest._versions"] == -1,
         lambda base, s: s["manifest._versions"] == -1,
@@ -197,6 +199,101 @@ def test_sigkill_at_any_point_then_rerun_equals_a_clean_index(
     # --model again: a kill before the manifest was written leaves no record of the model.
     out = index(root, "--model", str(tiny_model_dir))
     assert out["files_scanned"] == 54
+    assert_clean_index(root)
+
+
+def _coverage(root: Path) -> tuple[int, int]:
+    try:
+        return store_of(root).coverage()
+    except Exception:  # noqa: BLE001 - the tables may not exist yet
+        return 0, 0
+
+
+def _searchable(root: Path) -> bool:
+    try:
+        return not store_of(root).needs_indexes() and store_of(root).count_chunks() > 0
+    except Exception:  # noqa: BLE001 - the tables may not exist yet
+        return False
+
+
+# Phase 2 (issue 17): (when to kill, given the coverage) for a run of the big tree.
+PHASE2_POINTS: dict[str, Callable[[Path], bool]] = {
+    # Phase 1 is done (the full-text index exists); the model is loading, no vector yet.
+    "before the first vector": lambda root: _searchable(root) and _coverage(root)[0] == 0,
+    # Some batches of vectors are committed, others are not.
+    "between vector batches": lambda root: 0 < _coverage(root)[0] < _coverage(root)[1],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", list(PHASE2_POINTS))
+def test_sigkill_in_phase_two_keeps_the_lexical_index_and_the_vectors(
+        point: str, tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
+    root = tmp_path / "big"
+    _many_files(root, fixtures_dir, 6)
+    lock_file = Path(resolve_index_uri(root)) / ".cs-writer.lock"
+    cmd = [*CS, "index", str(root), "--model", str(tiny_model_dir), "--json"]
+    hit = False
+    for _attempt in range(4):  # a fast tiny model may finish a batch between two polls
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + DEADLINE
+        try:
+            while proc.poll() is None and time.monotonic() < deadline:
+                if (lock_file.exists() and lock_file.read_bytes() == str(proc.pid).encode()
+                        and PHASE2_POINTS[point](root)):
+                    break
+                time.sleep(0.005)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            _, err = proc.communicate()
+        if proc.returncode == -signal.SIGKILL and PHASE2_POINTS[point](root):
+            hit = True
+            break
+        shutil.rmtree(Path(resolve_index_uri(root)).parent.parent, ignore_errors=True)
+    assert hit, f"no kill landed {point}: {err.decode()[-2000:]}"
+
+    # Killed in phase 2: every chunk is there and searchable by words; committed vectors stay.
+    assert stored_chunks(root) == expected_chunks(root)
+    assert lexical_hits(root, "mean")
+    embedded, total = store_of(root).coverage()
+    result = cs("find", "mean", "--path", str(root), "--json", "--no-server", "-k", "3",
+                "--model", str(tiny_model_dir))
+    assert result.exit_code == 0 and json.loads(result.stdout), result.output
+    assert f"vectors for {embedded:,} of {total:,} chunks" in result.stderr
+
+    out = index(root, "--model", str(tiny_model_dir))
+    assert out["files_unchanged"] == 54 and out["chunks_with_vectors"] == out["chunks_total"]
+    assert out["chunks_embedded"] <= total - embedded  # committed vectors are not redone
+    assert_clean_index(root)
+
+
+class _NO_RUN:  # noqa: N801 - a stand-in manifest without a last run
+    last_run = None
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_phase_two_says_how_far_it_got_and_resumes(
+        tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
+    root = tmp_path / "big"
+    _many_files(root, fixtures_dir, 6)
+    proc = subprocess.Popen([*CS, "index", str(root), "--model", str(tiny_model_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # Phase 1 ends with its summary in the manifest, just before phase 2 starts.
+        wait_for("phase 1 to end", lambda: proc.poll() is not None or (
+            _searchable(root) and (store_of(root).read_manifest() or _NO_RUN).last_run))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate()
+    if proc.returncode == 0:
+        pytest.skip("the run finished before the interrupt")  # a very fast machine
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert "Traceback" not in err.decode()
+    assert re.search(r"Interrupted: vectors for [\d,]+ of [\d,]+ chunks; the tree is "
+                     r"searchable, and `cs index` resumes", err.decode()), err.decode()[-2000:]
+    assert stored_chunks(root) == expected_chunks(root)
+    out = index(root)
+    assert out["chunks_with_vectors"] == out["chunks_total"]
     assert_clean_index(root)
 
 
