@@ -226,6 +226,8 @@ def mark_unembedded(root: Path, share_embedded: float) -> tuple[int, int]:
 
     store = Store.open(resolve_index_uri(root))
     table = store._table(CHUNKS)
+    store.ensure_tables(int(table.schema.field(VECTOR).type.list_size))  # adds `embedded`
+    table = store._table(CHUNKS)
     rows = table.search().select(["id", "path"]).limit(None).to_arrow().to_pylist()
     by_path: dict[str, list[str]] = {}
     for r in rows:

@@ -737,6 +737,11 @@ class Indexer:
             embedded += len(hashes)
             filled += len(pending_ids)
             pending_ids, pending_docs = [], {}
+            if self.stats.batches % EMBED_OPTIMIZE_EVERY == 0:
+                # A slow model commits small batches for hours: compact on the way, or every
+                # query would read hundreds of fragments (bench/results/watch_commits.json).
+                self._progress(IndexProgress("optimize"))
+                self.store.optimize(ann_threshold=self.options.ann_threshold)
 
         def batch_size() -> int:
             if rate <= 0:
@@ -792,6 +797,8 @@ class Indexer:
 
 # Phase 2's smallest batch (the first, before a rate is measured, and for the slowest models).
 EMBED_BATCH_MIN = 16
+# Phase 2 compacts the index every this many commits.
+EMBED_OPTIMIZE_EVERY = 100
 
 
 def git_recency(root: Path, max_commits: int = 5000) -> dict[str, int] | None:

@@ -177,9 +177,10 @@ class IndexProgressBar:
         import time
 
         if event.phase != self._phase:
+            if not (self._phase == "optimize" and event.phase == "embed"):
+                self._embed_start = None  # a compaction amid phase 2 keeps its measured rate
             self._phase = event.phase
             self._progress.reset(self._task)
-            self._embed_start = None
         fields = {"count": "", "rate": "", "eta": ""}
         if event.phase == "chunk":
             total, done = event.files_total or None, event.files_done

@@ -338,7 +338,7 @@ class Watcher:
                     self._set(phase="watching")
             elif self._optimize_due(idle=not self._pending and not self._full):
                 self._optimize()
-            elif self._vectors_missing:
+            elif self._vectors_missing and not self._pending and not self._full:
                 self._fill_vectors()
             status = self.status
             if status.queued != queued:
