@@ -425,7 +425,7 @@ def index_cmd(
     # SIGTERM, like Ctrl-C, ends the run after the batch in progress (phase 2).
     stopping = {"asked": False}
     previous = signal.signal(signal.SIGTERM, lambda *_: stopping.update(asked=True))
-    searchable = {"at": None}
+    searchable: dict[str, float | None] = {"at": None}
     try:
         with IndexProgressBar(enabled=None if not as_json else False) as bar:
             if engine == "ray":  # issue 10: embedding on a Ray cluster (codesearch/ray_engine.py)
@@ -466,11 +466,12 @@ def _index_args(model: str | None, dim: int | None, device: str | None,
                 cache_uri: str | None) -> list[str]:
     """The options a background ``cs index`` needs to write the same index the same way."""
     args = ["--json"]
+    where = str(index_dir.expanduser().resolve()) if index_dir is not None else None
     for flag, value in (("--model", model), ("--dim", dim), ("--device", device),
-                        ("--index-dir", index_dir), ("--index-uri", index_uri),
+                        ("--index-dir", where), ("--index-uri", index_uri),
                         ("--cache-uri", cache_uri)):
         if value is not None:
-            args += [flag, str(Path(value).resolve()) if flag == "--index-dir" else str(value)]
+            args += [flag, str(value)]
     for item in storage_option or []:
         args += ["--storage-option", item]
     return args

@@ -446,8 +446,11 @@ class Indexer:
             described = describe_unloaded(spec, dim, self.root) if manifest is None else None
             if described is not None:
                 manifest = described
-                self.handle.on_load(lambda e, m=described: m.check_compatible(
-                    describe(e, spec, self.root)))
+
+                def check(embedder: Embedder, expected: Manifest = described) -> None:
+                    expected.check_compatible(describe(embedder, spec, self.root))
+
+                self.handle.on_load(check)
             else:
                 manifest = describe(self.handle.get(), spec, self.root)
             if opts.rebuild or rechunk:
@@ -689,6 +692,7 @@ class Indexer:
         re-chunked by the next run (``stats.chunks_unresolved``). Call while holding the lock,
         after :meth:`prepare`."""
         assert self.cache is not None and self.manifest is not None
+        cache = self.cache
         stop = should_stop or (lambda: False)
         missing = self.store.missing_vectors()
         if not missing:
@@ -728,7 +732,7 @@ class Indexer:
             fresh = self._embed([pending_docs[h] for h in hashes], to_embed=to_embed)
             took = time.monotonic() - began
             rate = len(hashes) / took if took > 0 else rate
-            self.cache.put(hashes, fresh)  # before the index: a crash keeps the work
+            cache.put(hashes, fresh)  # before the index: a crash keeps the work
             vectors = dict(zip(hashes, fresh, strict=True))
             self.store.update_vectors([i for i, _ in pending_ids],
                                       np.stack([vectors[h] for _, h in pending_ids]))
