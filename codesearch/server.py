@@ -1,19 +1,26 @@
 """Warm queries: a long-lived process keeps the model loaded and answers find and similar over a
-local Unix socket; ``cs find`` and ``cs similar`` use it when it is there and work in-process when
-it is not, with identical results.
+local Unix socket; ``cs find`` and ``cs similar`` use it when it is there (the client side,
+:mod:`codesearch.client`, imports nothing heavy) and work in-process when it is not, with
+identical results.
 
-Discovery: one socket per served (root, index) pair, named by a hash of both, in the user's runtime
-directory (:func:`runtime_dir`): ``<runtime>/<key>.sock``, mode 0600, in a 0700 directory. A client
-finds the index its ``--path`` would search in-process (its own, else the nearest indexed ancestor,
-limited to ``--path``) by looking for index directories, and computes the key from that root and
-index location, so it finds exactly the server for its index and nothing else. Next to each
-socket, ``<key>.lock`` is held (flock) by the live server for its whole life: a second server for
-the same root fails fast, and a socket file whose lock is free was left by a crashed server, so
-the next server removes it. Clients that meet such a stale file get "connection refused" and work
-in-process.
+Three kinds of server, all in the user's private runtime directory (0700, sockets 0600, nothing on
+a network port), each holding a ``.lock`` (flock) beside its socket for its whole life:
+
+- ``cs serve ROOT...`` and ``cs watch``: one socket per served (root, index) pair,
+  ``<key>.sock``; they answer for those roots only;
+- the automatic server (:func:`run_auto_server`, ``cs server run``), started in the background by
+  the first ``cs find`` / ``cs similar`` of an index directory that finds none:
+  ``auto-<key>.sock`` per (index directory, device). It answers for every root indexed in that
+  directory, loads each model once for all of them, and exits after ``CS_SERVER_IDLE`` seconds
+  without a request, on ``cs server stop``, or when a client of another build asks it anything.
+
+A second server for the same socket fails fast; a socket file whose lock is free was left by a
+crashed server, and the next server removes it. Clients that meet such a stale file get
+"connection refused" and work in-process (and start a fresh automatic server).
 
 Protocol (version :data:`PROTOCOL_VERSION`): newline-delimited JSON, one request and one response
-per line, any number per connection. Requests::
+per line, any number per connection. Requests (every one may carry ``"build"``, the client's
+:func:`codesearch.client.build_id`)::
 
     {"v": 1, "op": "find", "root": ABS, "scope": SUBDIR|null, "query": Q,
      "options": {...SearchOptions}, "model": M|null, "device": D|null}
@@ -21,17 +28,18 @@ per line, any number per connection. Requests::
      "cwd": ABS, "options": {...}, "model": M|null, "device": D|null}
     {"v": 1, "op": "status", "root": ABS}
     {"v": 1, "op": "ping"}
+    {"v": 1, "op": "shutdown"}
 
 Responses: ``{"v": 1, "ok": true, "hits": [Hit fields...]}`` (or ``"status"`` / ``"server"``);
-``{"v": 1, "ok": false, "error": {"type", "message", "hint", "exit_code"}}`` for an error the
-in-process path would raise the same way (the client re-raises it); ``{"v": 1, "ok": false,
-"decline": REASON}`` when this server cannot answer faithfully (another protocol version, another
-device, a root it does not serve, an internal failure): the client then works in-process.
+a new field (a coverage note, say) can be added beside ``hits``: the client hands the whole
+response to the CLI (:class:`codesearch.client.Answer`). ``{"v": 1, "ok": false, "error": {"type",
+"message", "hint", "exit_code"}}`` for an error the in-process path would raise the same way (the
+client re-raises it); ``{"v": 1, "ok": false, "decline": REASON}`` when this server cannot answer
+faithfully (another protocol version or build, another device, a root it does not serve, an
+internal failure): the client then works in-process.
 
 The server opens the index afresh for every request, so it sees every commit made by ``cs index``
 or ``cs watch`` in other processes (a rebuild with another model included).
-
-Nothing on the client path imports torch, transformers or lancedb.
 """
 
 from __future__ import annotations
