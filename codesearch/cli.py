@@ -787,7 +787,7 @@ def serve_cmd(
 
     Serves ROOTs over a private Unix socket until Ctrl-C or SIGTERM; those commands use it
     automatically."""
-    from codesearch.server import QueryEngine, QueryServer, limit_model_threads
+    from codesearch.server import QueryEngine, QueryServer
 
     engine = QueryEngine(roots or [Path(".")], index_dir=index_dir, index_uri=index_uri,
                          storage_options=_storage_options(storage_option), device=device,
@@ -797,7 +797,6 @@ def serve_cmd(
     try:
         for served, sock in zip(engine.roots.values(), server.socket_paths, strict=True):
             _notice(f"Serving {served.root} on {sock}")
-        limit_model_threads()
         server.warm()
         _notice(f"Ready (pid {engine.info()['pid']}). Ctrl-C or SIGTERM stops.")
     except BaseException:

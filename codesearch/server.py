@@ -134,9 +134,14 @@ class EmbedderPool:
     ask for it at the same time; calls into one model run one at a time on its own thread."""
 
     def __init__(self, notify: Notify | None = None,
-                 load: Callable[..., Embedder] | None = None) -> None:
+                 load: Callable[..., Embedder] | None = None, *,
+                 queries_only: bool = False) -> None:
+        """``queries_only``: this process embeds queries only (a query server, not ``cs watch``,
+        which indexes too): models run on :func:`limit_model_threads` threads, as ``cs find``
+        in-process does (:func:`query_loader`), so both compute the same vectors."""
         self._notify = notify
         self._load = load
+        self._queries_only = queries_only
         self._lock = threading.Lock()
         self._models: dict[tuple[str, int | None, str | None], _ModelThread] = {}
         self._loading: dict[tuple[str, int | None, str | None], threading.Lock] = {}
@@ -155,6 +160,8 @@ class EmbedderPool:
                     return self._models[key]
             if self._load is not None:
                 inner = self._load(model, dim=dim, device=device)
+            elif self._queries_only:
+                inner = query_loader(self._notify)(model, dim=dim, device=device)
             else:
                 from codesearch.embed import load_embedder
 
@@ -239,7 +246,7 @@ class QueryEngine:
         # For requests that name no model (like `cs find` without --model): None means each
         # index's own model.
         self.model = model_spec(model) if model else None
-        self.pool = pool or EmbedderPool(notify=notify)
+        self.pool = pool or EmbedderPool(notify=notify, queries_only=True)
         self.roots: dict[Path, ServedRoot] = {}
         for root in roots:
             root = root.expanduser()
@@ -452,9 +459,12 @@ class QueryServer:
         return [lst.path for lst in self._listeners]
 
     def idle_for(self) -> float:
-        """Seconds since the last request ended (0 while one is being answered)."""
+        """Seconds since the last request ended (0 while one is being answered, or while the
+        models load)."""
         with self._mutex:
-            return 0.0 if self._active else time.monotonic() - self._last_activity
+            if self._active or not self.ready.is_set():
+                return 0.0
+            return time.monotonic() - self._last_activity
 
     def info(self) -> dict[str, Any]:
         """What ``ping`` answers: the engine's facts plus this server's."""
@@ -489,6 +499,8 @@ class QueryServer:
     def warm(self) -> None:
         """Load the models now (see :meth:`QueryEngine.warm`), then mark the server ready."""
         self.engine.warm()
+        with self._mutex:  # idle time counts from here: loading a model is not idling
+            self._last_activity = time.monotonic()
         self.ready.set()
 
     def serve_forever(self, *, handle_signals: bool = True,
@@ -810,7 +822,7 @@ def search_via_server_or_local(
 
     searcher = Searcher.open(root, index_uri=index_uri, index_dir=index_dir,
                              storage_options=dict(storage_options or {}) or None, model=model,
-                             device=device, notify=notify)
+                             device=device, notify=notify, loader=query_loader(notify))
     if op == "find":
         return searcher.find(arg, options), searcher.root
     return searcher.similar(arg, options, cwd=cwd), searcher.root
@@ -846,7 +858,6 @@ def run_auto_server(index_set: Path, *, roots: Sequence[Path] = (), device: str 
         while (after_pid and _alive(after_pid) and not server.requests
                and time.monotonic() < deadline and not server._stop_requested.is_set()):
             time.sleep(0.1)
-        limit_model_threads()
         server.warm()
         if log:
             log(f"ready: {', '.join(engine.pool.loaded()) or 'no model loaded'}")
@@ -858,6 +869,22 @@ def run_auto_server(index_set: Path, *, roots: Sequence[Path] = (), device: str 
     if log:
         log("stopped")
     return 0
+
+
+def query_loader(notify: Notify | None = None) -> Callable[..., Embedder]:
+    """A model loader for a process that only embeds queries (``cs find``, ``cs similar``
+    in-process): the same thread count as a query server (:func:`limit_model_threads`), so both
+    paths compute the same query vectors (in bf16, one thread and two differ in the third
+    decimal) and print the same results."""
+
+    def load(model: str, *, dim: int | None = None, device: str | None = None,
+             **_: Any) -> Embedder:
+        from codesearch.embed import load_embedder
+
+        limit_model_threads()
+        return load_embedder(model, dim=dim, device=device, notify=notify)
+
+    return load
 
 
 def limit_model_threads() -> None:
