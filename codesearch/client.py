@@ -436,20 +436,23 @@ def start_auto_server(index_set: Path, *, device: str | None = None,
     """Start the automatic server for ``index_set`` as a detached process (its own session, no
     terminal, output to ``auto-<key>.log`` in the runtime directory) and return its pid, without
     waiting for it; None when one is already starting or running (unless ``replacing`` one that
-    is exiting). It waits for this process to
-    exit (or for a request) before loading models, so it never competes with the query this
-    process is answering in-process."""
+    is exiting). It waits for this process to exit (at most 30 s) before it imports anything,
+    so it never competes with the query this process is answering in-process."""
     import subprocess
 
     sock = auto_socket_path(index_set, device)
-    if not replacing and lock_is_held(sock):
-        return None  # starting (it binds its socket first thing), or running but busy
+    marker = sock.with_suffix(".starting")
+    if not replacing and (lock_is_held(sock) or _starting(marker)):
+        return None  # running (and busy), or started by another query that is still running
     private_dir(sock.parent)
     log_path = sock.with_suffix(".log")
     with contextlib.suppress(OSError):
         if log_path.stat().st_size > 1 << 20:
             log_path.unlink()
-    command = [sys.executable, "-m", "codesearch", "server", "run",
+    # A stub that imports nothing waits for this process to exit, then becomes the server: the
+    # server's own imports and model load never compete with the query answered here.
+    command = [sys.executable, "-c", _WAIT_THEN_EXEC, str(os.getpid()),
+               "-m", "codesearch", "server", "run",
                "--index-dir", str(index_set), "--after-pid", str(os.getpid())]
     if device:
         command += ["--device", device]
@@ -472,7 +475,34 @@ def start_auto_server(index_set: Path, *, device: str | None = None,
     finally:
         os.close(fd)
     _children.append(proc)
+    with contextlib.suppress(OSError):
+        marker.write_text(f"{proc.pid}\n", encoding="utf-8")
     return proc.pid
+
+
+_WAIT_THEN_EXEC = """import os, sys, time
+pid, deadline = int(sys.argv[1]), time.monotonic() + 30
+while time.monotonic() < deadline:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        break
+    except PermissionError:
+        pass
+    time.sleep(0.05)
+os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
+"""
+
+
+def _starting(marker: Path) -> bool:
+    """A server started by another query is waiting for that query to end (its pid is in
+    ``marker`` until it has bound its socket)."""
+    try:
+        pid = int(marker.read_text(encoding="utf-8").strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 # Started servers, kept so this process can reap them (a long-lived caller, such as a test run).

@@ -849,6 +849,8 @@ def run_auto_server(index_set: Path, *, roots: Sequence[Path] = (), device: str 
         if log:
             log(f"not starting: {err.message}")
         return 0
+    with contextlib.suppress(OSError):
+        sock.with_suffix(".starting").unlink()  # see client.start_auto_server
     if log:
         log(f"pid {os.getpid()} serving the indexes in {engine.index_set} on {sock} "
             f"(build {server.build}); exits after {idle_timeout or 0:.0f}s idle")
