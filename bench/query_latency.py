@@ -1,20 +1,25 @@
-"""Query latency, cold vs warm: what `cs serve` saves on every `cs find`.
+"""Query latency as a new user meets it: the first `cs find` in a fresh shell (no server running;
+it starts the automatic server in the background and answers itself), the second, the tenth, and
+lexical queries cold, against today's cold `cs find --no-server`.
 
 On a repository made of every sample repository under fixtures/ (15 languages), indexed once per
-model (the tiny test model, MiniLM, and ``qwen05b``: the real jina-code-0.5b architecture with
-random weights, what the default model costs), it times about 20 natural-language queries three
-ways:
+model (MiniLM, and ``qwen05b``: the real jina-code-0.5b architecture with random weights, what the
+default model costs; ``tiny``: the test model), with CS_HOME and XDG_RUNTIME_DIR in a temp dir:
 
-- cold: `cs find QUERY --json --no-server` as a fresh process (interpreter, imports, model load,
-  index open, query), what every query costs without a server;
-- warm: `cs find QUERY --json` as a fresh process while `cs serve` runs (interpreter, light
-  imports, one round trip); its stdout must equal the cold one, byte for byte;
-- round trip: the same request sent from an already running Python process to the server
-  (socket, JSON, index open, embedding, search): the floor for an editor plugin or agent.
+- cold: `cs find QUERY --json --no-server`, a fresh process each time (interpreter, imports,
+  model load, index open, query): every query without a server;
+- rounds: stop every server, then run ten `cs find` processes in a row: the first (no server:
+  in-process, and starts one), then - once the server has loaded its model, whose time after the
+  first query returned is recorded as ``ready_after_first`` - the second to the tenth, each
+  checked byte for byte against the cold output of the same query;
+- lexical cold: `cs find --mode lexical` in-process (no server, auto-start off), and lexical
+  through the running server;
+- round trip: the request sent from an already running Python process (the floor for an editor
+  plugin or agent).
 
-    python bench/query_latency.py                      # ~3-5 minutes on 2 CPU cores
-    python bench/query_latency.py --models tiny,minilm,qwen05b
-    python bench/query_latency.py --models tiny --queries 10
+    python bench/query_latency.py                      # ~5-10 minutes on 2 CPU cores
+    python bench/query_latency.py --models minilm,qwen05b --rounds 5
+    python bench/query_latency.py --models tiny --rounds 2 --cold 3
 
 Prints a table of p50/p95 per model and path, and writes bench/results/query_latency.json.
 """
@@ -26,7 +31,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -89,25 +93,33 @@ def build_repo(dest: Path) -> Path:
     return dest
 
 
-def wait_ready(root: Path, proc: subprocess.Popen[str], deadline: float = 300.0) -> None:
-    from codesearch.server import ping
+def auto_server_ready() -> dict[str, Any] | None:
+    from codesearch import client
 
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise RuntimeError(f"cs serve exited with {proc.returncode}")
-        info = ping(root)
-        if info and info.get("models"):
-            return
-        time.sleep(0.1)
-    raise RuntimeError("cs serve did not become ready")
+    for s in client.list_servers():
+        if s.auto and s.info and s.info.get("ready"):
+            return s.info
+    return None
+
+
+def wait_auto_ready(deadline: float = 600.0) -> float:
+    start = time.perf_counter()
+    while time.perf_counter() - start < deadline:
+        if auto_server_ready():
+            return time.perf_counter() - start
+        time.sleep(0.05)
+    raise RuntimeError("the automatic server did not become ready")
+
+
+def stop_all_servers(env: dict[str, str]) -> None:
+    run_cs(["server", "stop", "--all"], env)
 
 
 def bench_model(name: str, model: str, work: Path, env: dict[str, str],
-                queries: list[str]) -> dict[str, Any]:
+                queries: list[str], rounds: int, n_cold: int) -> dict[str, Any]:
+    from codesearch import client
     from codesearch.search import SearchOptions
-    from codesearch.server import options_to_dict, request, socket_path
-    from codesearch.store import resolve_index_uri
+    from codesearch.server import options_to_dict
 
     root = build_repo(work / f"repo-{name}")
     seconds, proc = run_cs(["index", str(root), "--model", model, "--json"], env)
@@ -117,112 +129,148 @@ def bench_model(name: str, model: str, work: Path, env: dict[str, str],
     print(f"{name}: indexed {stats['files_scanned']} files, {stats['chunks_total']} chunks "
           f"in {seconds:.1f}s", file=sys.stderr)
 
-    find = ["find", "--path", str(root), "--json"]
-    run_cs([*find[:1], queries[0], *find[1:], "--no-server"], env)  # page cache, not timed
-    cold, cold_out = [], {}
-    for q in queries:
-        t, p = run_cs([find[0], q, *find[1:], "--no-server"], env)
-        cold.append(t)
-        cold_out[q] = p.stdout
+    def find(q: str, *extra: str, environ: dict[str, str] = env
+             ) -> tuple[float, subprocess.CompletedProcess[str]]:
+        return run_cs(["find", q, "--path", str(root), "--json", *extra], environ)
 
-    log = work / f"serve-{name}.log"
-    server = subprocess.Popen([sys.executable, "-m", "codesearch", "serve", str(root)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
-                              text=True)
-    try:
-        t0 = time.perf_counter()
-        try:
-            wait_ready(root, server)
-        except RuntimeError as err:
-            raise RuntimeError(f"{err}: {log.read_text()[-2000:]}") from None
-        startup = time.perf_counter() - t0
-        warm, differ = [], []
-        run_cs([find[0], queries[0], *find[1:]], env)  # not timed
-        for q in queries:
-            t, p = run_cs([find[0], q, *find[1:]], env)
-            warm.append(t)
-            if p.stdout != cold_out[q] or p.returncode != 0:
+    no_auto = dict(env, CS_SERVER_AUTOSTART="0")
+    find(queries[0], "--no-server")  # page cache, not timed
+    cold, expected = [], {}
+    for q in queries[:max(n_cold, 10)]:  # also what every round must print
+        t, p = find(q, "--no-server")
+        if len(cold) < n_cold:
+            cold.append(t)
+        expected[q] = p.stdout
+    lexical_cold = [find(q, "--mode", "lexical", environ=no_auto)[0] for q in queries[:n_cold]]
+
+    first, second, tenth, later, ready_after = [], [], [], [], []
+    differ: list[str] = []
+    for r in range(rounds):
+        stop_all_servers(env)
+        assert auto_server_ready() is None
+        order = queries[r % len(queries):] + queries[:r % len(queries)]
+        order = [q for q in order if q in expected][:10]
+        for i, q in enumerate(order):
+            t, p = find(q)
+            if p.returncode != 0 or p.stdout != expected[q]:
                 differ.append(q)
-        sock = socket_path(root, resolve_index_uri(root))
-        round_trip = []
-        for q in queries:
-            payload = {"op": "find", "root": str(root.resolve()), "query": q,
-                       "options": options_to_dict(SearchOptions()), "model": None,
-                       "device": None}
-            start = time.perf_counter()
-            answer = request(sock, payload)
-            round_trip.append(time.perf_counter() - start)
-            assert answer.get("ok"), answer
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
+            if i == 0:
+                first.append(t)
+                ready_after.append(wait_auto_ready())
+            elif i == 1:
+                second.append(t)
+            else:
+                later.append(t)
+                if i == 9:
+                    tenth.append(t)
+        info = auto_server_ready() or {}
+        if info.get("requests") != len(order) - 1:
+            raise RuntimeError(f"round {r}: the server answered {info.get('requests')} of "
+                               f"{len(order) - 1} queries")
+        print(f"{name}: round {r + 1}/{rounds}: first {first[-1]:.2f}s, ready "
+              f"{ready_after[-1]:.1f}s later, second {second[-1]:.2f}s", file=sys.stderr)
+
+    lexical_warm = [find(q, "--mode", "lexical")[0] for q in queries[:10]]
+    (sock,) = [s.socket for s in client.list_servers() if s.auto]
+    round_trip = []
+    for q in queries:
+        payload = {"op": "find", "root": str(root.resolve()), "query": q,
+                   "options": options_to_dict(SearchOptions()), "model": None, "device": None}
+        start = time.perf_counter()
+        answer = client.request(sock, payload)
+        round_trip.append(time.perf_counter() - start)
+        assert answer.get("ok"), answer
+    stop_all_servers(env)
 
     return {
         "model": name, "model_spec": model, "files": stats["files_scanned"],
-        "chunks": stats["chunks_total"], "server_startup_s": round(startup, 2),
-        "cold_process": summary(cold), "warm_process": summary(warm),
-        "round_trip": summary(round_trip), "identical_output": not differ,
-        "differing_queries": differ,
+        "chunks": stats["chunks_total"],
+        "cold_no_server": summary(cold),
+        "first_query_fresh_shell": summary(first),
+        "ready_after_first": summary(ready_after),
+        "second_query": summary(second),
+        "tenth_query": summary(tenth),
+        "second_to_tenth": summary(later + second),
+        "lexical_cold_in_process": summary(lexical_cold),
+        "lexical_via_server": summary(lexical_warm),
+        "round_trip": summary(round_trip),
+        "identical_output": not differ, "differing_queries": differ,
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", default="tiny,minilm",
+    parser.add_argument("--models", default="minilm,qwen05b",
                         help="comma-separated: tiny, minilm, qwen05b, or any --model value")
     parser.add_argument("--queries", type=int, default=len(QUERIES))
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="fresh-shell rounds of ten queries per model")
+    parser.add_argument("--cold", type=int, default=5, help="cold --no-server runs per model")
     parser.add_argument("--out", type=Path,
                         default=REPO / "bench" / "results" / "query_latency.json")
     args = parser.parse_args()
-    queries = QUERIES[: args.queries]
+    queries = QUERIES[: max(10, args.queries)]
 
     with tempfile.TemporaryDirectory(prefix="cs-bench-latency-") as tmp:
         work = Path(tmp)
+        (work / "xdg").mkdir(mode=0o700)
         env = dict(os.environ)
-        env.update(CS_HOME=str(work / "home"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-                   TOKENIZERS_PARALLELISM="false", NO_COLOR="1",
+        env.update(CS_HOME=str(work / "home"), XDG_RUNTIME_DIR=str(work / "xdg"),
+                   HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+                   TOKENIZERS_PARALLELISM="false", NO_COLOR="1", CS_SERVER_IDLE="900",
                    PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
-        for var in ("CS_INDEX_DIR", "CS_CACHE_DIR", "CS_MODEL", "CS_INDEX_URI"):
+        for var in ("CS_INDEX_DIR", "CS_CACHE_DIR", "CS_MODEL", "CS_INDEX_URI", "CS_NO_SERVER",
+                    "CS_SERVER_AUTOSTART", "CS_DEVICE"):
             env.pop(var, None)
-        os.environ.update({k: env[k] for k in ("CS_HOME", "HF_HUB_OFFLINE")})
+        os.environ.update({k: env[k] for k in ("CS_HOME", "XDG_RUNTIME_DIR", "HF_HUB_OFFLINE")})
         results = []
-        for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-            model = name
-            if name == "tiny":
-                from tests.support.tiny_model import build_tiny_model
+        try:
+            for name in [m.strip() for m in args.models.split(",") if m.strip()]:
+                model = name
+                if name == "tiny":
+                    from tests.support.tiny_model import build_tiny_model
 
-                model = str(build_tiny_model(work / "tiny-model"))
-            elif name == "qwen05b":
-                from bench._models import build_05b
+                    model = str(build_tiny_model(work / "tiny-model"))
+                elif name == "qwen05b":
+                    from bench._models import build_05b
 
-                corpus = [f.read_text(encoding="utf-8", errors="replace")
-                          for f in sorted((REPO / "fixtures").rglob("*")) if f.is_file()]
-                model = str(build_05b(work / "qwen05b", corpus, vocab=8000))
-            results.append(bench_model(name, model, work, env, queries))
+                    corpus = [f.read_text(encoding="utf-8", errors="replace")
+                              for f in sorted((REPO / "fixtures").rglob("*")) if f.is_file()]
+                    model = str(build_05b(work / "qwen05b", corpus, vocab=8000))
+                results.append(bench_model(name, model, work, env, queries, args.rounds,
+                                           args.cold))
+        finally:
+            stop_all_servers(env)
 
     import torch
 
     report = {
         "benchmark": "query_latency",
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": os.cpu_count(), "torch": torch.__version__, "device": "cpu"},
-        "queries": len(queries),
+                    "cpus": os.cpu_count(), "torch": torch.__version__, "device": "cpu",
+                    "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "queries": len(queries), "rounds": args.rounds,
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
-    print(f"\nquery latency over {len(queries)} queries ({os.cpu_count()} CPUs), ms")
-    print(f"{'model':<8} {'path':<34} {'p50':>8} {'p95':>8}")
+    print(f"\nquery latency ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}), ms")
+    print(f"{'model':<8} {'what':<44} {'n':>3} {'p50':>8} {'p95':>8}")
     for r in results:
-        for key, label in (("cold_process", "cold: cs find --no-server"),
-                           ("warm_process", "warm: cs find via cs serve"),
-                           ("round_trip", "round trip (in-process client)")):
+        for key, label in (("cold_no_server", "cold: cs find --no-server (today)"),
+                           ("first_query_fresh_shell", "1st cs find, fresh shell, no server"),
+                           ("ready_after_first", "server ready after the 1st returned"),
+                           ("second_query", "2nd cs find (server ready)"),
+                           ("tenth_query", "10th cs find"),
+                           ("second_to_tenth", "2nd-10th cs find"),
+                           ("lexical_cold_in_process", "lexical, cold, no server"),
+                           ("lexical_via_server", "lexical via the server"),
+                           ("round_trip", "round trip from a running client")):
             s = r[key]
-            print(f"{r['model']:<8} {label:<34} {s['p50_ms']:>8.1f} {s['p95_ms']:>8.1f}")
-        speedup = r["cold_process"]["p50_ms"] / r["warm_process"]["p50_ms"]
-        print(f"{'':<8} warm is {speedup:.1f}x faster at p50; identical output: "
-              f"{r['identical_output']}; server ready in {r['server_startup_s']}s")
+            print(f"{r['model']:<8} {label:<44} {s['n']:>3} {s['p50_ms']:>8.1f} "
+                  f"{s['p95_ms']:>8.1f}")
+        print(f"{'':<8} identical output: {r['identical_output']}")
     print(f"wrote {args.out}")
 
 

@@ -580,8 +580,27 @@ _Task = Annotated[str | None, typer.Option("--task", help="nl2code or code2code 
 _Json = Annotated[bool, typer.Option("--json", help="A JSON array of results.")]
 _Grep = Annotated[bool, typer.Option("--grep", help="path:line:symbol lines, for editors.")]
 _Root = Annotated[Path, typer.Option("--path", "-p", help="The indexed root.")]
-_NoServer = Annotated[bool, typer.Option("--no-server", help="Work in-process even when `cs "
-                                         "serve` or `cs watch` could answer.")]
+_NoServer = Annotated[bool, typer.Option("--no-server", help="Work in-process: use no query "
+                                         "server and start none [env CS_NO_SERVER=1].")]
+
+
+def _warm_answer(op: str, path: Path, arg: str, k: int, lang: list[str] | None,
+                 glob: list[str] | None, min_score: float | None, mode: str | None,
+                 task: str | None, model: str | None, device: str | None,
+                 index_dir: Path | None, index_uri: str | None,
+                 storage_option: list[str] | None) -> Any:
+    """The answer of a query server (codesearch.client: imports nothing heavy), starting the
+    automatic one for next time when none runs; None to work in-process."""
+    from codesearch import client
+    from codesearch.errors import UsageError
+
+    try:
+        storage = _storage_options(storage_option)
+    except UsageError:
+        return None  # the in-process path reports it, in its order
+    options = client.options_dict(k, _split_list(lang), tuple(glob or ()), min_score, mode, task)
+    return client.query(op, path, arg, options, model=model, device=device, index_dir=index_dir,
+                        index_uri=index_uri, storage_options=storage, notify=_notice)
 
 
 @app.command("find")
@@ -605,8 +624,16 @@ def find_cmd(
 ) -> None:
     """Search the index of --path (default: the current directory) for QUERY.
 
-    Exit 0 with results, 1 with none, 2 on error. A running `cs serve` or `cs watch` answers it
-    warm."""
+    Exit 0 with results, 1 with none, 2 on error. A query server answers it warm: `cs serve`,
+    `cs watch`, or the one the first query starts in the background (see `cs server`)."""
+    from codesearch import client
+
+    if query.strip() and client.servers_enabled(no_server):
+        answer = _warm_answer("find", path, query, k, lang, glob, min_score, mode, task, model,
+                              device, index_dir, index_uri, storage_option)
+        if answer is not None:
+            _emit_hits(answer.hits, answer.root, as_json, grep)
+            return
     from codesearch.server import search_via_server_or_local
 
     opts = _search_options(k, lang, glob, min_score, mode, task)
@@ -618,7 +645,7 @@ def find_cmd(
     hits, root = search_via_server_or_local(
         "find", path, query, opts, model=model, device=device, index_dir=index_dir,
         index_uri=index_uri, storage_options=_storage_options(storage_option),
-        use_server=not no_server, notify=_notice)
+        use_server=False, notify=_notice)
     _print_coverage(root, index_dir, index_uri, storage_option)
     _emit_hits(hits, root, as_json, grep)
 
@@ -644,6 +671,17 @@ def similar_cmd(
     no_server: _NoServer = False,
 ) -> None:
     """Find code like the chunk enclosing FILE:LINE (itself excluded)."""
+    from codesearch import client
+
+    if client.servers_enabled(no_server):
+        where = path
+        if path == Path(".") and index_uri is None:
+            where = client.root_for_location(location, Path.cwd(), index_dir=index_dir)
+        answer = _warm_answer("similar", where, location, k, lang, glob, min_score, mode, task,
+                              model, device, index_dir, index_uri, storage_option)
+        if answer is not None:
+            _emit_hits(answer.hits, answer.root, as_json, grep)
+            return
     from codesearch.search import root_for_location
     from codesearch.server import search_via_server_or_local
 
@@ -655,7 +693,7 @@ def similar_cmd(
     hits, root = search_via_server_or_local(
         "similar", path, location, opts, model=model, device=device, index_dir=index_dir,
         index_uri=index_uri, storage_options=_storage_options(storage_option),
-        use_server=not no_server, notify=_notice)
+        use_server=False, notify=_notice)
     _print_coverage(root, index_dir, index_uri, storage_option)
     _emit_hits(hits, root, as_json, grep)
 
@@ -879,7 +917,8 @@ def serve_cmd(
     engine = QueryEngine(roots or [Path(".")], index_dir=index_dir, index_uri=index_uri,
                          storage_options=_storage_options(storage_option), device=device,
                          model=model, notify=_notice)
-    server = QueryServer(engine, log=_notice if verbose else None).start()
+    server = QueryServer(engine, log=_notice if verbose else None, kind="serve",
+                         stoppable=True).start()
     try:
         for served, sock in zip(engine.roots.values(), server.socket_paths, strict=True):
             _notice(f"Serving {served.root} on {sock}")
@@ -890,6 +929,114 @@ def serve_cmd(
         raise
     server.serve_forever()
     _notice("Stopped.")
+
+
+server_app = typer.Typer(cls=_Group, no_args_is_help=True, help="Show and stop the query servers "
+                         "that answer cs find and cs similar warm.")
+app.add_typer(server_app, name="server")
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+@server_app.command("status")
+def server_status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="A JSON array of servers.")] = False,
+) -> None:
+    """List this user's query servers: pid, kind, idle time, roots, models, build.
+
+    Automatic servers are started by the first `cs find` or `cs similar` of an index directory
+    and exit after CS_SERVER_IDLE seconds without a request (default 900). Stale sockets left by
+    a crashed server are removed."""
+    import json
+    import time as _time
+
+    from codesearch import client
+
+    servers = client.list_servers()
+    if as_json:
+        typer.echo(json.dumps([{"socket": str(s.socket), "auto": s.auto, **(s.info or {})}
+                               for s in servers], indent=2))
+        return
+    if not servers:
+        _notice(f"No query server is running (runtime directory {client.runtime_dir()}).")
+        return
+    now = _time.time()
+    for s in servers:
+        info = s.info
+        if info is None:
+            typer.echo(f"{s.socket}: not answering (busy, or starting)")
+            continue
+        current = "" if info.get("build") == client.build_id() else " (another build: unused)"
+        typer.echo(f"pid {info.get('pid')}  {info.get('kind', '?')}  "
+                   f"up {_age(now - float(info.get('started_at') or now))}  "
+                   f"idle {_age(float(info.get('idle_s') or 0))}  "
+                   f"{info.get('requests', 0)} requests  cs {info.get('build')}{current}")
+        if info.get("index_set"):
+            typer.echo(f"  indexes in {info['index_set']}")
+        for root in info.get("roots") or []:
+            typer.echo(f"  root {root}")
+        models = info.get("models") or []
+        typer.echo(f"  device {info.get('device') or 'auto'}; models: "
+                   + (", ".join(models) or "none loaded yet"))
+        typer.echo(f"  socket {s.socket}")
+
+
+@server_app.command("stop")
+def server_stop_cmd(
+    stop_all: Annotated[bool, typer.Option("--all", help="Every server of this user, also `cs "
+                                           "serve` ones (a `cs watch` is stopped where it "
+                                           "runs).")] = False,
+    index_dir: _IndexDir = None,
+) -> None:
+    """Stop the automatic query server of the index directory (--index-dir, CS_INDEX_DIR or the
+    default), or with --all every server; the next query starts a fresh one when needed."""
+    from codesearch import client, config
+
+    index_set = Path(index_dir).expanduser() if index_dir else config.index_root_dir()
+    stopped = 0
+    for s in client.list_servers():
+        info = s.info or {}
+        ours = s.auto and info.get("index_set") == str(index_set.resolve())
+        if not (stop_all or ours):
+            continue
+        outcome = client.stop_server(s.socket)
+        if outcome == "stopped":
+            stopped += 1
+            _notice(f"Stopped pid {info.get('pid')} ({info.get('kind', 'server')}).")
+        elif outcome != "gone":
+            _notice(f"pid {info.get('pid')}: {outcome}")
+    if not stopped:
+        _notice("No server stopped.")
+
+
+@server_app.command("run", hidden=True)
+def server_run_cmd(
+    index_dir: Annotated[Path, typer.Option("--index-dir", help="The index directory served.")],
+    roots: Annotated[list[Path] | None, typer.Option("--root", help="Roots whose model loads "
+                                                     "at start.")] = None,
+    device: _Device = None,
+    after_pid: Annotated[int | None, typer.Option("--after-pid", help="Load models once this "
+                                                  "process has exited.")] = None,
+) -> None:
+    """The automatic query server (started by cs find / cs similar; see `cs server status`)."""
+    import time as _time
+
+    from codesearch import client
+    from codesearch.server import run_auto_server
+
+    def log(message: str) -> None:
+        print(f"{_time.strftime('%Y-%m-%d %H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+    code = run_auto_server(index_dir, roots=roots or [], device=device, after_pid=after_pid,
+                           idle_timeout=client.idle_seconds(), log=log)
+    raise typer.Exit(code)
 
 
 @app.command("mcp")

@@ -7,6 +7,13 @@ Environment variables (all optional):
 - ``CS_CACHE_DIR``: the user cache directory for cs (default: XDG cache, ``~/.cache/codesearch``).
 - ``CS_MODEL``: the default model preset, hub id or local directory.
 - ``CS_DEVICE``: ``cpu``, ``cuda`` or ``cuda:N``.
+- ``CS_INDEX_URI``: the index itself (a path or ``s3://bucket/prefix``), for one root.
+
+The warm server's switches (``CS_NO_SERVER``, ``CS_SERVER_AUTOSTART``, ``CS_SERVER_IDLE``) are read
+by :mod:`codesearch.client`.
+
+Nothing here imports more than the standard library and platformdirs: the warm-query client
+(:mod:`codesearch.client`) finds indexes with these functions alone.
 """
 
 from __future__ import annotations
@@ -47,6 +54,33 @@ def index_dir_for(root: Path) -> Path:
     digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", resolved.name or "root")
     return index_root_dir() / f"{name}-{digest}-v{INDEX_FORMAT_VERSION}"
+
+
+def is_remote(uri: str) -> bool:
+    """True for object-store URIs (``s3://``, ``gs://``, ``az://``, ...), False for local paths."""
+    return "://" in uri and not uri.startswith("file://")
+
+
+def resolve_index_uri(root: Path, *, index_dir: str | Path | None = None,
+                      index_uri: str | None = None) -> str:
+    """Where the index of ``root`` lives: ``index_uri`` (or CS_INDEX_URI) names the database itself;
+    otherwise a per-root directory under ``index_dir`` (or CS_INDEX_DIR, or the user cache)."""
+    uri = index_uri or os.environ.get("CS_INDEX_URI")
+    if uri:
+        return uri if is_remote(uri) else str(Path(uri.removeprefix("file://")).expanduser())
+    default = index_dir_for(root)
+    if index_dir is not None:
+        return str(Path(index_dir).expanduser() / default.name)
+    return str(default)
+
+
+def model_spec(model: str) -> str:
+    """What to record for ``--model``: an existing local directory becomes absolute, so find works
+    from any working directory; presets and hub ids stay as typed."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    return model
 
 
 def embedding_cache_dir() -> Path:

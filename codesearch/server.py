@@ -1,19 +1,26 @@
 """Warm queries: a long-lived process keeps the model loaded and answers find and similar over a
-local Unix socket; ``cs find`` and ``cs similar`` use it when it is there and work in-process when
-it is not, with identical results.
+local Unix socket; ``cs find`` and ``cs similar`` use it when it is there (the client side,
+:mod:`codesearch.client`, imports nothing heavy) and work in-process when it is not, with
+identical results.
 
-Discovery: one socket per served (root, index) pair, named by a hash of both, in the user's runtime
-directory (:func:`runtime_dir`): ``<runtime>/<key>.sock``, mode 0600, in a 0700 directory. A client
-finds the index its ``--path`` would search in-process (its own, else the nearest indexed ancestor,
-limited to ``--path``) by looking for index directories, and computes the key from that root and
-index location, so it finds exactly the server for its index and nothing else. Next to each
-socket, ``<key>.lock`` is held (flock) by the live server for its whole life: a second server for
-the same root fails fast, and a socket file whose lock is free was left by a crashed server, so
-the next server removes it. Clients that meet such a stale file get "connection refused" and work
-in-process.
+Three kinds of server, all in the user's private runtime directory (0700, sockets 0600, nothing on
+a network port), each holding a ``.lock`` (flock) beside its socket for its whole life:
+
+- ``cs serve ROOT...`` and ``cs watch``: one socket per served (root, index) pair,
+  ``<key>.sock``; they answer for those roots only;
+- the automatic server (:func:`run_auto_server`, ``cs server run``), started in the background by
+  the first ``cs find`` / ``cs similar`` of an index directory that finds none:
+  ``auto-<key>.sock`` per (index directory, device). It answers for every root indexed in that
+  directory, loads each model once for all of them, and exits after ``CS_SERVER_IDLE`` seconds
+  without a request, on ``cs server stop``, or when a client of another build asks it anything.
+
+A second server for the same socket fails fast; a socket file whose lock is free was left by a
+crashed server, and the next server removes it. Clients that meet such a stale file get
+"connection refused" and work in-process (and start a fresh automatic server).
 
 Protocol (version :data:`PROTOCOL_VERSION`): newline-delimited JSON, one request and one response
-per line, any number per connection. Requests::
+per line, any number per connection. Requests (every one may carry ``"build"``, the client's
+:func:`codesearch.client.build_id`)::
 
     {"v": 1, "op": "find", "root": ABS, "scope": SUBDIR|null, "query": Q,
      "options": {...SearchOptions}, "model": M|null, "device": D|null}
@@ -21,17 +28,18 @@ per line, any number per connection. Requests::
      "cwd": ABS, "options": {...}, "model": M|null, "device": D|null}
     {"v": 1, "op": "status", "root": ABS}
     {"v": 1, "op": "ping"}
+    {"v": 1, "op": "shutdown"}
 
 Responses: ``{"v": 1, "ok": true, "hits": [Hit fields...]}`` (or ``"status"`` / ``"server"``);
-``{"v": 1, "ok": false, "error": {"type", "message", "hint", "exit_code"}}`` for an error the
-in-process path would raise the same way (the client re-raises it); ``{"v": 1, "ok": false,
-"decline": REASON}`` when this server cannot answer faithfully (another protocol version, another
-device, a root it does not serve, an internal failure): the client then works in-process.
+a new field (a coverage note, say) can be added beside ``hits``: the client hands the whole
+response to the CLI (:class:`codesearch.client.Answer`). ``{"v": 1, "ok": false, "error": {"type",
+"message", "hint", "exit_code"}}`` for an error the in-process path would raise the same way (the
+client re-raises it); ``{"v": 1, "ok": false, "decline": REASON}`` when this server cannot answer
+faithfully (another protocol version or build, another device, a root it does not serve, an
+internal failure): the client then works in-process.
 
 The server opens the index afresh for every request, so it sees every commit made by ``cs index``
 or ``cs watch`` in other processes (a rebuild with another model included).
-
-Nothing on the client path imports torch, transformers or lancedb.
 """
 
 from __future__ import annotations
@@ -39,13 +47,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import hashlib
 import json
 import os
 import selectors
 import signal
 import socket
-import stat
 import struct
 import threading
 import time
@@ -55,6 +61,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from codesearch import config
+from codesearch.client import (
+    MAX_SOCKET_PATH,
+    PROTOCOL_VERSION,
+    auto_socket_path,
+    build_id,
+    is_index,
+    request,
+    runtime_dir,
+    socket_path,
+)
+from codesearch.client import private_dir as _private_dir
 from codesearch.errors import CodeSearchError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -63,15 +80,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from codesearch.embed import Embedder
     from codesearch.search import Hit, Searcher, SearchOptions
 
-PROTOCOL_VERSION = 1
 # A request is a query or a FILE:LINE plus options; anything this large is not one.
 MAX_REQUEST_BYTES = 1 << 20
-CONNECT_TIMEOUT = 2.0
-# How long a client waits for an answer before working in-process (a server may be loading a
-# model another client asked for).
-RESPONSE_TIMEOUT = 600.0
-# AF_UNIX paths are limited to 108 bytes on Linux (104 on macOS), NUL included.
-MAX_SOCKET_PATH = 100
+# How long a starting automatic server waits for the lock of one that is exiting.
+LOCK_WAIT = 10.0
 
 Notify = Callable[[str], None]
 
@@ -80,54 +92,23 @@ class ServerBusyError(CodeSearchError):
     """Another server already serves this root."""
 
 
-# --- where sockets live ------------------------------------------------------------------------
-
-
-def runtime_dir() -> Path:
-    """The private directory holding the sockets: ``CS_HOME/run`` when CS_HOME is set (tests),
-    else ``$XDG_RUNTIME_DIR/codesearch``, else ``<cache>/run``."""
-    if os.environ.get("CS_HOME"):
-        return config.cache_dir() / "run"
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and Path(xdg).is_dir():
-        return Path(xdg) / "codesearch"
-    return config.cache_dir() / "run"
-
-
-def server_key(root: Path, index_uri: str) -> str:
-    """The name shared by a server and its clients: a hash of the resolved root and its index."""
-    ident = f"{root.expanduser().resolve()}\n{index_uri}"
-    return hashlib.sha256(ident.encode()).hexdigest()[:20]
-
-
-def socket_path(root: Path, index_uri: str) -> Path:
-    """Where the server for ``root`` (with its index at ``index_uri``) listens."""
-    return runtime_dir() / f"{server_key(root, index_uri)}.sock"
-
-
-def _private_dir(path: Path) -> Path:
-    """Create ``path`` (0700) or check an existing one is ours, and tighten it to 0700."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.stat()
-    if st.st_uid != os.getuid():
-        raise CodeSearchError(f"{path} belongs to another user",
-                              hint="set XDG_RUNTIME_DIR or CS_HOME to a directory of yours")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
-    return path
-
-
 # --- models shared by threads -------------------------------------------------------------------
 
 
-class _LockedEmbedder:
-    """An embedder whose calls are serialised: fast tokenizers fail ("Already borrowed") when one
-    instance is used by two threads at once, and one forward pass at a time is what a CPU does
-    best anyway."""
+class _ModelThread:
+    """An embedder whose calls all run, one at a time, on one long-lived thread of its own.
 
-    def __init__(self, inner: Embedder, lock: threading.Lock) -> None:
+    One at a time: fast tokenizers fail ("Already borrowed") when one instance is used by two
+    threads at once, and one forward pass at a time is what a CPU does best anyway. One thread:
+    torch's first operations on a new thread are slow (its intra-op thread pool starts again:
+    ~800 ms for a MiniLM query on a loaded 2-core machine, against 20-30 ms on a thread that has
+    run one before), and the server answers each connection on a new thread."""
+
+    def __init__(self, inner: Embedder) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
         self._inner = inner
-        self._lock = lock
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cs-model")
         self.model_id = inner.model_id
         self.revision = inner.revision
         self.dim = inner.dim
@@ -135,13 +116,12 @@ class _LockedEmbedder:
         self.max_length = inner.max_length
 
     def embed_queries(self, texts: Sequence[str], task: str = "nl2code") -> np.ndarray:
-        with self._lock:
-            return self._inner.embed_queries(texts, task=task)
+        return self._thread.submit(self._inner.embed_queries, texts, task=task).result()
 
     def embed_documents(self, texts: Sequence[str], task: str = "nl2code",
                         progress: Callable[[int], None] | None = None) -> np.ndarray:
-        with self._lock:
-            return self._inner.embed_documents(texts, task=task, progress=progress)
+        return self._thread.submit(self._inner.embed_documents, texts, task=task,
+                                   progress=progress).result()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
@@ -151,14 +131,19 @@ class EmbedderPool:
     """Loaded models, shared by every request (and by a watcher's indexer): ``pool.load`` has the
     signature of the ``loader`` that :class:`codesearch.search.Searcher` and
     :class:`codesearch.indexer.Indexer` accept. Each model loads once, even when several threads
-    ask for it at the same time; calls into one model are serialised."""
+    ask for it at the same time; calls into one model run one at a time on its own thread."""
 
     def __init__(self, notify: Notify | None = None,
-                 load: Callable[..., Embedder] | None = None) -> None:
+                 load: Callable[..., Embedder] | None = None, *,
+                 queries_only: bool = False) -> None:
+        """``queries_only``: this process embeds queries only (a query server, not ``cs watch``,
+        which indexes too): models run on :func:`limit_model_threads` threads, as ``cs find``
+        in-process does (:func:`query_loader`), so both compute the same vectors."""
         self._notify = notify
         self._load = load
+        self._queries_only = queries_only
         self._lock = threading.Lock()
-        self._models: dict[tuple[str, int | None, str | None], _LockedEmbedder] = {}
+        self._models: dict[tuple[str, int | None, str | None], _ModelThread] = {}
         self._loading: dict[tuple[str, int | None, str | None], threading.Lock] = {}
 
     def load(self, model: str, *, dim: int | None = None, device: str | None = None,
@@ -175,14 +160,18 @@ class EmbedderPool:
                     return self._models[key]
             if self._load is not None:
                 inner = self._load(model, dim=dim, device=device)
+            elif self._queries_only:
+                inner = query_loader(self._notify)(model, dim=dim, device=device)
             else:
                 from codesearch.embed import load_embedder
 
                 inner = load_embedder(model, dim=dim, device=device, notify=self._notify)
-            locked = _LockedEmbedder(inner, threading.Lock())
+            wrapped = _ModelThread(inner)
+            # The model thread's first forward pass is the slow one: pay it now, not in a query.
+            wrapped.embed_queries(["warm up"])
             with self._lock:
-                self._models[key] = locked
-            return locked
+                self._models[key] = wrapped
+            return wrapped
 
     def loaded(self) -> list[str]:
         """``model (dim)`` for every loaded model."""
@@ -242,11 +231,12 @@ class QueryEngine:
     def __init__(self, roots: Sequence[Path], *, index_dir: str | Path | None = None,
                  index_uri: str | None = None, storage_options: Mapping[str, str] | None = None,
                  device: str | None = None, model: str | None = None,
-                 pool: EmbedderPool | None = None, notify: Notify | None = None) -> None:
+                 pool: EmbedderPool | None = None, notify: Notify | None = None,
+                 index_set: Path | None = None) -> None:
         from codesearch.indexer import model_spec
         from codesearch.store import resolve_index_uri
 
-        if not roots:
+        if not roots and index_set is None:
             raise UsageError("no root to serve")
         if index_uri and len(roots) > 1:
             raise UsageError("--index-uri names one index, but several roots were given",
@@ -256,7 +246,7 @@ class QueryEngine:
         # For requests that name no model (like `cs find` without --model): None means each
         # index's own model.
         self.model = model_spec(model) if model else None
-        self.pool = pool or EmbedderPool(notify=notify)
+        self.pool = pool or EmbedderPool(notify=notify, queries_only=True)
         self.roots: dict[Path, ServedRoot] = {}
         for root in roots:
             root = root.expanduser()
@@ -266,10 +256,25 @@ class QueryEngine:
             resolved = root.resolve()
             uri = resolve_index_uri(resolved, index_dir=index_dir, index_uri=index_uri)
             self.roots[resolved] = ServedRoot(resolved, uri, dict(storage_options or {}))
+        # An automatic server's index directory: it also serves every other root indexed there
+        # (found by the directory layout, as the client finds them), added on first request.
+        self.index_set = index_set.expanduser().resolve() if index_set is not None else None
+        self._roots_lock = threading.Lock()
 
     def served(self, root: Path) -> ServedRoot | None:
-        """The served root equal to ``root`` (resolved), if any."""
-        return self.roots.get(root.expanduser().resolve())
+        """The served root equal to ``root`` (resolved), if any; for an automatic server, also
+        any root with an index in its index directory."""
+        from codesearch.store import resolve_index_uri
+
+        resolved = root.expanduser().resolve()
+        found = self.roots.get(resolved)
+        if found is not None or self.index_set is None:
+            return found
+        uri = resolve_index_uri(resolved, index_dir=self.index_set)
+        if not (resolved.is_dir() and Path(uri).parent == self.index_set and is_index(uri)):
+            return None
+        with self._roots_lock:
+            return self.roots.setdefault(resolved, ServedRoot(resolved, uri, {}))
 
     def _served(self, root: Path) -> ServedRoot:
         served = self.served(root)
@@ -371,6 +376,7 @@ class QueryEngine:
             options = options_from_dict(req.get("options") or {})
         except TypeError as err:
             raise _Decline(f"bad options: {err}") from None
+        options.validate()  # the client sends what the user typed; same error as in-process
         model, scope = req.get("model"), req.get("scope")
         if op == "find":
             hits = self.find(root, str(req["query"]), options, model=model, scope=scope)
@@ -384,9 +390,12 @@ class QueryEngine:
 
     def info(self) -> dict[str, Any]:
         """What ``ping`` answers: who serves what, with which models loaded."""
-        return {"pid": os.getpid(), "protocol": PROTOCOL_VERSION,
-                "roots": [str(r) for r in self.roots], "device": self.device,
-                "models": self.pool.loaded()}
+        from codesearch import __version__
+
+        return {"pid": os.getpid(), "protocol": PROTOCOL_VERSION, "version": __version__,
+                "build": build_id(), "roots": [str(r) for r in list(self.roots)],
+                "index_set": str(self.index_set) if self.index_set else None,
+                "device": self.device, "models": self.pool.loaded()}
 
 
 class _Decline(Exception):
@@ -398,7 +407,7 @@ class _Decline(Exception):
 
 @dataclass
 class _Listener:
-    served: ServedRoot
+    path: Path
     sock: socket.socket
     lock_fd: int
     inode: int
@@ -413,9 +422,25 @@ class QueryServer:
     background: ``server = serve_in_background(engine)`` ... ``server.stop()``.
     """
 
-    def __init__(self, engine: QueryEngine, *, log: Notify | None = None) -> None:
+    def __init__(self, engine: QueryEngine, *, log: Notify | None = None,
+                 sockets: Sequence[Path] | None = None, kind: str = "serve",
+                 stoppable: bool = False, lock_wait: float = 0.0) -> None:
+        """``sockets``: where to listen (default: each served root's own socket). ``kind``
+        names the server in ``cs server status`` (serve, watch, auto). ``stoppable``: a
+        ``shutdown`` request (``cs server stop``) stops it; an automatic server also stops when
+        a client of another build asks it anything. ``lock_wait``: seconds to wait for the
+        socket's lock while another server is exiting."""
         self.engine = engine
         self.log = log
+        self.kind = kind
+        self.stoppable = stoppable
+        self.lock_wait = lock_wait
+        self.build = build_id()  # what this process loaded, even if the files change later
+        self._sockets = list(sockets) if sockets is not None else None
+        self.started_at = time.time()
+        self.requests = 0
+        self._active = 0
+        self._last_activity = time.monotonic()
         self.ready = threading.Event()  # set once warm() has loaded the models
         self._listeners: list[_Listener] = []
         self._selector: selectors.BaseSelector | None = None
@@ -430,16 +455,34 @@ class QueryServer:
 
     @property
     def socket_paths(self) -> list[Path]:
-        """The socket of each served root, in order."""
-        return [lst.served.socket for lst in self._listeners]
+        """The socket of each served root (or each of ``sockets``), in order."""
+        return [lst.path for lst in self._listeners]
+
+    def idle_for(self) -> float:
+        """Seconds since the last request ended (0 while one is being answered, or while the
+        models load)."""
+        with self._mutex:
+            if self._active or not self.ready.is_set():
+                return 0.0
+            return time.monotonic() - self._last_activity
+
+    def info(self) -> dict[str, Any]:
+        """What ``ping`` answers: the engine's facts plus this server's."""
+        return {**self.engine.info(), "kind": self.kind, "build": self.build,
+                "started_at": self.started_at, "requests": self.requests,
+                "idle_s": round(self.idle_for(), 1), "ready": self.ready.is_set()}
 
     def start(self) -> QueryServer:
-        """Bind every root's socket and start accepting. Idempotent."""
+        """Bind every socket and start accepting. Idempotent."""
         if self._accept_thread is not None:
             return self
+        paths = self._sockets if self._sockets is not None else [
+            served.socket for served in self.engine.roots.values()]
+        labels = [str(p) for p in paths] if self._sockets is not None else [
+            str(r) for r in self.engine.roots]
         try:
-            for served in self.engine.roots.values():
-                self._listeners.append(_bind(served))
+            for path, label in zip(paths, labels, strict=True):
+                self._listeners.append(_bind(path, label, wait=self.lock_wait))
         except BaseException:
             self._close_listeners()
             raise
@@ -456,11 +499,17 @@ class QueryServer:
     def warm(self) -> None:
         """Load the models now (see :meth:`QueryEngine.warm`), then mark the server ready."""
         self.engine.warm()
+        with self._mutex:  # idle time counts from here: loading a model is not idling
+            self._last_activity = time.monotonic()
         self.ready.set()
 
-    def serve_forever(self, *, handle_signals: bool = True) -> None:
+    def serve_forever(self, *, handle_signals: bool = True,
+                      idle_timeout: float | None = None,
+                      while_true: Callable[[], bool] | None = None) -> None:
         """Block until :meth:`stop` is called (from another thread) or, with ``handle_signals``
-        and on the main thread, SIGTERM/SIGINT/SIGHUP arrive; then stop cleanly."""
+        and on the main thread, SIGTERM/SIGINT/SIGHUP arrive, or (with ``idle_timeout``) no
+        request came for that many seconds, or ``while_true()`` turns false; then stop
+        cleanly."""
         self.start()
         previous: dict[int, Any] = {}
         if handle_signals and threading.current_thread() is threading.main_thread():
@@ -468,7 +517,12 @@ class QueryServer:
                 previous[sig] = signal.signal(sig, lambda *_: self._stop_requested.set())
         try:
             while not self._stop_requested.wait(0.5):
-                pass
+                if idle_timeout and idle_timeout > 0 and self.idle_for() > idle_timeout:
+                    if self.log:
+                        self.log(f"no request for {idle_timeout:.0f}s; exiting")
+                    break
+                if while_true is not None and not while_true():
+                    break
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -517,7 +571,7 @@ class QueryServer:
     def _close_listeners(self) -> None:
         for lst in self._listeners:
             lst.sock.close()
-            path = lst.served.socket
+            path = lst.path
             with contextlib.suppress(OSError):
                 # Only our own file: never another server's that replaced it.
                 if path.stat().st_ino == lst.inode:
@@ -565,10 +619,20 @@ class QueryServer:
                         _send(conn, {"v": PROTOCOL_VERSION, "ok": False,
                                      "decline": f"bad request: {err}"})
                         continue
-                    response = self.engine.handle(request)
-                    if self.log:  # before answering, so a client that got its answer sees it
+                    with self._mutex:
+                        self._active += 1
+                    try:
+                        response = self._handle(request)
+                    finally:
+                        with self._mutex:
+                            self._active -= 1
+                            self._last_activity = time.monotonic()
+                    if self.log and request.get("op") != "ping":  # before answering, so a
+                        # client that got its answer sees the line
                         self.log(_describe(request, response, time.perf_counter() - start))
                     _send(conn, response)
+                    if response.get("stopping"):
+                        self.request_stop()
         except OSError:
             pass  # the client went away
         finally:
@@ -577,12 +641,34 @@ class QueryServer:
                 self._workers.discard(threading.current_thread())
 
 
+    def _handle(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Server-level requests (ping, shutdown, a client of another build); the rest goes to
+        the engine."""
+        op = request.get("op")
+        if op == "ping" and request.get("v") == PROTOCOL_VERSION:
+            return {"v": PROTOCOL_VERSION, "ok": True, "server": self.info()}
+        if op == "shutdown" and request.get("v") == PROTOCOL_VERSION:
+            if not self.stoppable:
+                return {"v": PROTOCOL_VERSION, "ok": False,
+                        "decline": f"this server is part of `cs {self.kind}`: stop that"}
+            return {"v": PROTOCOL_VERSION, "ok": True, "stopping": True}
+        build = request.get("build")
+        if build is not None and build != self.build:
+            # Another cs: its options, ranking or wire format may differ from ours.
+            return {"v": PROTOCOL_VERSION, "ok": False, "build_mismatch": True,
+                    "decline": f"build {build} asked, this server runs {self.build}",
+                    "stopping": self.kind == "auto"}
+        self.requests += 1
+        return self.engine.handle(request)
+
+
 def serve_in_background(engine: QueryEngine, *, warm: bool = True,
-                        log: Notify | None = None) -> QueryServer:
+                        log: Notify | None = None, kind: str = "watch") -> QueryServer:
     """Start a :class:`QueryServer` for ``engine`` on background threads and return it (stop it
-    with ``.stop()``). With ``warm``, models load on a background thread too (``.ready`` is set
-    when done); queries arriving before then wait for the model instead of failing."""
-    server = QueryServer(engine, log=log).start()
+    with ``.stop()``; ``cs server stop`` cannot). With ``warm``, models load on a background
+    thread too (``.ready`` is set when done); queries arriving before then wait for the model
+    instead of failing."""
+    server = QueryServer(engine, log=log, kind=kind).start()
     if warm:
         threading.Thread(target=server.warm, name="cs-serve-warm", daemon=True).start()
     else:
@@ -617,8 +703,8 @@ def _same_user(conn: socket.socket) -> bool:
     return uid == os.getuid()
 
 
-def _bind(served: ServedRoot) -> _Listener:
-    """Lock, then bind ``served``'s socket with mode 0600.
+def _bind(path: Path, label: str, *, wait: float = 0.0) -> _Listener:
+    """Lock, then bind the socket at ``path`` (serving ``label``) with mode 0600.
 
     The socket is bound under a temporary name, made 0600, listening, and only then renamed into
     place, so a client never sees it half-ready or with looser permissions. The ``.lock`` file is
@@ -626,24 +712,30 @@ def _bind(served: ServedRoot) -> _Listener:
     """
     import fcntl
 
-    path = served.socket
     _private_dir(path.parent)
     if len(os.fsencode(path)) > MAX_SOCKET_PATH:
         raise CodeSearchError(f"the socket path {path} is too long for a Unix socket",
                               hint="set XDG_RUNTIME_DIR (or CS_HOME) to a shorter directory")
     lock_path = path.with_suffix(".lock")
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as err:
-        other = _read_pid(fd)
-        os.close(fd)
-        if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError as err:
+            busy = err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES)
+            if busy and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
+            other = _read_pid(fd)
+            os.close(fd)
+            if not busy:
+                raise
             raise ServerBusyError(
-                f"{served.root} is already served" + (f" by process {other}" if other else ""),
+                f"{label} is already served" + (f" by process {other}" if other else ""),
                 hint="cs find and cs similar use it already; stop it first to serve again",
             ) from None
-        raise
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -664,7 +756,7 @@ def _bind(served: ServedRoot) -> _Listener:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
             raise
-        return _Listener(served, sock, fd, path.stat().st_ino)
+        return _Listener(path, sock, fd, path.stat().st_ino)
     except BaseException:
         os.close(fd)
         raise
@@ -677,146 +769,34 @@ def _read_pid(fd: int) -> int | None:
         return None
 
 
-# --- the client ----------------------------------------------------------------------------------
-
-
-class _Unavailable(Exception):
-    """No server answered faithfully; work in-process."""
-
-
-def request(path: Path, payload: Mapping[str, Any], *,
-            timeout: float = RESPONSE_TIMEOUT) -> dict[str, Any]:
-    """Send one request to the server at ``path`` and return its response object. Raises
-    OSError (no server, stale socket: connection refused, timeout) or ValueError (a reply that
-    is not JSON)."""
-    st = path.stat()
-    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.getuid():
-        raise ConnectionRefusedError(f"{path} is not our socket")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(CONNECT_TIMEOUT)
-        sock.connect(str(path))
-        sock.settimeout(timeout)
-        sock.sendall(json.dumps({"v": PROTOCOL_VERSION, **payload}).encode() + b"\n")
-        with sock.makefile("rb") as reader:
-            line = reader.readline()
-    if not line:
-        raise ConnectionResetError("the server closed the connection")
-    response = json.loads(line)
-    if not isinstance(response, dict):
-        raise ValueError("not a response object")
-    return response
+# --- the client (codesearch/client.py has the light part) -----------------------------------
 
 
 def find_server(root: Path, *, index_dir: str | Path | None = None,
                 index_uri: str | None = None) -> Path | None:
-    """The socket of a live server for ``root``, or None (no file, or a stale one)."""
-    path = _socket_for(root, index_dir=index_dir, index_uri=index_uri)
-    if path is None:
+    """The socket of a live ``cs serve`` / ``cs watch`` server for ``root``, or None."""
+    from codesearch import client
+
+    target = client.locate(root, index_dir=index_dir, index_uri=index_uri)
+    if target is None or client.ping(target.socket) is None:
         return None
-    try:
-        request(path, {"op": "ping"}, timeout=CONNECT_TIMEOUT)
-    except (OSError, ValueError):
-        return None
-    return path
+    return target.socket
 
 
 def ping(root: Path, *, index_dir: str | Path | None = None,
          index_uri: str | None = None) -> dict[str, Any] | None:
-    """The ``ping`` answer of the server for ``root`` (pid, roots, device, models), or None."""
-    path = _socket_for(root, index_dir=index_dir, index_uri=index_uri)
-    if path is None:
-        return None
-    try:
-        response = request(path, {"op": "ping"}, timeout=CONNECT_TIMEOUT)
-    except (OSError, ValueError):
-        return None
-    server = response.get("server")
-    return server if response.get("ok") and isinstance(server, dict) else None
+    """The ``ping`` answer of the ``cs serve`` / ``cs watch`` server for ``root`` (pid, roots,
+    device, models), or None."""
+    from codesearch import client
+
+    target = client.locate(root, index_dir=index_dir, index_uri=index_uri)
+    return client.ping(target.socket) if target is not None else None
 
 
-@dataclass(frozen=True)
-class _Target:
-    root: Path  # the indexed root the in-process path would search
-    socket: Path
-    scope: str | None  # the subdirectory asked for, when it is inside that root
+def hits_from_answer(answer: Any) -> list[Hit]:
+    from codesearch.search import Hit
 
-
-def _locate(root: Path, *, index_dir: str | Path | None,
-            index_uri: str | None) -> _Target | None:
-    """Which index the in-process path would search for ``root`` and where its server would
-    listen, found the way :meth:`codesearch.search.Searcher.open` finds it (``root``'s own index,
-    else the nearest indexed ancestor, limited to ``root``) but by looking for index directories
-    only: no index is opened, so nothing heavy is imported. None when ``root`` is not a directory
-    (the in-process path reports that) or the socket path would be too long."""
-    from codesearch.store import is_remote, resolve_index_uri
-
-    root = root.expanduser()
-    if not root.is_dir():
-        return None
-    resolved = root.resolve()
-    uri = resolve_index_uri(resolved, index_dir=index_dir, index_uri=index_uri)
-    target = _Target(resolved, socket_path(resolved, uri), None)
-    explicit = index_uri or os.environ.get("CS_INDEX_URI")
-    if not (explicit or is_remote(uri) or Path(uri).is_dir()):
-        for parent in resolved.parents:
-            parent_uri = resolve_index_uri(parent, index_dir=index_dir)
-            if Path(parent_uri).is_dir():
-                target = _Target(parent, socket_path(parent, parent_uri),
-                                 resolved.relative_to(parent).as_posix())
-                break
-    return target if len(os.fsencode(target.socket)) <= MAX_SOCKET_PATH else None
-
-
-def _socket_for(root: Path, *, index_dir: str | Path | None,
-                index_uri: str | None) -> Path | None:
-    target = _locate(root, index_dir=index_dir, index_uri=index_uri)
-    return target.socket if target is not None else None
-
-
-def _search_via_server(op: str, root: Path, payload: dict[str, Any], *,
-                       index_dir: str | Path | None, index_uri: str | None,
-                       notify: Notify | None) -> tuple[list[Hit], Path]:
-    target = _locate(root, index_dir=index_dir, index_uri=index_uri)
-    if target is None:
-        raise _Unavailable
-    try:
-        response = request(target.socket, {"op": op, "root": str(target.root),
-                                           "scope": target.scope, **payload})
-    except FileNotFoundError:
-        raise _Unavailable from None
-    except TimeoutError:
-        if notify:
-            notify(f"The server at {target.socket} did not answer in time; searching "
-                   "in-process.")
-        raise _Unavailable from None
-    except (OSError, ValueError):  # refused (stale socket), reset, garbage
-        raise _Unavailable from None
-    if response.get("v") != PROTOCOL_VERSION:
-        raise _Unavailable
-    if response.get("ok"):
-        return [hit_from_wire(h) for h in response["hits"]], target.root
-    error = response.get("error")
-    if isinstance(error, dict) and error.get("type") != "IndexMissingError":
-        raise _rebuild_error(error)
-    # No index yet (a server started before `cs index`): the in-process path words that error
-    # with the path as the user typed it.
-    raise _Unavailable
-
-
-def _rebuild_error(error: Mapping[str, Any]) -> CodeSearchError:
-    """The server's error as the exception the in-process path would have raised (same class
-    where errors.py has it, same message, hint and exit code)."""
-    from codesearch import errors
-    from codesearch.errors import ExitCode
-
-    cls = getattr(errors, str(error.get("type")), None)
-    if not (isinstance(cls, type) and issubclass(cls, CodeSearchError)):
-        cls = CodeSearchError
-    try:
-        code: ExitCode | None = ExitCode(int(error.get("exit_code", ExitCode.ERROR)))
-    except ValueError:
-        code = None
-    return cls(str(error.get("message")), hint=error.get("hint"), exit_code=code)
+    return [Hit(**dataclasses.asdict(h)) for h in answer.hits]
 
 
 def search_via_server_or_local(
@@ -826,35 +806,113 @@ def search_via_server_or_local(
     use_server: bool = True, cwd: Path | None = None, notify: Notify | None = None,
 ) -> tuple[list[Hit], Path]:
     """Run ``cs find`` (``arg`` is the query) or ``cs similar`` (``arg`` is FILE:LINE) for
-    ``root``: through the server for that root when one answers, else in-process. Returns the
-    hits and the resolved root to render them against; both paths give the same hits and raise
-    the same errors. The server path imports no model code."""
-    cwd = cwd or Path.cwd()
-    if use_server:
-        from codesearch.indexer import model_spec
+    ``root``: through a server when one answers (:func:`codesearch.client.query`, which may
+    start the automatic one), else in-process. Returns the hits and the resolved root to render
+    them against; both paths give the same hits and raise the same errors."""
+    from codesearch import client
 
-        payload: dict[str, Any] = {
-            "options": options_to_dict(options),
-            # Relative model directories and FILE:LINE mean what they mean here, not there.
-            "model": model_spec(model) if model else None,
-            "device": device if device is not None else config.default_device(),
-        }
-        if op == "find":
-            payload["query"] = arg
-        else:
-            payload["location"] = arg
-            payload["cwd"] = str(cwd)
-        with contextlib.suppress(_Unavailable):
-            return _search_via_server(op, root, payload, index_dir=index_dir,
-                                      index_uri=index_uri, notify=notify)
+    cwd = cwd or Path.cwd()
+    if use_server and client.servers_enabled():
+        answer = client.query(op, root, arg, options_to_dict(options), model=model,
+                              device=device, index_dir=index_dir, index_uri=index_uri,
+                              storage_options=storage_options, cwd=cwd, notify=notify)
+        if answer is not None:
+            return hits_from_answer(answer), answer.root
     from codesearch.search import Searcher
 
     searcher = Searcher.open(root, index_uri=index_uri, index_dir=index_dir,
                              storage_options=dict(storage_options or {}) or None, model=model,
-                             device=device, notify=notify)
+                             device=device, notify=notify, loader=query_loader(notify))
     if op == "find":
         return searcher.find(arg, options), searcher.root
     return searcher.similar(arg, options, cwd=cwd), searcher.root
+
+
+def run_auto_server(index_set: Path, *, roots: Sequence[Path] = (), device: str | None = None,
+                    after_pid: int | None = None, idle_timeout: float | None = None,
+                    log: Notify | None = None) -> int:
+    """The automatic server (``cs server run``, started by :func:`codesearch.client.query`):
+    serve every root indexed under ``index_set`` on its socket until idle for
+    ``idle_timeout`` seconds, ``cs server stop``, SIGTERM, a client of another build, or the
+    index directory disappearing. Binds first; loads the models of ``roots`` once ``after_pid``
+    (the client that started it, answering its own query meanwhile) has exited, or after 30 s,
+    or at the first request. Returns the exit status (0 also when another server won the
+    socket)."""
+    sock = auto_socket_path(index_set, device)
+    engine = QueryEngine(list(roots), index_dir=index_set, device=device, notify=log,
+                         index_set=index_set)
+    server = QueryServer(engine, log=log, sockets=[sock], kind="auto", stoppable=True,
+                         lock_wait=LOCK_WAIT)
+    try:
+        server.start()
+    except ServerBusyError as err:
+        if log:
+            log(f"not starting: {err.message}")
+        return 0
+    with contextlib.suppress(OSError):
+        sock.with_suffix(".starting").unlink()  # see client.start_auto_server
+    if log:
+        log(f"pid {os.getpid()} serving the indexes in {engine.index_set} on {sock} "
+            f"(build {server.build}); exits after {idle_timeout or 0:.0f}s idle")
+
+    def warm_later() -> None:
+        deadline = time.monotonic() + 30.0
+        while (after_pid and _alive(after_pid) and not server.requests
+               and time.monotonic() < deadline and not server._stop_requested.is_set()):
+            time.sleep(0.1)
+        server.warm()
+        if log:
+            log(f"ready: {', '.join(engine.pool.loaded()) or 'no model loaded'}")
+
+    threading.Thread(target=warm_later, name="cs-auto-warm", daemon=True).start()
+    server.serve_forever(idle_timeout=idle_timeout,
+                         while_true=lambda: engine.index_set is not None
+                         and engine.index_set.is_dir())
+    if log:
+        log("stopped")
+    return 0
+
+
+def query_loader(notify: Notify | None = None) -> Callable[..., Embedder]:
+    """A model loader for a process that only embeds queries (``cs find``, ``cs similar``
+    in-process): the same thread count as a query server (:func:`limit_model_threads`), so both
+    paths compute the same query vectors (in bf16, one thread and two differ in the third
+    decimal) and print the same results."""
+
+    def load(model: str, *, dim: int | None = None, device: str | None = None,
+             **_: Any) -> Embedder:
+        from codesearch.embed import load_embedder
+
+        limit_model_threads()
+        return load_embedder(model, dim=dim, device=device, notify=notify)
+
+    return load
+
+
+def limit_model_threads() -> None:
+    """Run a query server's forward passes on ``CS_SERVER_THREADS`` cores (default 1). A query
+    is a few tokens: more threads save little, and each forward pass then waits for every
+    thread of the pool to be scheduled, which on a busy machine cost ~1 s per MiniLM query
+    against ~40 ms on one thread (measured on the shared 2-core machine, load 7)."""
+    try:
+        threads = max(1, int(os.environ.get("CS_SERVER_THREADS", "1")))
+    except ValueError:
+        threads = 1
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return
+    torch.set_num_threads(threads)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager

@@ -220,22 +220,9 @@ class Coverage:
 # --- locations ---------------------------------------------------------------------------------
 
 
-def is_remote(uri: str) -> bool:
-    """True for object-store URIs (``s3://``, ``gs://``, ``az://``, ...), False for local paths."""
-    return "://" in uri and not uri.startswith("file://")
-
-
-def resolve_index_uri(root: Path, *, index_dir: str | Path | None = None,
-                      index_uri: str | None = None) -> str:
-    """Where the index of ``root`` lives: ``index_uri`` (or CS_INDEX_URI) names the database itself;
-    otherwise a per-root directory under ``index_dir`` (or CS_INDEX_DIR, or the user cache)."""
-    uri = index_uri or os.environ.get("CS_INDEX_URI")
-    if uri:
-        return uri if is_remote(uri) else str(Path(uri.removeprefix("file://")).expanduser())
-    default = config.index_dir_for(root)
-    if index_dir is not None:
-        return str(Path(index_dir).expanduser() / default.name)
-    return str(default)
+# Light enough for the warm-query client, so they live in config; imported from here as before.
+is_remote = config.is_remote
+resolve_index_uri = config.resolve_index_uri
 
 
 def sql_str(value: str) -> str:

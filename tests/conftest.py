@@ -23,6 +23,9 @@ def cs_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("NO_COLOR", "1")
+    # No test starts a background query server unless it asks to (tests/test_autoserver.py).
+    monkeypatch.setenv("CS_SERVER_AUTOSTART", "0")
+    monkeypatch.delenv("CS_NO_SERVER", raising=False)
     return home
 
 

@@ -1,0 +1,317 @@
+"""The automatic query server: the first `cs find` starts it in the background and answers itself,
+later ones are answered by it (real `cs` processes, the tiny model, CS_HOME and XDG_RUNTIME_DIR in
+tmp dirs). Every test that can start a server stops it at teardown and checks nothing is left."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from codesearch import client
+from codesearch.cli import app
+from codesearch.search import Hit, SearchOptions
+from codesearch.server import QueryEngine, options_to_dict
+
+pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
+runner = CliRunner()
+REPO_ROOT = Path(__file__).resolve().parent.parent
+HEAVY = {"torch", "transformers", "lancedb", "pyarrow", "numpy", "pandas"}
+
+
+def wait_for(check: Callable[[], Any], what: str, deadline: float = 120.0) -> Any:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def repo(tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> Path:
+    root = tmp_path / "repo"
+    shutil.copytree(fixtures_dir / "python", root)
+    result = runner.invoke(app, ["index", str(root), "--model", str(tiny_model_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    return root
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """The environment of a user with auto-start on; at teardown every server in the runtime
+    directory is stopped (and, should one not stop, killed and reported)."""
+    runtime = tmp_path / "xdg"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("CS_SERVER_AUTOSTART")
+    monkeypatch.setenv("CS_SERVER_IDLE", "300")  # a leaked server would not outlive the run
+    environ = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    yield environ
+    leaked = []
+    for s in client.list_servers(clean=False):
+        if client.stop_server(s.socket) not in ("stopped", "gone"):
+            pid = (s.info or {}).get("pid")
+            leaked.append(pid)
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+    client._reap()
+    assert not leaked, f"servers that would not stop: {leaked}"
+    assert not [s for s in client.list_servers() if s.info], "a server outlived its test"
+
+
+def cs_process(env: dict[str, str], *args: str, importtime: bool = False,
+               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    flags = ["-X", "importtime"] if importtime else []
+    return subprocess.run([sys.executable, *flags, "-m", "codesearch", *args], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=cwd)
+
+
+def imported(importtime_stderr: str) -> set[str]:
+    return {line.rsplit("|", 1)[-1].strip().split(".")[0]
+            for line in importtime_stderr.splitlines() if line.startswith("import time:")}
+
+
+def auto_servers() -> list[client.ServerInfo]:
+    return [s for s in client.list_servers() if s.auto and s.info]
+
+
+def ready_auto_server() -> dict[str, Any]:
+    def ready() -> dict[str, Any] | None:
+        servers = auto_servers()
+        return servers[0].info if servers and servers[0].info.get("ready") else None
+
+    return wait_for(ready, "the automatic server to load its model")
+
+
+def log_text() -> str:
+    return "".join(p.read_text(errors="replace") for p in client.runtime_dir().glob("*.log"))
+
+
+# --- end to end --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_second_query_is_answered_by_the_server_the_first_started(
+        env: dict[str, str], repo: Path) -> None:
+    expected = runner.invoke(app, ["find", "moving average", "--path", str(repo), "--json",
+                                   "--no-server"])
+    assert expected.exit_code == 0
+    first = cs_process(env, "find", "parse a CSV file", "--path", str(repo), "--json")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert json.loads(first.stdout), "the first query answers in-process, with hits"
+    info = ready_auto_server()
+    assert info["kind"] == "auto" and info["requests"] == 0
+    assert info["roots"] == [str(repo.resolve())] and info["build"] == client.build_id()
+
+    second = cs_process(env, "find", "moving average", "--path", str(repo), "--json",
+                        importtime=True)
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout == expected.stdout  # byte for byte what the in-process path prints
+    (server,) = auto_servers()
+    assert server.info is not None and server.info["requests"] == 1
+    assert server.info["pid"] == info["pid"]
+    assert "find 'moving average' -> " in log_text()
+    modules = imported(second.stderr)
+    assert "codesearch" in modules and "typer" in modules  # the listing works...
+    assert not modules & HEAVY, modules & HEAVY  # ...and the warm client imports nothing heavy
+
+    # similar from inside the tree (the root found from FILE), and cs server status / stop.
+    sim = cs_process(env, "similar", "datatools/stats.py:5", "--json", "-k", "3", cwd=repo)
+    assert sim.returncode == 0, sim.stderr[-2000:]
+    status = cs_process(env, "server", "status", "--json")
+    (listed,) = json.loads(status.stdout)
+    assert listed["requests"] == 2 and listed["auto"] and listed["idle_s"] >= 0
+    stop = cs_process(env, "server", "stop")
+    assert stop.returncode == 0 and f"Stopped pid {info['pid']}" in stop.stderr
+    assert not auto_servers()
+
+
+@pytest.mark.slow
+def test_idle_server_exits_by_itself(env: dict[str, str], repo: Path) -> None:
+    env["CS_SERVER_IDLE"] = "2"
+    assert cs_process(env, "find", "parse csv", "--path", str(repo), "--mode", "lexical",
+                      "--json").returncode == 0
+    wait_for(lambda: "ready: " in log_text(), "the server to load its model")
+    wait_for(lambda: "no request for 2s; exiting" in log_text(), "the idle server to exit")
+    wait_for(lambda: "stopped" in log_text(), "the server to stop")
+    (sock,) = client.runtime_dir().glob("auto-*.lock")
+    wait_for(lambda: not client.lock_is_held(sock), "its lock to be released")
+    assert not list(client.runtime_dir().glob("*.sock"))
+
+
+@pytest.mark.slow
+def test_a_stale_socket_or_another_build_is_replaced(env: dict[str, str], repo: Path) -> None:
+    query = ("find", "parse csv", "--path", str(repo), "--json")
+    assert cs_process(env, *query).returncode == 0
+    first = ready_auto_server()
+    # A client of another build: the server declines and exits; the next query starts another.
+    (server,) = auto_servers()
+    answer = client.request(server.socket, {"op": "find", "root": str(repo.resolve()),
+                                            "query": "x", "build": "0.0.0+other"})
+    assert answer["build_mismatch"] and not answer["ok"]
+    wait_for(lambda: not client.lock_is_held(server.socket), "the old build to exit")
+    assert cs_process(env, *query).returncode == 0
+    second = ready_auto_server()
+    assert second["pid"] != first["pid"]
+    # kill -9 leaves the socket behind; the next query works in-process and starts a fresh one.
+    os.kill(second["pid"], signal.SIGKILL)
+    wait_for(lambda: not client.lock_is_held(server.socket), "the killed server's lock")
+    assert server.socket.exists()
+    assert cs_process(env, *query).returncode == 0
+    third = ready_auto_server()
+    assert third["pid"] not in (first["pid"], second["pid"])
+
+
+@pytest.mark.slow
+def test_no_server_switches_start_nothing(env: dict[str, str], repo: Path) -> None:
+    query = ("find", "parse csv", "--path", str(repo), "--json", "--mode", "lexical")
+    assert cs_process(env, *query, "--no-server").returncode == 0
+    assert cs_process(dict(env, CS_NO_SERVER="1"), *query).returncode == 0
+    assert cs_process(dict(env, CS_SERVER_AUTOSTART="0"), *query).returncode == 0
+    time.sleep(1.0)  # a started server binds its socket within a fraction of that
+    assert not list(client.runtime_dir().glob("*.sock"))
+    status = cs_process(env, "server", "status")
+    assert status.returncode == 0 and "No query server is running" in status.stderr
+
+
+# --- what a query imports ------------------------------------------------------------------------
+
+
+def test_lexical_queries_and_status_never_import_the_model(repo: Path) -> None:
+    """Without a server (CS_SERVER_AUTOSTART=0 here): in-process, but no torch."""
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    lexical = cs_process(env, "find", "parse csv", "--path", str(repo), "--mode", "lexical",
+                         "--json", importtime=True)
+    status = cs_process(env, "status", str(repo), importtime=True)
+    for proc in (lexical, status):
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        modules = imported(proc.stderr)
+        assert "lancedb" in modules  # the listing works: the index was read in-process
+        assert not modules & {"torch", "transformers"}
+
+
+# --- security ------------------------------------------------------------------------------------
+
+
+def test_the_automatic_server_serves_indexed_roots_only(repo: Path, tmp_path: Path,
+                                                        tiny_model_dir: Path) -> None:
+    """An automatic server answers for any root indexed in its index directory, and declines
+    every other root."""
+    other = tmp_path / "other"
+    shutil.copytree(repo, other)
+    result = runner.invoke(app, ["index", str(other), "--model", str(tiny_model_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    index_set = Path(client.config.index_root_dir())
+    engine = QueryEngine([repo], index_set=index_set)
+    find = {"v": 1, "op": "find", "query": "parse csv", "options": {"k": 2, "mode": "lexical"}}
+    assert engine.handle({**find, "root": str(other.resolve())})["ok"]
+    assert str(other.resolve()) in engine.info()["roots"]
+    for root in (plain, tmp_path, Path("/")):
+        answer = engine.handle({**find, "root": str(root.resolve())})
+        assert "not served" in answer["decline"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0,
+                    reason="needs root to act as a second user")
+def test_another_user_cannot_connect(env: dict[str, str], repo: Path) -> None:
+    assert cs_process(env, "find", "parse csv", "--path", str(repo), "--json",
+                      "--mode", "lexical").returncode == 0
+    ready_auto_server()
+    (server,) = auto_servers()
+    assert os.stat(server.socket).st_mode & 0o777 == 0o600
+
+    def as_nobody() -> str:
+        """connect, send a ping and read the answer as uid/gid 65534 (nobody)."""
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: no Python-level cleanup, only os._exit
+            outcome = "answered"
+            try:
+                # From inside the runtime directory, so only its own permissions and the
+                # socket's matter (not those of the test's private tmp dirs above it).
+                os.chdir(server.socket.parent)
+                os.setgid(65534)
+                os.setuid(65534)
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.settimeout(10)
+                    sock.connect(server.socket.name)
+                    sock.sendall(b'{"v": 1, "op": "ping"}\n')
+                    if not sock.recv(65536):
+                        outcome = "closed"
+            except PermissionError:
+                outcome = "permission denied"
+            except OSError as err:
+                outcome = f"closed ({err.__class__.__name__})"
+            os.write(write, outcome.encode())
+            os._exit(0)
+        os.close(write)
+        os.waitpid(pid, 0)
+        with os.fdopen(read) as f:
+            return f.read()
+
+    assert as_nobody() == "permission denied"  # the 0700 directory and 0600 socket
+    # Even with the permissions loosened by hand, the server hangs up on another uid.
+    os.chmod(server.socket.parent, 0o755)
+    os.chmod(server.socket, 0o777)
+    try:
+        assert as_nobody().startswith("closed")
+    finally:
+        os.chmod(server.socket.parent, 0o700)
+        os.chmod(server.socket, 0o600)
+    assert client.ping(server.socket) is not None  # and still serves its user
+
+
+def test_nothing_listens_on_a_network_port() -> None:
+    """Every socket the server code creates is a Unix socket."""
+    for name in ("server.py", "client.py"):
+        text = (REPO_ROOT / "codesearch" / name).read_text(encoding="utf-8")
+        assert "AF_INET" not in text and "AF_UNIX" in text
+
+
+# --- the light client mirrors the core -----------------------------------------------------------
+
+
+def test_wire_hits_render_as_hits() -> None:
+    assert [f.name for f in dataclasses.fields(client.WireHit)] == [
+        f.name for f in dataclasses.fields(Hit)]
+    hit = Hit("a/b.py", 3, 9, "f", "python", "function", 0.123456789, "def f():\n    pass")
+    assert client.WireHit(**dataclasses.asdict(hit)).to_dict() == hit.to_dict()
+
+
+def test_client_options_are_search_options() -> None:
+    assert client.options_dict() == options_to_dict(SearchOptions())
+    full = SearchOptions(k=3, languages=("go", "rust"), globs=("src/*", "!*_test.go"),
+                         min_score=0.2, mode="lexical", task="code2code")
+    assert client.options_dict(3, ("go", "rust"), ("src/*", "!*_test.go"), 0.2, "lexical",
+                               "code2code") == options_to_dict(full)
+
+
+def test_switches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CS_SERVER_AUTOSTART")
+    assert client.servers_enabled() and client.autostart_enabled()
+    assert not client.servers_enabled(no_server=True)
+    monkeypatch.setenv("CS_NO_SERVER", "1")
+    assert not client.servers_enabled()
+    monkeypatch.setenv("CS_SERVER_AUTOSTART", "0")
+    assert not client.autostart_enabled()
+    monkeypatch.setenv("CS_SERVER_IDLE", "42")
+    assert client.idle_seconds() == 42
+    monkeypatch.setenv("CS_SERVER_IDLE", "soon")
+    assert client.idle_seconds() == client.DEFAULT_IDLE_SECONDS
