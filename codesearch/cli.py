@@ -546,6 +546,16 @@ def _print_coverage(root: Path, index_dir: Path | None, index_uri: str | None,
         _notice(line)
 
 
+def _print_served_coverage(response: dict[str, Any]) -> None:
+    """The coverage line of a query server's answer (as :func:`_print_coverage` in-process)."""
+    from codesearch.render import coverage_line
+
+    coverage = response.get("coverage")
+    line = coverage_line(coverage) if isinstance(coverage, dict) else None
+    if line:
+        _notice(line)
+
+
 def _emit_hits(hits: list[Any], root: Path, as_json: bool, grep: bool) -> None:
     from codesearch.render import hits_grep, hits_json, print_hits
 
@@ -632,6 +642,7 @@ def find_cmd(
         answer = _warm_answer("find", path, query, k, lang, glob, min_score, mode, task, model,
                               device, index_dir, index_uri, storage_option)
         if answer is not None:
+            _print_served_coverage(answer.response)
             _emit_hits(answer.hits, answer.root, as_json, grep)
             return
     from codesearch.server import search_via_server_or_local
@@ -680,6 +691,7 @@ def similar_cmd(
         answer = _warm_answer("similar", where, location, k, lang, glob, min_score, mode, task,
                               model, device, index_dir, index_uri, storage_option)
         if answer is not None:
+            _print_served_coverage(answer.response)
             _emit_hits(answer.hits, answer.root, as_json, grep)
             return
     from codesearch.search import root_for_location

@@ -130,11 +130,13 @@ def print_index_stats(stats: IndexStats, *, as_json: bool, verbose: bool) -> Non
 def coverage_line(coverage: _Any) -> str | None:
     """The line a result list carries while vectors are missing (a :class:`store.Coverage`);
     None at 100%."""
-    if coverage.complete:
+    # A Coverage in-process, its to_dict() from a query server (the warm client loads no store).
+    data = coverage if isinstance(coverage, dict) else coverage.to_dict()
+    if data["complete"]:
         return None
-    head = (f"vectors for {coverage.embedded:,} of {coverage.total:,} chunks "
-            f"({coverage.percent}%)")
-    if coverage.writing:
+    head = (f"vectors for {data['embedded']:,} of {data['total']:,} chunks "
+            f"({data['percent']}%)")
+    if data["writing"]:
         return f"{head}: cs index is still embedding"
     return f"{head}: embedding stopped; `cs index` resumes it (the rest ranks by words)"
 

@@ -318,6 +318,15 @@ class QueryEngine:
             searcher.scope = Path(scope).as_posix()
         return searcher
 
+    def coverage(self, root: Path) -> dict[str, Any]:
+        """How much of ``root``'s index has vectors (store.Coverage.to_dict): the client prints
+        the same coverage line as an in-process search."""
+        from codesearch.store import Store
+
+        served = self._served(root)
+        store = Store.open(served.index_uri, storage_options=served.storage_options)
+        return store.coverage_info().to_dict()
+
     def status(self, root: Path) -> dict[str, Any]:
         """What ``cs status --json`` prints for ``root``."""
         from codesearch.indexer import index_status
@@ -386,7 +395,7 @@ class QueryEngine:
                                 scope=scope)
         else:
             raise _Decline(f"unknown op {op!r}")
-        return {"hits": [hit_to_wire(h) for h in hits]}
+        return {"hits": [hit_to_wire(h) for h in hits], "coverage": self.coverage(root)}
 
     def info(self) -> dict[str, Any]:
         """What ``ping`` answers: who serves what, with which models loaded."""
