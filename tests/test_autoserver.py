@@ -141,6 +141,27 @@ def test_second_query_is_answered_by_the_server_the_first_started(
 
 
 @pytest.mark.slow
+def test_a_served_answer_says_how_complete_the_index_is(
+        env: dict[str, str], tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
+    from codesearch.indexer import IndexOptions, Indexer
+    from codesearch.store import Store, resolve_index_uri
+
+    root = tmp_path / "lexical-only"
+    shutil.copytree(fixtures_dir / "python", root)
+    stats = Indexer(root, Store.open(resolve_index_uri(root)),
+                    IndexOptions(model=str(tiny_model_dir), embed=False)).run()  # phase 1 only
+    line = f"vectors for 0 of {stats.chunks_total} chunks (0%)"
+    first = cs_process(env, "find", "mean", "--path", str(root), "--json")
+    assert first.returncode == 0 and line in first.stderr, first.stderr[-2000:]
+    ready_auto_server()
+    second = cs_process(env, "find", "mean", "--path", str(root), "--json")
+    assert second.returncode == 0 and json.loads(second.stdout) == json.loads(first.stdout)
+    (server,) = auto_servers()
+    assert server.info is not None and server.info["requests"] == 1  # the server answered...
+    assert line in second.stderr  # ...and its answer carried the coverage line
+
+
+@pytest.mark.slow
 def test_idle_server_exits_by_itself(env: dict[str, str], repo: Path) -> None:
     env["CS_SERVER_IDLE"] = "2"
     assert cs_process(env, "find", "parse csv", "--path", str(repo), "--mode", "lexical",
