@@ -7,6 +7,7 @@ Environment variables (all optional):
 - ``CS_CACHE_DIR``: the user cache directory for cs (default: XDG cache, ``~/.cache/codesearch``).
 - ``CS_MODEL``: the default model preset, hub id or local directory.
 - ``CS_DEVICE``: ``cpu``, ``cuda`` or ``cuda:N``.
+- ``CS_PRECISION``: ``auto``, ``fp32``, ``bf16`` or ``int8`` (what ``--precision`` sets).
 """
 
 from __future__ import annotations
@@ -62,3 +63,8 @@ def default_model() -> str:
 def default_device() -> str | None:
     """The device forced by ``CS_DEVICE``, or None to pick CUDA when present, else CPU."""
     return os.environ.get("CS_DEVICE") or None
+
+
+def default_precision() -> str | None:
+    """The precision forced by ``CS_PRECISION`` (or ``--precision``), or None for auto."""
+    return os.environ.get("CS_PRECISION") or None
