@@ -18,7 +18,7 @@ def cs_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
     home = tmp_path_factory.mktemp("cs-home")
     monkeypatch.setenv("CS_HOME", str(home))
     for var in ("CS_INDEX_DIR", "CS_CACHE_DIR", "CS_MODEL", "CS_DEVICE", "CS_INDEX_URI",
-                "CS_CACHE_URI", "RAY_ADDRESS"):
+                "CS_CACHE_URI", "RAY_ADDRESS", "CS_PRECISION"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

@@ -348,8 +348,8 @@ class HFEmbedder:
             positions = None
             if self.padding_side == "left":
                 positions = np.clip(mask_np.cumsum(axis=1) - 1, 0, None)
-            hidden_np = self._int8(ids_np, mask_np, positions)
-            return pool(self.pooling, torch.from_numpy(hidden_np), torch.from_numpy(mask_np)).numpy()
+            hidden = torch.from_numpy(self._int8(ids_np, mask_np, positions))
+            return pool(self.pooling, hidden, torch.from_numpy(mask_np)).numpy()
         assert self.model is not None
         ids = torch.from_numpy(ids_np).to(self.device, non_blocking=True)
         mask = torch.from_numpy(mask_np).to(self.device, non_blocking=True)

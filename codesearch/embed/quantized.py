@@ -248,10 +248,11 @@ def load_int8(
             shutil.rmtree(target, ignore_errors=True)
     if notify is not None:
         notify("Building the int8 model with ONNX Runtime (once per model and version)...")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
     started = time.perf_counter()
+    work: Path | None = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=".build-", dir=target.parent))
         (work / "fp32").mkdir()
         _export(model, takes_positions, pad_id, work / "fp32" / "model.onnx")
         built = work / "int8"
@@ -277,4 +278,5 @@ def load_int8(
         first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise Int8Unavailable(f"int8 export failed: {type(err).__name__}: {first}") from err
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)
