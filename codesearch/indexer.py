@@ -633,6 +633,7 @@ def index_status(root: Path, store: Store) -> dict[str, Any]:
         "revision": manifest.revision,
         "dim": manifest.dim,
         "prefix_scheme": manifest.prefix_scheme,
+        "precision": manifest.precision,
         "chunker_version": manifest.chunker_version,
         "format_version": manifest.format_version,
         "files": len(records),
