@@ -144,52 +144,60 @@ def _cache_vectors(home: Path) -> dict[str, Any]:
     return out
 
 
-def part_agreement(results: dict[str, Any], work: Path, homes: str, split: Path) -> None:
+def part_agreement(results: dict[str, Any], work: Path, homes: str, split: Path,
+                   precisions: list[str], corpora: list[str]) -> None:
+    """``precisions[0]`` is the reference the others are compared with."""
     import numpy as np
 
-    out: dict[str, Any] = {"model": "minilm", "split": str(split), "runs": {}}
+    ref_p = precisions[0]
+    out: dict[str, Any] = {"model": "minilm", "split": str(split), "reference": ref_p,
+                           "corpora": corpora or "all", "runs": {}}
     reports = {}
-    for p in PRECISIONS:
+    tag = "-" + "-".join(corpora) if corpora else ""
+    for p in precisions:
         home = Path(f"{homes}{p}")
         tag_dir = work / "quality"
         cmd = [sys.executable, str(REPO / "bench" / "quality.py"), "--task", "find",
                "--modes", "semantic,hybrid", "--no-baselines", "--split", str(split),
-               "--home", str(home), "--out", str(tag_dir), "--tag", p]
+               "--home", str(home), "--out", str(tag_dir), "--tag", p + tag]
+        if corpora:
+            cmd += ["--corpus", *corpora]
         log(f"quality run at {p}: {' '.join(cmd)}")
         t0 = time.perf_counter()
         env = {**os.environ, "CS_PRECISION": p, "PYTHONPATH": str(REPO)}
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
         out["runs"][p] = {"home": str(home), "seconds": round(time.perf_counter() - t0, 1)}
-        reports[p] = json.loads((tag_dir / "runs" / f"{p}.json").read_text())
-    ref = _cache_vectors(Path(f"{homes}fp32"))
-    for p in PRECISIONS[1:]:
+        reports[p] = json.loads((tag_dir / "runs" / f"{p}{tag}.json").read_text())
+    ref = _cache_vectors(Path(f"{homes}{ref_p}"))
+    for p in precisions[1:]:
         other = _cache_vectors(Path(f"{homes}{p}"))
         common = sorted(set(ref) & set(other))
         a = np.stack([ref[h] for h in common])
         b = np.stack([other[h] for h in common])
-        out.setdefault("cosine_to_fp32", {})[p] = spread(cosines(a, b))
+        out.setdefault("cosine_to_reference", {})[p] = spread(cosines(a, b))
     mrr: dict[str, Any] = {}
     for mode in ("semantic", "hybrid"):
-        for p in PRECISIONS:
+        for p in precisions:
             rows = reports[p]["tasks"]["find"]["modes"][mode]["overlap"]
             keys = ["ALL", *[f"lang:{lang}" for lang in LANGS if f"lang:{lang}" in rows]]
             mrr.setdefault(mode, {})[p] = {k.removeprefix("lang:"): rows[k]["MRR@10"]
                                            for k in keys}
     out["find_mrr10"] = mrr
-    out["find_mrr10_loss_vs_fp32"] = {
-        mode: {p: {k: round(v["fp32"][k] - v[p][k], 4) for k in v["fp32"]}
-               for p in PRECISIONS[1:]}
+    out["find_mrr10_loss_vs_reference"] = {
+        mode: {p: {k: round(v[ref_p][k] - v[p][k], 4) for k in v[ref_p]}
+               for p in precisions[1:]}
         for mode, v in mrr.items()
     }
-    results["agreement"] = out
+    results.setdefault("agreement", {})[f"{ref_p} reference{tag or ', all corpora'}"] = out
 
 
 def print_agreement(a: dict[str, Any]) -> None:
-    print(f"\nMiniLM (real weights) on {a['split']}: cosine to fp32 over every text both embedded")
-    for p, c in a["cosine_to_fp32"].items():
+    print(f"\nMiniLM (real weights) on {a['split']} ({a['corpora']}): cosine to "
+          f"{a['reference']} over every text both embedded")
+    for p, c in a["cosine_to_reference"].items():
         print(f"  {p}: n={c['n']} min={c['min']:.4f} p1={c['p1']:.4f} median={c['median']:.4f}")
     for mode, v in a["find_mrr10"].items():
-        keys = list(v["fp32"])
+        keys = list(v[a["reference"]])
         print(f"find MRR@10 ({mode}): " + " ".join(f"{k:>10s}" for k in keys))
         for p, row in v.items():
             print(f"  {p:6s}" + " " * 14 + " ".join(f"{row[k]:10.4f}" for k in keys))
@@ -256,6 +264,9 @@ def main() -> None:
     ap.add_argument("--homes", default="/tmp/cs-quant-quality-",
                     help="quality homes: PREFIX + precision (reused when they exist)")
     ap.add_argument("--split", type=Path, default=Path("/tmp/cs-bench/dev"))
+    ap.add_argument("--agree", default="fp32,bf16,int8",
+                    help="precisions to compare, the reference first")
+    ap.add_argument("--corpus", nargs="*", help="only these dev corpora (fp32 is slow)")
     ap.add_argument("--index-files", type=int, default=6)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quant_speed.json")
     a = ap.parse_args()
@@ -277,9 +288,10 @@ def main() -> None:
         write(a.out, results)
         print_speed(results["speed"])
     if "agreement" in parts:
-        part_agreement(results, a.work, a.homes, a.split)
+        part_agreement(results, a.work, a.homes, a.split, a.agree.split(","), a.corpus or [])
         write(a.out, results)
-        print_agreement(results["agreement"])
+        for block in results["agreement"].values():
+            print_agreement(block)
     if "index" in parts:
         part_index(results, a.work, a.index_files)
         write(a.out, results)

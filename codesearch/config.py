@@ -8,6 +8,7 @@ Environment variables (all optional):
 - ``CS_MODEL``: the default model preset, hub id or local directory.
 - ``CS_DEVICE``: ``cpu``, ``cuda`` or ``cuda:N``.
 - ``CS_PRECISION``: ``auto``, ``fp32``, ``bf16`` or ``int8`` (what ``--precision`` sets).
+- ``CS_QUANTIZED_DIR``: where int8 builds of models live (default ``<cache>/quantized``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,13 @@ def default_model() -> str:
 def default_device() -> str | None:
     """The device forced by ``CS_DEVICE``, or None to pick CUDA when present, else CPU."""
     return os.environ.get("CS_DEVICE") or None
+
+
+def quantized_dir() -> Path:
+    """Where the int8 builds of models are cached (one directory per model and build key)."""
+    if explicit := os.environ.get("CS_QUANTIZED_DIR"):
+        return Path(explicit).expanduser()
+    return cache_dir() / "quantized"
 
 
 def default_precision() -> str | None:

@@ -26,6 +26,16 @@ def cs_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
     return home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_int8_builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache of int8 (ONNX) model builds for the session: `auto` may pick int8, and each
+    test's fresh home would otherwise export the same model again (seconds each)."""
+    path = tmp_path_factory.mktemp("quantized")
+    os.environ["CS_QUANTIZED_DIR"] = str(path)
+    yield path
+    os.environ.pop("CS_QUANTIZED_DIR", None)
+
+
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     """The sample repositories under fixtures/."""

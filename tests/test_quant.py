@@ -41,6 +41,12 @@ DOC_PREFIX = "Candidate code snippet:\n"  # the jina card's nl2code document pre
 MIN_COSINE = 0.99
 
 
+@pytest.fixture(autouse=True)
+def own_builds(cs_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests watch builds happen: each gets an empty build cache in its own home."""
+    monkeypatch.setenv("CS_QUANTIZED_DIR", str(cs_home / "quantized"))
+
+
 def _builds(home: Path) -> list[Path]:
     return sorted(p for p in (home / "quantized").glob("*") if (p / "build.json").is_file())
 

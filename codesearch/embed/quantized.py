@@ -3,14 +3,14 @@ output channel (activations quantised per batch at run time), run by ONNX Runtim
 
 Only the transformer's forward pass changes: tokenising, task prefixes, padding, position ids,
 pooling, Matryoshka truncation and normalisation stay in hf.py, shared with fp32 and bf16. Chosen
-over torch's own int8 (quantize_dynamic: 1.1x, cosine 0.92 on the 0.5B architecture), torchao int8
-(slower than fp32 on CPU) and OpenVINO's int8 weight compression (3.4x but still computes in fp32)
-by bench/quant_speed.py; install with ``pip install 'codesearch[fast]'``.
+over torch's own int8 (quantize_dynamic: 1.1x fp32, cosine 0.92 on the 0.5B architecture), torchao
+int8 (0.6-0.8x: slower than fp32 on CPU) and OpenVINO's int8 weight compression (3.4x, computes in
+fp32) in one side-by-side probe (README "Speed"); install with ``pip install 'codesearch[fast]'``.
 
-The built model lives in the cache (``<cache>/quantized/<model>-<key>/``), keyed by the model's
-id, revision (or, for a local directory, its weight files' sizes and times), the exporter's and
-ONNX Runtime's versions and this module's ENGINE_VERSION: built once, rebuilt when any of them
-changes. A half-built model never becomes visible (built in a temp dir, then renamed).
+The built model lives in the cache (``<cache>/quantized/<model>-<key>/``; CS_QUANTIZED_DIR moves
+it), keyed by the model's id, revision (or, for a local directory, its weight files' sizes and
+times), the exporter's and ONNX Runtime's versions and this module's ENGINE_VERSION: built once,
+rebuilt when any of them changes. A half-built model never becomes visible (built in a temp dir, then renamed).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from codesearch.config import cache_dir
+from codesearch.config import quantized_dir
 
 # Bump when the export or quantisation settings change: every cached int8 model is rebuilt.
 ENGINE_VERSION = 1
@@ -88,7 +88,7 @@ def model_dir(model_id: str, revision: str | None, source: Path, takes_positions
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     slug = re.sub(r"[^A-Za-z0-9_.-]", "_", model_id.rstrip("/").split("/")[-1])[:40]
-    return cache_dir() / "quantized" / f"{slug}-{digest}"
+    return quantized_dir() / f"{slug}-{digest}"
 
 
 def _forward_module(model: Any) -> Any:
