@@ -13,8 +13,8 @@ Three parts, each side by side in one run (the CPU is shared: compare ratios, no
   vectors of every text both embedded (the homes' embedding caches, joined on the text hash) give
   min / p1 / median cosine to fp32, and find MRR@10 per language gives the loss against fp32.
 - ``index``: whole-pipeline `cs index` (subprocess) chunks/s with the 0.5B architecture at each
-  precision on a small real tree (fresh index and embedding cache per run; the int8 build is made
-  beforehand, so its one-off cost is reported apart).
+  precision on a small real tree (fixtures/python), a fresh index and embedding cache per run;
+  the int8 build is made beforehand (by the speed part), so its one-off cost is reported apart.
 
     python bench/quant_speed.py                        # all parts, ~1 h on 2 shared CPU cores
     python bench/quant_speed.py --parts speed --sample 16
@@ -206,25 +206,21 @@ def print_agreement(a: dict[str, Any]) -> None:
 # --- whole pipeline -----------------------------------------------------------------------------
 
 
-def small_tree(work: Path, files: int) -> Path:
-    """The first ``files`` stdlib modules (sorted), copied into a tree of their own."""
+def small_tree(work: Path) -> Path:
+    """A copy of fixtures/python (29 chunks): small enough for fp32 on a shared CPU."""
     import shutil
-    import sysconfig
 
     tree = work / "tree"
     if not tree.is_dir():
-        tree.mkdir(parents=True)
-        lib = Path(sysconfig.get_paths()["stdlib"])
-        for f in sorted(lib.glob("*.py"))[:files]:
-            shutil.copy(f, tree / f.name)
+        shutil.copytree(REPO / "fixtures" / "python", tree)
     return tree
 
 
-def part_index(results: dict[str, Any], work: Path, files: int) -> None:
+def part_index(results: dict[str, Any], work: Path) -> None:
     texts, _ = collect_chunks(80)
     model = model_05b(work, texts)
-    tree = small_tree(work, files)
-    out: dict[str, Any] = {"tree": f"{files} stdlib modules", "runs": {}}
+    tree = small_tree(work)
+    out: dict[str, Any] = {"tree": "fixtures/python", "runs": {}}
     for p in PRECISIONS:
         run_dir = work / f"index-{p}-{int(time.time())}"
         env = {**os.environ, "PYTHONPATH": str(REPO), "CS_PRECISION": p,
@@ -267,7 +263,6 @@ def main() -> None:
     ap.add_argument("--agree", default="fp32,bf16,int8",
                     help="precisions to compare, the reference first")
     ap.add_argument("--corpus", nargs="*", help="only these dev corpora (fp32 is slow)")
-    ap.add_argument("--index-files", type=int, default=6)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quant_speed.json")
     a = ap.parse_args()
     parts = a.parts.split(",")
@@ -293,7 +288,7 @@ def main() -> None:
         for block in results["agreement"].values():
             print_agreement(block)
     if "index" in parts:
-        part_index(results, a.work, a.index_files)
+        part_index(results, a.work)
         write(a.out, results)
         print_index(results["index"])
     results["machine"]["load_average_at_end"] = list(os.getloadavg())
