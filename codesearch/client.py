@@ -136,8 +136,10 @@ def socket_path(root: Path, index_uri: str) -> Path:
 
 def auto_socket_path(index_set: Path, device: str | None) -> Path:
     """Where the automatic server for the indexes under ``index_set`` on ``device`` (None: the
-    automatic choice) listens."""
-    ident = f"auto\n{index_set.expanduser().resolve()}\n{device or 'auto'}"
+    automatic choice) listens, for the precision CS_PRECISION forces (or auto): a server loads
+    its models at one precision, so each precision asked for gets its own."""
+    precision = config.default_precision() or "auto"
+    ident = f"auto\n{index_set.expanduser().resolve()}\n{device or 'auto'}\n{precision}"
     return runtime_dir() / f"{AUTO_PREFIX}{hashlib.sha256(ident.encode()).hexdigest()[:20]}.sock"
 
 
@@ -405,6 +407,7 @@ def query(op: str, path: Path, arg: str, options: Mapping[str, Any], *,
         # Relative model directories and FILE:LINE mean what they mean here, not there.
         "model": config.model_spec(model) if model else None,
         "device": device,
+        "precision": config.default_precision(),
     }
     if op == "find":
         payload["query"] = arg

@@ -8,6 +8,8 @@ Environment variables (all optional):
 - ``CS_MODEL``: the default model preset, hub id or local directory.
 - ``CS_DEVICE``: ``cpu``, ``cuda`` or ``cuda:N``.
 - ``CS_INDEX_URI``: the index itself (a path or ``s3://bucket/prefix``), for one root.
+- ``CS_PRECISION``: ``auto``, ``fp32``, ``bf16`` or ``int8`` (what ``--precision`` sets).
+- ``CS_QUANTIZED_DIR``: where int8 builds of models live (default ``<cache>/quantized``).
 
 The warm server's switches (``CS_NO_SERVER``, ``CS_SERVER_AUTOSTART``, ``CS_SERVER_IDLE``) are read
 by :mod:`codesearch.client`.
@@ -96,3 +98,15 @@ def default_model() -> str:
 def default_device() -> str | None:
     """The device forced by ``CS_DEVICE``, or None to pick CUDA when present, else CPU."""
     return os.environ.get("CS_DEVICE") or None
+
+
+def quantized_dir() -> Path:
+    """Where the int8 builds of models are cached (one directory per model and build key)."""
+    if explicit := os.environ.get("CS_QUANTIZED_DIR"):
+        return Path(explicit).expanduser()
+    return cache_dir() / "quantized"
+
+
+def default_precision() -> str | None:
+    """The precision forced by ``CS_PRECISION`` (or ``--precision``), or None for auto."""
+    return os.environ.get("CS_PRECISION") or None

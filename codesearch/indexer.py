@@ -232,6 +232,7 @@ def describe(embedder: Embedder, model: str, root: Path) -> Manifest:
         model=model, model_id=embedder.model_id, revision=embedder.revision, dim=embedder.dim,
         prefix_scheme=recorded_scheme(embedder.prefix_scheme), max_length=embedder.max_length,
         chunker_version=CHUNKER_VERSION, root=str(root), created_at=time.time(),
+        precision=getattr(embedder, "precision", "fp32"),
     )
 
 
@@ -286,6 +287,7 @@ class EmbedderHandle:
         self._notify = notify
         self._embedder: Embedder | None = None
         self._checks: list[Callable[[Embedder], None]] = []
+        self.precision: str | None = None  # None: --precision / CS_PRECISION, else auto
 
     @property
     def loaded(self) -> bool:
@@ -304,7 +306,7 @@ class EmbedderHandle:
                 from codesearch.embed import load_embedder
 
                 embedder: Embedder = load_embedder(self.model, dim=self.dim, device=self.device,
-                                                   notify=self._notify)
+                                                   precision=self.precision, notify=self._notify)
             else:
                 embedder = self._loader(self.model, dim=self.dim, device=self.device)
             for check in self._checks:
@@ -323,6 +325,9 @@ def handle_for(manifest: Manifest, requested: str | None, root: Path, *,
 
     spec = requested or manifest.model
     handle = EmbedderHandle(spec, dim=manifest.dim, device=device, loader=loader, notify=notify)
+    if config.default_precision() in (None, "auto"):
+        # Unless asked otherwise, keep the index's kind of vectors: int8, or float (fp32/bf16).
+        handle.precision = "int8" if manifest.precision == "int8" else "float"
     handle.on_load(lambda e: manifest.check_compatible(describe(e, spec, root)))
     if requested and requested != manifest.model:
         try:
@@ -893,6 +898,7 @@ def index_status(root: Path, store: Store) -> dict[str, Any]:
         "revision": manifest.revision,
         "dim": manifest.dim,
         "prefix_scheme": manifest.prefix_scheme,
+        "precision": manifest.precision,
         "chunker_version": manifest.chunker_version,
         "format_version": manifest.format_version,
         "files": len(records),

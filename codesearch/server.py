@@ -381,6 +381,10 @@ class QueryEngine:
         device = req.get("device")
         if device is not None and device != self.device:
             raise _Decline(f"device {device} asked, this server runs on {self.device or 'auto'}")
+        precision = config.default_precision()
+        if req.get("precision") != precision:  # it loads models at its own precision only
+            raise _Decline(f"precision {req.get('precision') or 'auto'} asked, this server "
+                           f"loads {precision or 'auto'}")
         try:
             options = options_from_dict(req.get("options") or {})
         except TypeError as err:

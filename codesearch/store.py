@@ -110,16 +110,22 @@ class Manifest:
     created_at: float = 0.0
     last_run_at: float | None = None
     last_run: dict[str, Any] | None = None
+    # What the vectors were computed in: fp32, bf16 (interchangeable: cosine >= .9996) or int8
+    # (its own vector space: never mixed with float vectors). Older manifests: fp32.
+    precision: str = "fp32"
 
     def identity(self) -> dict[str, Any]:
         """The fields that must match for vectors to be comparable (what the cache is keyed by)."""
-        return {
+        ident: dict[str, Any] = {
             "model_id": self.model_id,
             "revision": self.revision,
             "dim": self.dim,
             "prefix_scheme": self.prefix_scheme,
             "max_length": self.max_length,
         }
+        if self.precision == "int8":  # float caches keep their table names
+            ident["precision"] = "int8"
+        return ident
 
     def differences(self, other: Manifest) -> list[str]:
         """Human-readable differences between this (the index) and ``other`` (what is asked for)."""
@@ -129,14 +135,19 @@ class Manifest:
             mine, theirs = getattr(self, key), getattr(other, key)
             if mine != theirs:
                 out.append(f"{key} {mine!r} (index) vs {theirs!r} (now)")
+        if (self.precision == "int8") != (other.precision == "int8"):
+            out.append(f"precision {self.precision} (index) vs {other.precision} (now)")
         return out
 
     def check_compatible(self, other: Manifest) -> None:
         """Raise IndexMismatchError naming the differences when ``other`` cannot use this index."""
         diffs = self.differences(other)
         if diffs:
+            hint = REBUILD_HINT
+            if diffs[0].startswith("precision"):
+                hint = f"use --precision {self.precision}, or {REBUILD_HINT}"
             raise IndexMismatchError(
-                "the index was built differently: " + "; ".join(diffs[:3]), hint=REBUILD_HINT
+                "the index was built differently: " + "; ".join(diffs[:3]), hint=hint
             )
 
 

@@ -18,7 +18,7 @@ def cs_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
     home = tmp_path_factory.mktemp("cs-home")
     monkeypatch.setenv("CS_HOME", str(home))
     for var in ("CS_INDEX_DIR", "CS_CACHE_DIR", "CS_MODEL", "CS_DEVICE", "CS_INDEX_URI",
-                "CS_CACHE_URI", "RAY_ADDRESS"):
+                "CS_CACHE_URI", "RAY_ADDRESS", "CS_PRECISION"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
@@ -27,6 +27,16 @@ def cs_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monkey
     monkeypatch.setenv("CS_SERVER_AUTOSTART", "0")
     monkeypatch.delenv("CS_NO_SERVER", raising=False)
     return home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_int8_builds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One cache of int8 (ONNX) model builds for the session: `auto` may pick int8, and each
+    test's fresh home would otherwise export the same model again (seconds each)."""
+    path = tmp_path_factory.mktemp("quantized")
+    os.environ["CS_QUANTIZED_DIR"] = str(path)
+    yield path
+    os.environ.pop("CS_QUANTIZED_DIR", None)
 
 
 @pytest.fixture(scope="session")

@@ -268,6 +268,9 @@ def test_protocol(served: Served, repo: Path) -> None:
         assert answer["ok"] and len(answer["hits"]) == 2
         wrong_device = dict(find, device="cuda:7")
         assert "device" in ask(json.dumps(wrong_device).encode())["decline"]
+        # It loads models at one precision (CS_PRECISION, unset here): int8 is another server's.
+        wrong_precision = dict(find, precision="int8")
+        assert "precision int8 asked" in ask(json.dumps(wrong_precision).encode())["decline"]
         reader.close()
     # A declined request (this server runs on the automatic device, the client asks for "cpu")
     # makes the client work in-process, with the same answer.

@@ -86,6 +86,8 @@ class EmbedderSpec:
     prefix_scheme: str | None = None  # "jina-code-v1" or "none"
     token_budget: int | None = None  # padded tokens per forward pass
     padding_side: str = "right"
+    # "auto", "fp32", "bf16" or "int8" (None: CS_PRECISION, else auto); wins over dtype.
+    precision: str | None = None
 
     def load(self, notify: Callable[[str], None] | None = None) -> HFEmbedder:
         """Resolve, download if needed and allowed, and load the model this spec names."""
@@ -105,6 +107,7 @@ def load_embedder(
     prefix_scheme: str | None = None,
     token_budget: int | None = None,
     padding_side: str = "right",
+    precision: str | None = None,
     notify: Callable[[str], None] | None = None,
 ) -> HFEmbedder:
     """Load ``model`` (default: CS_MODEL, else jina-code-0.5b) as an Embedder.
@@ -113,7 +116,9 @@ def load_embedder(
     config gets last-token pooling and jina prefixes, other encoders mean pooling and no prefix;
     ``pooling`` and ``prefix_scheme`` override. ``dim`` defaults to 256 where offered; an invalid
     dim raises ModelError listing the valid ones. Device: ``device``, else CS_DEVICE, else CUDA
-    (bf16) when present, else CPU (fp32 or bf16, whichever was measured faster with cosine >= 0.99).
+    (bf16) when present, else CPU. ``precision`` (else CS_PRECISION, else auto): fp32, bf16, int8
+    (ONNX Runtime, CPU only, the `fast` extra), or auto: on a CPU the fastest of those measured on
+    this model whose vectors agree with fp32's to cosine >= 0.99 (once, remembered).
     ``notify`` receives one-line notices (download starting, dtype measurement) for the CLI.
     Never runs code from a model repository (trust_remote_code is always False).
     """
@@ -130,5 +135,6 @@ def load_embedder(
         prefix_scheme=prefix_scheme,
         token_budget=token_budget,
         padding_side=padding_side,
+        precision=precision,
     )
     return spec.load(notify=notify)

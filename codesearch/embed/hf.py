@@ -7,6 +7,7 @@ Imported only when a model is actually loaded (it imports torch and transformers
 from __future__ import annotations
 
 import copy
+import dataclasses
 import inspect
 import json
 import os
@@ -18,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from codesearch.config import cache_dir, default_device
+from codesearch.config import cache_dir, default_device, default_precision
 from codesearch.embed.batching import pad_batch, plan_batches
 from codesearch.embed.pooling import check_dim, pool, truncate_normalize
 from codesearch.embed.presets import check_side, check_task, prefix_for
 from codesearch.embed.resolve import ResolvedModel, resolve_model
-from codesearch.errors import ModelError
+from codesearch.errors import ModelError, UsageError
 
 if TYPE_CHECKING:
     from codesearch.embed import EmbedderSpec
@@ -47,6 +48,15 @@ MAX_BATCH = 256
 # vectors stay this close (cosine) to fp32's.
 BF16_MIN_SPEEDUP = 1.2
 BF16_MIN_COSINE = 0.99
+# int8 (ONNX Runtime) is used by `auto` under the same rule. A min cosine of 0.99 on the probe is
+# what kept MiniLM's dev find MRR@10 within .005 of fp32 (bench/quant_speed.py, README "Speed").
+INT8_MIN_SPEEDUP = 1.2
+INT8_MIN_COSINE = 0.99
+# What --precision / CS_PRECISION accept. "float" (internal) is auto between fp32 and bf16: an
+# index built with float vectors keeps float vectors.
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+_PRECISION_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "float32"}
+_DTYPE_PRECISIONS = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 _PROBE_SAMPLE = (
     "def parse_csv(path, column):\n"
     '    """Read a CSV file and return the mean of one numeric column."""\n'
@@ -145,30 +155,53 @@ class HFEmbedder:
             )
         self.padding_side = spec.padding_side
         self.device = pick_device(spec.device)
-        requested_dtype = _parse_dtype(spec.dtype or "auto")
+        precision = _choose_precision(spec)
+        if precision == "int8" and self.device.type != "cpu":
+            raise ModelError(
+                "int8 runs on the CPU only", hint="use --device cpu or --precision bf16"
+            )
+        requested_dtype = _parse_dtype(_PRECISION_DTYPES.get(precision, "auto"))
+        self._int8: Any = None
+        self.int8_error: str | None = None
         self.token_budget = spec.token_budget or (
             CUDA_TOKEN_BUDGET if self.device.type == "cuda" else CPU_TOKEN_BUDGET
         )
         self.dtype_choice: dict[str, Any] = {}
-        planned = self._planned_dtype(requested_dtype)
+        self._int8_probe: Any = None  # the int8 runner built for measuring, reused if chosen
+        planned = self._planned_dtype(requested_dtype, precision)
         # Load straight into the final dtype when it is known (bf16 weights stay bf16: half the
         # memory); only an unmeasured CPU loads fp32 first, to time both.
         if loaded is not None:
             self.tokenizer, model = loaded
         else:
             self.tokenizer, model = self._load(res, planned or torch.float32)
-        if planned is None:
-            planned = self._measure_cpu_dtype(model, notify)
-        self.model = model.to(device=self.device, dtype=planned)
-        self.dtype = next(self.model.parameters()).dtype
-        forward_params = inspect.signature(self.model.forward).parameters
-        # A decoder would otherwise build a KV cache we never read: memory and time for nothing.
-        self._extra: dict[str, Any] = {"use_cache": False} if "use_cache" in forward_params else {}
-        self._takes_positions = "position_ids" in forward_params
+        forward_params = inspect.signature(model.forward).parameters
         pad = self.tokenizer.pad_token_id
         if pad is None:
             pad = self.tokenizer.eos_token_id
         self._pad_id = int(pad) if pad is not None else 0
+        if planned is None:
+            planned = self._measure_cpu_dtype(model, notify)
+        if precision == "auto" and self.dtype_choice.get("precision") == "int8":
+            precision, planned = "int8", torch.float32
+        if precision == "int8":
+            self._int8 = self._int8_probe or self._load_int8(model, notify)
+        self._int8_probe = None
+        if self._int8 is not None:
+            # The int8 engine runs alone: the float32 weights (2 GB for the 0.5B) are freed.
+            self.model: torch.nn.Module | None = None
+            self.dtype = torch.float32
+        else:
+            self.model = model.to(device=self.device, dtype=planned)
+            self.dtype = next(self.model.parameters()).dtype
+        del model
+        # What the vectors were computed in (recorded in index manifests).
+        self.precision = "int8" if self._int8 is not None else _DTYPE_PRECISIONS[self.dtype]
+        # Workers unpickling this embedder load the same precision without measuring again.
+        self.spec = dataclasses.replace(spec, precision=self.precision)
+        # A decoder would otherwise build a KV cache we never read: memory and time for nothing.
+        self._extra: dict[str, Any] = {"use_cache": False} if "use_cache" in forward_params else {}
+        self._takes_positions = "position_ids" in forward_params
         eos = self.tokenizer.eos_token_id
         self._filler_id = int(eos) if eos is not None else self._pad_id
 
@@ -205,8 +238,9 @@ class HFEmbedder:
                 hf_logging.enable_progress_bar()
         return tokenizer, model.eval()
 
-    def _planned_dtype(self, requested: torch.dtype | None) -> torch.dtype | None:
-        """The dtype to run in when known before loading; None when CPU speed must be measured."""
+    def _planned_dtype(self, requested: torch.dtype | None, precision: str) -> torch.dtype | None:
+        """The dtype to run in when known before loading; None when CPU speed must be measured.
+        A remembered `auto` choice of int8 sets ``precision`` via self.dtype_choice."""
         if requested is not None:
             return requested
         if self.device.type == "cuda":
@@ -215,13 +249,36 @@ class HFEmbedder:
             known = self._cpu_dtype_store().get(self._cpu_dtype_key())
             if isinstance(known, dict) and known.get("dtype") in _DTYPES:
                 self.dtype_choice = known
+                if precision == "auto" and known.get("precision") == "int8":
+                    return torch.float32
                 return _DTYPES[str(known["dtype"])]
             return None
         return torch.float32
 
     def _cpu_dtype_key(self) -> str:
+        from codesearch.embed.quantized import runtime_version
+
         parts = [self.model_id, str(self.revision), _cpu_name(), torch.__version__]
-        return "|".join([*parts, str(torch.get_num_threads())])
+        key = "|".join([*parts, str(torch.get_num_threads())])
+        # With ONNX Runtime installed int8 is a candidate too: measure again once.
+        ort = runtime_version()
+        return f"{key}|ort-{ort}" if ort else key
+
+    def _load_int8(self, model: torch.nn.Module, notify: Callable[[str], None] | None) -> Any:
+        """The int8 runner, or None (fp32, with one line saying why) when it cannot be built."""
+        from codesearch.embed.quantized import Int8Unavailable, load_int8
+
+        try:
+            return load_int8(
+                model, model_id=self.model_id, revision=self.revision, source=self.resolved.path,
+                pad_id=self._pad_id, threads=torch.get_num_threads(), notify=notify,
+            )  # fmt: skip
+        except Int8Unavailable as err:
+            message = f"{err}; using fp32"
+            if notify is not None:
+                notify(message)
+            self.int8_error = message
+            return None
 
     @staticmethod
     def _cpu_dtype_store() -> dict[str, Any]:
@@ -240,9 +297,15 @@ class HFEmbedder:
         (emulated on AVX2), so it is timed on the real model rather than guessed from CPU flags;
         agreement with fp32 is checked on the same inputs.
         """
+        from codesearch.embed.quantized import runtime_version
+
+        int8 = None
+        if runtime_version() is not None:
+            int8 = self._int8_probe = self._load_int8(model, notify)
         if notify is not None:
-            notify("Measuring fp32 vs bf16 speed on this CPU (once per model)...")
-        choice = measure_cpu_dtype(model, self.tokenizer, self.pooling)
+            names = "fp32, bf16 and int8" if int8 is not None else "fp32 vs bf16"
+            notify(f"Measuring {names} speed on this CPU (once per model)...")
+        choice = measure_cpu_dtype(model, self.tokenizer, self.pooling, int8=int8)
         self.dtype_choice = choice
         store = cache_dir() / "cpu-dtype.json"
         try:
@@ -281,6 +344,13 @@ class HFEmbedder:
         """One forward pass over ``sequences`` (padded together): pooled full-size float32 vectors,
         before truncation and normalisation."""
         ids_np, mask_np = pad_batch(sequences, self._pad_id, self.padding_side)
+        if self._int8 is not None:
+            positions = None
+            if self.padding_side == "left":
+                positions = np.clip(mask_np.cumsum(axis=1) - 1, 0, None)
+            hidden = torch.from_numpy(self._int8(ids_np, mask_np, positions))
+            return pool(self.pooling, hidden, torch.from_numpy(mask_np)).numpy()
+        assert self.model is not None
         ids = torch.from_numpy(ids_np).to(self.device, non_blocking=True)
         mask = torch.from_numpy(mask_np).to(self.device, non_blocking=True)
         kwargs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, **self._extra}
@@ -330,14 +400,19 @@ class HFEmbedder:
     def __repr__(self) -> str:
         return (
             f"HFEmbedder({self.name!r}, dim={self.dim}, pooling={self.pooling!r}, "
-            f"prefixes={self.prefix_scheme!r}, device={self.device}, dtype={self.dtype})"
+            f"prefixes={self.prefix_scheme!r}, device={self.device}, precision={self.precision})"
         )
 
 
-def measure_cpu_dtype(model: torch.nn.Module, tokenizer: Any, pooling: str) -> dict[str, Any]:
-    """Time fp32 and bf16 forward passes of ``model`` on a fixed code batch (2 x 64 tokens, best of
-    three runs) and compare the pooled vectors. Returns {"dtype", "speedup", "min_cosine"}; bf16
-    only when it is BF16_MIN_SPEEDUP faster and agrees to BF16_MIN_COSINE."""
+def measure_cpu_dtype(
+    model: torch.nn.Module, tokenizer: Any, pooling: str, int8: Any = None
+) -> dict[str, Any]:
+    """Time fp32 and bf16 forward passes of ``model`` (and ``int8``, an Int8Runner, when given) on
+    a fixed code batch (2 x 64 tokens, best of three runs) and compare the pooled vectors with
+    fp32's. Returns {"dtype", "speedup", "min_cosine", "precision", "int8_speedup",
+    "int8_min_cosine"}: "dtype" is the float choice (bf16 only when it is BF16_MIN_SPEEDUP faster
+    and agrees to BF16_MIN_COSINE), "precision" the fastest of fp32, bf16 and int8 that passes
+    its rule (what `auto` runs)."""
     ids = tokenizer([_PROBE_SAMPLE * 4, _PROBE_SAMPLE * 3], truncation=True, max_length=64)
     seqs = ids["input_ids"]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -361,16 +436,52 @@ def measure_cpu_dtype(model: torch.nn.Module, tokenizer: Any, pooling: str) -> d
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
     t16, v16 = run(bf16)
     del bf16
-    a = v32 / np.linalg.norm(v32, axis=1, keepdims=True)
-    b = v16 / np.linalg.norm(v16, axis=1, keepdims=True)
-    min_cos = float(np.min(np.sum(a * b, axis=1)))
+    min_cos = min_cosine(v32, v16)
     speedup = t32 / t16 if t16 > 0 else 0.0
     use_bf16 = speedup >= BF16_MIN_SPEEDUP and min_cos >= BF16_MIN_COSINE
-    return {
+    choice: dict[str, Any] = {
         "dtype": "bfloat16" if use_bf16 else "float32",
         "speedup": round(speedup, 3),
         "min_cosine": round(min_cos, 6),
+        "precision": "bf16" if use_bf16 else "fp32",
     }
+    if int8 is not None:
+        best, v8 = float("inf"), None
+        for _ in range(3):
+            start = time.perf_counter()
+            hidden = int8(ids_np, mask_np)
+            best = min(best, time.perf_counter() - start)
+        v8 = pool(pooling, torch.from_numpy(hidden), mask_t).numpy()
+        cos8 = min_cosine(v32, v8)
+        speed8 = t32 / best if best > 0 else 0.0
+        choice.update(int8_speedup=round(speed8, 3), int8_min_cosine=round(cos8, 6))
+        if speed8 >= INT8_MIN_SPEEDUP and cos8 >= INT8_MIN_COSINE and speed8 > max(
+            speedup if use_bf16 else 1.0, 1.0
+        ):
+            choice["precision"] = "int8"
+    return choice
+
+
+def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """The smallest row-wise cosine between two (n, d) arrays."""
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    return float(np.min(np.sum(a * b, axis=1)))
+
+
+def _choose_precision(spec: EmbedderSpec) -> str:
+    """The precision asked for: the spec's, else an explicit dtype's, else CS_PRECISION, else
+    auto. Raises UsageError for an unknown name."""
+    precision = spec.precision
+    if precision in (None, "auto") and spec.dtype not in (None, "auto"):
+        dtype = _parse_dtype(str(spec.dtype))
+        precision = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, "fp32")
+        if dtype == torch.float16:
+            precision = "fp16"
+    precision = precision or default_precision() or "auto"
+    if precision not in (*PRECISIONS, "float", "fp16"):
+        raise UsageError(f"unknown precision '{precision}'", hint="use auto, fp32, bf16 or int8")
+    return precision
 
 
 def _load_from_spec(spec: EmbedderSpec) -> HFEmbedder:
