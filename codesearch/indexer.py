@@ -245,6 +245,22 @@ class _Identity:
     dim: int
     prefix_scheme: str
     max_length: int
+    precision: str = "fp32"
+
+
+def _precision_before_loading() -> str | None:
+    """The precision a model will run at, when that is known before it loads: forced by
+    CS_PRECISION, or float when the int8 engine is not installed (auto then picks between fp32
+    and bf16, one vector space). None when auto may measure int8 as the fastest: the model must
+    load first, since int8 vectors (and their cache) are another space."""
+    import importlib.util
+
+    forced = config.default_precision()
+    if forced in ("fp32", "bf16", "int8"):
+        return forced
+    if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxruntime")):
+        return "fp32"
+    return None
 
 
 def describe_unloaded(model: str, dim: int | None, root: Path) -> Manifest | None:
@@ -252,6 +268,9 @@ def describe_unloaded(model: str, dim: int | None, root: Path) -> Manifest | Non
     files alone (no torch, no weights: a new index is searchable before the model has loaded);
     None when it cannot be told this way (the caller loads the model instead). Whatever loads
     later is checked against it (:meth:`EmbedderHandle.on_load`)."""
+    precision = _precision_before_loading()
+    if precision is None:
+        return None
     try:
         from codesearch.embed.pooling import check_dim
         from codesearch.embed.resolve import normalize_model_name, resolve_model
@@ -259,7 +278,7 @@ def describe_unloaded(model: str, dim: int | None, root: Path) -> Manifest | Non
         res = resolve_model(normalize_model_name(model))
         identity = _Identity(res.model_id, res.revision,
                              check_dim(dim if dim is not None else res.default_dim, res.dims,
-                                       res.name), res.prefix_scheme, res.max_length)
+                                       res.name), res.prefix_scheme, res.max_length, precision)
     except Exception:  # noqa: BLE001 - loading the model reports the problem properly
         return None
     return describe(identity, model, root)  # type: ignore[arg-type]

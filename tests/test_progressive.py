@@ -62,7 +62,11 @@ def test_a_chunk_without_a_vector_fuses_as_its_lexical_score() -> None:
 # --- phases ------------------------------------------------------------------------------------
 
 
-def test_phase_one_alone_is_a_complete_lexical_index(repo: Path, tiny_model_dir: Path) -> None:
+def test_phase_one_alone_is_a_complete_lexical_index(repo: Path, tiny_model_dir: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # A known precision: the manifest can be written before the model loads (with auto and the
+    # int8 engine installed, the model loads first: test_auto_precision_may_pick_int8...).
+    monkeypatch.setenv("CS_PRECISION", "fp32")
     ix = indexer(repo, tiny_model_dir, embed=False)
     stats = ix.run()
     assert stats.chunks_embedded == 0 and stats.chunks_with_vectors == 0
@@ -89,9 +93,22 @@ def test_phase_one_alone_is_a_complete_lexical_index(repo: Path, tiny_model_dir:
     assert f"vectors for 0 of {stats.chunks_total} chunks (0%)" in result.stderr
 
 
+def test_auto_precision_may_pick_int8_so_the_model_loads_before_phase_one(
+        repo: Path, tiny_model_dir: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    ix = indexer(repo, tiny_model_dir, embed=False)
+    ix.run()
+    assert ix.handle is not None and ix.handle.loaded
+    manifest = Store.open(resolve_index_uri(repo)).read_manifest()
+    assert manifest is not None and manifest.precision == ix.handle.get().precision
+
+
 def test_phase_two_resumes_and_ends_equal_to_a_one_shot_index(
         repo: Path, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # One precision for both homes: auto measures speed afresh in the second one, and may choose
+    # another (a timing, not what this test is about).
+    monkeypatch.setenv("CS_PRECISION", "fp32")
     ix = indexer(repo, tiny_model_dir, embed=False)
     total = ix.run().chunks_total
     # Stop phase 2 after its first batch (the smallest, EMBED_BATCH_MIN).
