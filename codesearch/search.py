@@ -1,8 +1,9 @@
 """Find and similar: a query (or a FILE:LINE) -> ranked :class:`Hit` s.
 
 Three modes over the same index:
-- ``semantic``: the query's embedding (nl2code for natural language, code2code for code) against
-  chunk vectors, cosine similarity.
+- ``semantic``: the query's embedding (nl2code for natural language, code2code for code; a text
+  model's find query with its short views folded in, :func:`query_views`) against chunk vectors,
+  cosine similarity.
 - ``lexical``: BM25 over ``search_text`` (:func:`lexical_text`: the chunk's text, its symbol and
   path, identifiers also split into words, ``parseCsv`` -> ``parse csv``, and abbreviations
   written out, ``pos`` -> ``position``). Needs no model.
@@ -75,7 +76,7 @@ TEST_PENALTY = 0.3
 # A find query's short views for a general text model (:func:`query_views`), folded into its
 # vector with these weights (the query's own vector weighs 1), as a chunk's views are folded into
 # its vector (chunk.views, indexer.VIEW_WEIGHTS): like is compared with like. Query time only, so
-# indexes are unchanged. Shared eval, MiniLM, find hybrid: dev .624 -> .634, check split .525 ->
+# indexes are unchanged. Shared eval, MiniLM, find hybrid: dev .624 -> .633, check split .525 ->
 # .536 (bench/results/quality-log.md row 14).
 QUERY_VIEW_WEIGHTS = (0.25, 0.2)
 
