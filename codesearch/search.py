@@ -1,8 +1,9 @@
 """Find and similar: a query (or a FILE:LINE) -> ranked :class:`Hit` s.
 
 Three modes over the same index:
-- ``semantic``: the query's embedding (nl2code for natural language, code2code for code) against
-  chunk vectors, cosine similarity.
+- ``semantic``: the query's embedding (nl2code for natural language, code2code for code; a text
+  model's find query with its short views folded in, :func:`query_views`) against chunk vectors,
+  cosine similarity.
 - ``lexical``: BM25 over ``search_text`` (:func:`lexical_text`: the chunk's text, its symbol and
   path, identifiers also split into words, ``parseCsv`` -> ``parse csv``, and abbreviations
   written out, ``pos`` -> ``position``). Needs no model.
@@ -80,6 +81,12 @@ HYBRID_MIN_POOL = 50
 # penalty from 0.3 up scores the same (test code simply ranks below implementations).
 NAME_BOOST = 0.15
 TEST_PENALTY = 0.3
+# A find query's short views for a general text model (:func:`query_views`), folded into its
+# vector with these weights (the query's own vector weighs 1), as a chunk's views are folded into
+# its vector (chunk.views, indexer.VIEW_WEIGHTS): like is compared with like. Query time only, so
+# indexes are unchanged. Shared eval, MiniLM, find hybrid: dev .624 -> .633, check split .525 ->
+# .536 (bench/results/quality-log.md row 14).
+QUERY_VIEW_WEIGHTS = (0.25, 0.2)
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,27 @@ def lexical_query(query: str) -> str:
     words = [w.lower() for w in _WORD.findall(query)]
     words.extend(_subwords(query))
     return " ".join(dict.fromkeys(words))
+
+
+# Words that carry no meaning on their own in a description; a query's name view leaves them out.
+_STOPWORDS = frozenset(
+    "a an the of to in on for from by with and or is are be this that it its as at if into any "
+    "all given which when".split())
+
+
+def query_views(query: str) -> tuple[str, str]:
+    """A find query's short views, the query-side twins of a chunk's views (chunk.views): its
+    content words headed by ``function``, shaped like a chunk's name line ("Returns the number of
+    flags set" -> "function returns number flags set"), and its first five words, the verb and
+    object that name what is asked for ("Returns the number of flags")."""
+    words = [w for w in re.findall(r"[A-Za-z0-9_]+", query.lower()) if w not in _STOPWORDS]
+    return "function " + " ".join(words), " ".join(query.split()[:5])
+
+
+def fold(vectors: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """``vectors[0] + sum(weights[i] * vectors[i + 1])``, L2-normalised."""
+    folded = vectors[0] + sum(w * v for w, v in zip(weights, vectors[1:], strict=True))
+    return folded / max(float(np.linalg.norm(folded)), 1e-12)
 
 
 def glob_to_regex(pattern: str) -> str:
@@ -501,7 +529,14 @@ class Searcher:
         where = self._where(opts)
 
         def embed() -> np.ndarray:
-            return self.handle.get().embed_queries([self._written(query)], task=task)[0]
+            from codesearch.chunk import WORDS_STYLE, document_style
+
+            embedder = self.handle.get()
+            if document_style(self.manifest.prefix_scheme) != WORDS_STYLE:
+                return embedder.embed_queries([query], task=task)[0]
+            # A text model's index folds views into every chunk vector; the query folds its own.
+            texts = [self._written(t) for t in (query, *query_views(query))]
+            return fold(embedder.embed_queries(texts, task=task), QUERY_VIEW_WEIGHTS)
 
         return self._rank(embed, lexical_query(query), where, opts, query=query)
 

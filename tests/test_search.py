@@ -18,11 +18,13 @@ from codesearch.search import (
     SearchOptions,
     detect_task,
     enclosing_chunk,
+    fold,
     fuse,
     glob_to_regex,
     lexical_query,
     lexical_text,
     parse_location,
+    query_views,
 )
 from codesearch.vocabulary import identifier_words
 
@@ -255,3 +257,56 @@ def test_search_errors(indexed: Path, tmp_path: Path) -> None:
     empty.mkdir()
     with pytest.raises(IndexMissingError, match="no index"):
         Searcher.open(empty)
+
+
+@pytest.mark.parametrize(
+    ("query", "views"),
+    [
+        ("Returns the number of flags set",
+         ("function returns number flags set", "Returns the number of flags")),
+        ("Sets the program's description for the long help (--help).",
+         ("function sets program s description long help help",
+          "Sets the program's description for")),
+        ("Parse a CSV file", ("function parse csv file", "Parse a CSV file")),
+        ("the of a", ("function ", "the of a")),
+    ],
+)
+def test_query_views(query: str, views: tuple[str, str]) -> None:
+    assert query_views(query) == views
+
+
+def test_fold_weighs_the_query_one_and_normalises() -> None:
+    q, a, b = np.eye(3, dtype=np.float32)
+    folded = fold(np.stack([q, a, b]), (0.25, 0.2))
+    np.testing.assert_allclose(folded, np.array([1, 0.25, 0.2]) / np.sqrt(1 + 0.25**2 + 0.2**2),
+                               rtol=1e-6)
+    with pytest.raises(ValueError):
+        fold(np.stack([q, a]), (0.25, 0.2))  # one weight per view
+
+
+@pytest.mark.slow
+def test_a_text_models_find_query_folds_in_its_views(tmp_path: Path,
+                                                     fixtures_dir: Path) -> None:
+    """With MiniLM (a text model, words writing) a find query's vector is its own with its two
+    views folded in, each written like the documents; semantic scores are cosines with it (times
+    the kind prior)."""
+    from codesearch.chunk import in_words
+    from codesearch.search import QUERY_VIEW_WEIGHTS, kind_weight
+
+    root = tmp_path / "repo"
+    shutil.copytree(fixtures_dir / "python", root)
+    index_root(root, options=IndexOptions(model="minilm"))
+    searcher = Searcher.open(root)
+    query = "Returns the mean of a numeric column"
+    hits = searcher.find(query, SearchOptions(k=3, mode="semantic"))
+    embedder = searcher.handle.get()
+    texts = [in_words(t) for t in (query, *query_views(query))]
+    vectors = embedder.embed_queries(texts, task="nl2code")
+    expected = fold(vectors, QUERY_VIEW_WEIGHTS)
+    stored = {(r.path, r.start_line): r.vector for r in searcher.store.chunks(with_vectors=True)}
+    for hit in hits:
+        vector = stored[(hit.path, hit.start_line)]
+        cosine = float(np.dot(vector, expected))
+        assert hit.score == pytest.approx(cosine * kind_weight(hit.kind), abs=1e-4)
+    plain = vectors[0]
+    assert float(np.dot(plain, expected)) < 0.999  # the views really moved the query
