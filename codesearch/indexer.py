@@ -763,11 +763,11 @@ class Indexer:
                     continue
                 pending_ids.append((chunk_id_, h))
                 pending_docs.setdefault(h, docs[h])
-            if len(pending_docs) >= batch_size():
-                commit()
-                self._progress(IndexProgress("embed", chunks_embedded=base + embedded,
-                                             chunks_reused=self.stats.chunks_reused,
-                                             chunks_to_embed=to_embed))
+                if len(pending_docs) >= batch_size():  # also inside a big file
+                    commit()
+                    self._progress(IndexProgress("embed", chunks_embedded=base + embedded,
+                                                 chunks_reused=self.stats.chunks_reused,
+                                                 chunks_to_embed=to_embed))
         if pending_ids and not stop():
             commit()
         return filled
