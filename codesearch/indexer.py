@@ -499,7 +499,11 @@ class Indexer:
             self.stats.files_scanned = the_plan.scanned
             self.stats.files_unchanged = the_plan.unchanged
             self.stats.files_new = the_plan.new
-            self._apply(the_plan.candidates, the_plan.removed, records, defer=True)
+            # Two phases when embedding may take long (a new index, or more than a batch of files
+            # changed); a small incremental run embeds in place, so every commit is complete.
+            defer = (not records or self.stats.rebuilt
+                     or len(the_plan.candidates) > self.options.batch_files)
+            self._apply(the_plan.candidates, the_plan.removed, records, defer=defer)
             self._finish(start)
             self.stats.seconds_searchable = self.stats.seconds
             if on_searchable is not None:
