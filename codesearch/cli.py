@@ -463,7 +463,7 @@ def index_cmd(
                                    options=options, progress=bar, notify=_notice,
                                    should_stop=lambda: stopping["asked"],
                                    on_searchable=lambda s: searchable.update(at=s.seconds))
-                if background:
+                if background and stats.chunks_with_vectors < stats.chunks_total:
                     from codesearch import background as jobs
                     from codesearch.indexer import model_spec
 

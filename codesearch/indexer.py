@@ -523,7 +523,11 @@ class Indexer:
             self.stats.files_scanned = the_plan.scanned
             self.stats.files_unchanged = the_plan.unchanged
             self.stats.files_new = the_plan.new
-            self._apply(the_plan.candidates, the_plan.removed, records, defer=True)
+            # Two phases when embedding may take long (a new index, or more than a batch of files
+            # changed); a small incremental run embeds in place, so every commit is complete.
+            defer = (not records or self.stats.rebuilt
+                     or len(the_plan.candidates) > self.options.batch_files)
+            self._apply(the_plan.candidates, the_plan.removed, records, defer=defer)
             self._finish(start)
             self.stats.seconds_searchable = self.stats.seconds
             if on_searchable is not None:
@@ -787,11 +791,11 @@ class Indexer:
                     continue
                 pending_ids.append((chunk_id_, h))
                 pending_docs.setdefault(h, docs[h])
-            if len(pending_docs) >= batch_size():
-                commit()
-                self._progress(IndexProgress("embed", chunks_embedded=base + embedded,
-                                             chunks_reused=self.stats.chunks_reused,
-                                             chunks_to_embed=to_embed))
+                if len(pending_docs) >= batch_size():  # also inside a big file
+                    commit()
+                    self._progress(IndexProgress("embed", chunks_embedded=base + embedded,
+                                                 chunks_reused=self.stats.chunks_reused,
+                                                 chunks_to_embed=to_embed))
         if pending_ids and not stop():
             commit()
         return filled
