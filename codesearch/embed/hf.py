@@ -483,7 +483,7 @@ def _choose_precision(spec: EmbedderSpec) -> str:
     """The precision asked for: the spec's, else an explicit dtype's, else CS_PRECISION, else
     auto. Raises UsageError for an unknown name."""
     precision = spec.precision
-    if precision in (None, "auto") and spec.dtype not in (None, "auto"):
+    if precision in (None, "auto", "float") and spec.dtype not in (None, "auto"):
         dtype = _parse_dtype(str(spec.dtype))
         precision = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, "fp32")
         if dtype == torch.float16:
