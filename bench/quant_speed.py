@@ -145,8 +145,10 @@ def _cache_vectors(home: Path) -> dict[str, Any]:
 
 
 def part_agreement(results: dict[str, Any], work: Path, homes: str, split: Path,
-                   precisions: list[str], corpora: list[str]) -> None:
-    """``precisions[0]`` is the reference the others are compared with."""
+                   precisions: list[str], corpora: list[str], given: dict[str, Path]) -> None:
+    """``precisions[0]`` is the reference the others are compared with. ``given``: quality.py
+    reports already made (precision -> JSON), used instead of running it again; MRR per language
+    is compared only between reports over the same corpora, MRR per corpus always."""
     import numpy as np
 
     ref_p = precisions[0]
@@ -156,6 +158,10 @@ def part_agreement(results: dict[str, Any], work: Path, homes: str, split: Path,
     tag = "-" + "-".join(corpora) if corpora else ""
     for p in precisions:
         home = Path(f"{homes}{p}")
+        if p in given:
+            reports[p] = json.loads(given[p].read_text())
+            out["runs"][p] = {"home": str(home), "report": str(given[p])}
+            continue
         tag_dir = work / "quality"
         cmd = [sys.executable, str(REPO / "bench" / "quality.py"), "--task", "find",
                "--modes", "semantic,hybrid", "--no-baselines", "--split", str(split),
@@ -176,12 +182,20 @@ def part_agreement(results: dict[str, Any], work: Path, homes: str, split: Path,
         b = np.stack([other[h] for h in common])
         out.setdefault("cosine_to_reference", {})[p] = spread(cosines(a, b))
     mrr: dict[str, Any] = {}
+    per_corpus: dict[str, Any] = {}
+    same = len({tuple(sorted(r["corpora"])) for r in reports.values()}) == 1
     for mode in ("semantic", "hybrid"):
         for p in precisions:
             rows = reports[p]["tasks"]["find"]["modes"][mode]["overlap"]
-            keys = ["ALL", *[f"lang:{lang}" for lang in LANGS if f"lang:{lang}" in rows]]
-            mrr.setdefault(mode, {})[p] = {k.removeprefix("lang:"): rows[k]["MRR@10"]
-                                           for k in keys}
+            if same:
+                keys = ["ALL", *[f"lang:{lang}" for lang in LANGS if f"lang:{lang}" in rows]]
+                mrr.setdefault(mode, {})[p] = {k.removeprefix("lang:"): rows[k]["MRR@10"]
+                                               for k in keys}
+            common = set.intersection(*(set(r["corpora"]) for r in reports.values()))
+            per_corpus.setdefault(mode, {})[p] = {c: rows[c]["MRR@10"] for c in sorted(common)}
+    out["find_mrr10_per_corpus"] = per_corpus
+    if not same:
+        mrr = per_corpus
     out["find_mrr10"] = mrr
     out["find_mrr10_loss_vs_reference"] = {
         mode: {p: {k: round(v[ref_p][k] - v[p][k], 4) for k in v[ref_p]}
@@ -263,6 +277,8 @@ def main() -> None:
     ap.add_argument("--agree", default="fp32,bf16,int8",
                     help="precisions to compare, the reference first")
     ap.add_argument("--corpus", nargs="*", help="only these dev corpora (fp32 is slow)")
+    ap.add_argument("--reports", default="",
+                    help="PRECISION=quality.json,... made before: used instead of running it")
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quant_speed.json")
     a = ap.parse_args()
     parts = a.parts.split(",")
@@ -283,7 +299,9 @@ def main() -> None:
         write(a.out, results)
         print_speed(results["speed"])
     if "agreement" in parts:
-        part_agreement(results, a.work, a.homes, a.split, a.agree.split(","), a.corpus or [])
+        given = {k: Path(v) for k, _, v in (x.partition("=") for x in a.reports.split(",") if x)}
+        part_agreement(results, a.work, a.homes, a.split, a.agree.split(","), a.corpus or [],
+                       given)
         write(a.out, results)
         for block in results["agreement"].values():
             print_agreement(block)

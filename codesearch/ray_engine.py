@@ -82,14 +82,15 @@ class EmbedActor:
     ``view0``, ``view1``... for a writing with short views (see indexer.embed_documents)."""
 
     def __init__(self, model: str, dim: int | None, device: str | None, dtype: str | None,
-                 threads: int) -> None:
+                 threads: int, precision: str | None = None) -> None:
         import torch
 
         from codesearch.embed import load_embedder
 
         # Several actors share a node: each keeps to the CPUs Ray granted it instead of all cores.
         torch.set_num_threads(max(1, threads))
-        self.embedder = load_embedder(model, dim=dim, device=device, dtype=dtype)
+        self.embedder = load_embedder(model, dim=dim, device=device, dtype=dtype,
+                                      precision=precision)
 
     def _embed(self, texts: Sequence[str],
                progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -134,7 +135,7 @@ def _worker_env() -> dict[str, str]:
 
 
 def ray_embed(docs: Sequence[Document], *, model: str, dim: int | None, device: str | None,
-              dtype: str | None = None,
+              dtype: str | None = None, precision: str | None = None,
               opts: RayOptions | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Embed chunk ``docs`` (document side, as indexer.embed_documents) on Ray; yields
     ``(indices, vectors)`` blocks as they finish,
@@ -162,7 +163,8 @@ def ray_embed(docs: Sequence[Document], *, model: str, dim: int | None, device: 
     ds = ds.map_batches(
         EmbedActor,
         fn_constructor_kwargs={"model": model, "dim": dim, "device": device, "dtype": dtype,
-                               "threads": int(max(1, opts.cpus_per_worker))},
+                               "threads": int(max(1, opts.cpus_per_worker)),
+                               "precision": precision},
         runtime_env={"env_vars": _worker_env()},
         batch_size=opts.batch_texts, batch_format="numpy",
         compute=ActorPoolStrategy(size=workers),
@@ -253,11 +255,15 @@ def index_root_ray(root: Path, *, index_uri: str | None = None,
             # The driver's choice of dtype when it has loaded the model (a new index), else the
             # same rule it would apply: actors read the driver's settings (_worker_env).
             handle = pre.handle
-            loaded = getattr(handle.get(), "dtype", None) if handle and handle.loaded else None
+            emb = handle.get() if handle and handle.loaded else None
+            loaded = getattr(emb, "dtype", None)
             dtype = str(loaded).removeprefix("torch.") if loaded is not None else None
+            # int8 and float vectors never mix: actors run the driver's precision (or the index's).
+            precision = getattr(emb, "precision", None) or getattr(handle, "precision", None)
             for indices, vectors in ray_embed(pending.docs, model=manifest.model,
                                               dim=manifest.dim, device=options.device,
-                                              dtype=dtype, opts=ray_options):
+                                              dtype=dtype, precision=precision,
+                                              opts=ray_options):
                 # Into the cache as they arrive: an interrupted run keeps what Ray finished.
                 pre.cache.put([pending.hashes[i] for i in indices], vectors)
                 embedded += len(indices)

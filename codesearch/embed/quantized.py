@@ -10,7 +10,8 @@ fp32) in one side-by-side probe (README "Speed"); install with ``pip install 'co
 The built model lives in the cache (``<cache>/quantized/<model>-<key>/``; CS_QUANTIZED_DIR moves
 it), keyed by the model's id, revision (or, for a local directory, its weight files' sizes and
 times), the exporter's and ONNX Runtime's versions and this module's ENGINE_VERSION: built once,
-rebuilt when any of them changes. A half-built model never becomes visible (built in a temp dir, then renamed).
+rebuilt when any of them changes. A half-built model never becomes visible (built in a temp dir,
+then renamed).
 """
 
 from __future__ import annotations
