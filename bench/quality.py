@@ -117,16 +117,17 @@ class SharedLoader:
     """One loaded model for every tree (the CLI loads it per process; the vectors are the same)."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[str, int | None, str | None], Any] = {}
+        self._cache: dict[tuple[str, int | None, str | None, str | None], Any] = {}
         self.load_seconds = 0.0
 
-    def __call__(self, model: str, *, dim: int | None = None, device: str | None = None) -> Any:
-        key = (model, dim, device)
+    def __call__(self, model: str, *, dim: int | None = None, device: str | None = None,
+                 precision: str | None = None) -> Any:
+        key = (model, dim, device, precision)
         if key not in self._cache:
             from codesearch.embed import load_embedder
 
             t0 = time.perf_counter()
-            self._cache[key] = load_embedder(model, dim=dim, device=device)
+            self._cache[key] = load_embedder(model, dim=dim, device=device, precision=precision)
             self.load_seconds += time.perf_counter() - t0
         return self._cache[key]
 

@@ -327,7 +327,9 @@ class EmbedderHandle:
                 embedder: Embedder = load_embedder(self.model, dim=self.dim, device=self.device,
                                                    precision=self.precision, notify=self._notify)
             else:
-                embedder = self._loader(self.model, dim=self.dim, device=self.device)
+                # The precision too: an existing float index must not get an int8 model.
+                embedder = self._loader(self.model, dim=self.dim, device=self.device,
+                                        precision=self.precision)
             for check in self._checks:
                 check(embedder)
             self._embedder = embedder

@@ -143,13 +143,15 @@ class EmbedderPool:
         self._load = load
         self._queries_only = queries_only
         self._lock = threading.Lock()
-        self._models: dict[tuple[str, int | None, str | None], _ModelThread] = {}
-        self._loading: dict[tuple[str, int | None, str | None], threading.Lock] = {}
+        self._models: dict[tuple[str, int | None, str | None, str | None], _ModelThread] = {}
+        self._loading: dict[tuple[str, int | None, str | None, str | None], threading.Lock] = {}
 
     def load(self, model: str, *, dim: int | None = None, device: str | None = None,
-             **_: Any) -> Embedder:
-        """The embedder for (model, dim, device), loading it on first use."""
-        key = (model, dim, device)
+             precision: str | None = None, **_: Any) -> Embedder:
+        """The embedder for (model, dim, device, precision), loading it on first use
+        (``precision`` as :func:`codesearch.embed.load_embedder` takes it: an index's own kind,
+        float or int8, so one server answers float and int8 indexes alike)."""
+        key = (model, dim, device, precision)
         with self._lock:
             if key in self._models:
                 return self._models[key]
@@ -159,13 +161,15 @@ class EmbedderPool:
                 if key in self._models:
                     return self._models[key]
             if self._load is not None:
-                inner = self._load(model, dim=dim, device=device)
+                inner = self._load(model, dim=dim, device=device, precision=precision)
             elif self._queries_only:
-                inner = query_loader(self._notify)(model, dim=dim, device=device)
+                inner = query_loader(self._notify)(model, dim=dim, device=device,
+                                                   precision=precision)
             else:
                 from codesearch.embed import load_embedder
 
-                inner = load_embedder(model, dim=dim, device=device, notify=self._notify)
+                inner = load_embedder(model, dim=dim, device=device, precision=precision,
+                                      notify=self._notify)
             wrapped = _ModelThread(inner)
             # The model thread's first forward pass is the slow one: pay it now, not in a query.
             wrapped.embed_queries(["warm up"])
@@ -176,7 +180,7 @@ class EmbedderPool:
     def loaded(self) -> list[str]:
         """``model (dim)`` for every loaded model."""
         with self._lock:
-            return [f"{m} (dim {e.dim})" for (m, _, _), e in self._models.items()]
+            return [f"{m} (dim {e.dim})" for (m, _, _, _), e in self._models.items()]
 
 
 # --- the engine: requests -> hits ----------------------------------------------------------------
@@ -893,11 +897,11 @@ def query_loader(notify: Notify | None = None) -> Callable[..., Embedder]:
     decimal) and print the same results."""
 
     def load(model: str, *, dim: int | None = None, device: str | None = None,
-             **_: Any) -> Embedder:
+             precision: str | None = None, **_: Any) -> Embedder:
         from codesearch.embed import load_embedder
 
         limit_model_threads()
-        return load_embedder(model, dim=dim, device=device, notify=notify)
+        return load_embedder(model, dim=dim, device=device, precision=precision, notify=notify)
 
     return load
 

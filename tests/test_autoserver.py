@@ -143,7 +143,7 @@ def test_second_query_is_answered_by_the_server_the_first_started(
 @pytest.mark.slow
 def test_a_served_answer_says_how_complete_the_index_is(
         env: dict[str, str], tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
-    from codesearch.indexer import IndexOptions, Indexer
+    from codesearch.indexer import Indexer, IndexOptions
     from codesearch.store import Store, resolve_index_uri
 
     root = tmp_path / "lexical-only"

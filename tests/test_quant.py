@@ -206,3 +206,34 @@ def test_index_records_precision_and_never_mixes(tmp_path: Path, fixtures_dir: P
     assert lines[0] == ("error: the index was built differently: "
                         "precision int8 (index) vs fp32 (now)")
     assert "--precision int8" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_float_index_keeps_float_queries_when_auto_would_pick_int8(
+        tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path, cs_home: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An index built in fp32 (before the int8 engine was installed, say) is still searched with
+    float vectors when this CPU's remembered auto choice is int8: in-process (cs find's query
+    loader) and through a query server's model pool alike."""
+    from codesearch.search import SearchOptions
+    from codesearch.server import QueryEngine, query_loader
+
+    runner = CliRunner()
+    root = tmp_path / "repo"
+    shutil.copytree(fixtures_dir / "python", root)
+    monkeypatch.setenv("CS_PRECISION", "fp32")
+    result = runner.invoke(app, ["index", str(root), "--model", str(tiny_model_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    monkeypatch.delenv("CS_PRECISION")
+    # Measure auto once with a query process's threads, then remember int8 as its choice.
+    query_loader()(str(tiny_model_dir), dim=64, device="cpu")
+    memo = cs_home / "cpu-dtype.json"
+    choices = json.loads(memo.read_text())
+    memo.write_text(json.dumps({key: {**choice, "precision": "int8", "dtype": "float32"}
+                                for key, choice in choices.items()}))
+    assert query_loader()(str(tiny_model_dir), dim=64, device="cpu").precision == "int8"
+
+    result = runner.invoke(app, ["find", "mean of a column", "--path", str(root), "--json",
+                                 "--no-server"])
+    assert result.exit_code == 0, result.output
+    hits = QueryEngine([root]).find(root, "mean of a column", SearchOptions())
+    assert [h.to_dict() for h in hits] == json.loads(result.stdout)
