@@ -284,13 +284,8 @@ def describe_unloaded(model: str, dim: int | None, root: Path) -> Manifest | Non
     return describe(identity, model, root)  # type: ignore[arg-type]
 
 
-def model_spec(model: str) -> str:
-    """What to record for ``--model``: an existing local directory becomes absolute, so find works
-    from any working directory; presets and hub ids stay as typed."""
-    path = Path(model).expanduser()
-    if path.is_dir():
-        return str(path.resolve())
-    return model
+# What to record for --model (light enough for the warm client, so it lives in config).
+model_spec = config.model_spec
 
 
 class EmbedderHandle:
