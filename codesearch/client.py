@@ -47,6 +47,7 @@ from typing import Any
 
 from codesearch import __version__, config
 from codesearch.errors import CodeSearchError, ExitCode
+from codesearch.hits import Hit
 
 PROTOCOL_VERSION = 1
 CONNECT_TIMEOUT = 2.0
@@ -290,35 +291,11 @@ def ping(path: Path) -> dict[str, Any] | None:
 
 
 @dataclass(frozen=True)
-class WireHit:
-    """A hit as a server sends it: the fields of :class:`codesearch.search.Hit` (score
-    unrounded), with the same ``to_dict``, so the CLI renders it without importing the search
-    code (tests/test_autoserver.py checks the two stay alike)."""
-
-    path: str
-    start_line: int
-    end_line: int
-    symbol: str
-    language: str
-    kind: str
-    score: float
-    text: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """The stable JSON form (``cs find --json``)."""
-        return {
-            "path": self.path, "start_line": self.start_line, "end_line": self.end_line,
-            "symbol": self.symbol, "language": self.language, "kind": self.kind,
-            "score": round(float(self.score), 6), "text": self.text,
-        }
-
-
-@dataclass(frozen=True)
 class Answer:
     """A server's answer to find or similar: the hits, the root to render them against, and the
     whole response (a field added to it by a newer server, such as a coverage note, is there)."""
 
-    hits: list[WireHit]
+    hits: list[Hit]
     root: Path
     response: dict[str, Any] = field(default_factory=dict)
     server: Path | None = None
@@ -348,8 +325,7 @@ def _ask(sock: Path, target: Target, op: str, payload: Mapping[str, Any],
     if response.get("v") != PROTOCOL_VERSION:
         raise _Unavailable("protocol")
     if response.get("ok"):
-        hits = [WireHit(**{k: h[k] for k in WireHit.__dataclass_fields__})
-                for h in response["hits"]]
+        hits = [Hit(**{k: h[k] for k in Hit.__dataclass_fields__}) for h in response["hits"]]
         return Answer(hits, target.root, response, sock)
     if response.get("build_mismatch"):
         raise _Unavailable("build")

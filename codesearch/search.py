@@ -21,11 +21,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from codesearch.errors import IndexMissingError, UsageError
+from codesearch.hits import Hit
 from codesearch.store import (
     REBUILD_HINT,
     Coverage,
@@ -87,33 +88,6 @@ TEST_PENALTY = 0.3
 # indexes are unchanged. Shared eval, MiniLM, find hybrid: dev .624 -> .633, check split .525 ->
 # .536 (bench/results/quality-log.md row 14).
 QUERY_VIEW_WEIGHTS = (0.25, 0.2)
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result. ``path`` is POSIX, relative to the indexed root."""
-
-    path: str
-    start_line: int
-    end_line: int
-    symbol: str
-    language: str
-    kind: str
-    score: float
-    text: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """The stable JSON form (``cs find --json``)."""
-        return {
-            "path": self.path, "start_line": self.start_line, "end_line": self.end_line,
-            "symbol": self.symbol, "language": self.language, "kind": self.kind,
-            "score": round(float(self.score), 6), "text": self.text,
-        }
-
-    @classmethod
-    def from_stored(cls, row: StoredChunk, score: float | None = None) -> Hit:
-        return cls(row.path, row.start_line, row.end_line, row.symbol, row.language, row.kind,
-                   float(row.score if score is None else score), row.text)
 
 
 @dataclass(frozen=True)

@@ -219,12 +219,6 @@ def hit_to_wire(hit: Hit) -> dict[str, Any]:
     return dataclasses.asdict(hit)
 
 
-def hit_from_wire(data: Mapping[str, Any]) -> Hit:
-    from codesearch.search import Hit
-
-    return Hit(**data)
-
-
 class QueryEngine:
     """Answers find, similar and status for a set of roots with models kept loaded. The index is
     opened for every request (cheap: a few small reads), so commits by other processes, a rebuild
@@ -810,12 +804,6 @@ def ping(root: Path, *, index_dir: str | Path | None = None,
     return client.ping(target.socket) if target is not None else None
 
 
-def hits_from_answer(answer: Any) -> list[Hit]:
-    from codesearch.search import Hit
-
-    return [Hit(**dataclasses.asdict(h)) for h in answer.hits]
-
-
 def search_via_server_or_local(
     op: Literal["find", "similar"], root: Path, arg: str, options: SearchOptions, *,
     model: str | None = None, device: str | None = None, index_dir: str | Path | None = None,
@@ -834,7 +822,7 @@ def search_via_server_or_local(
                               device=device, index_dir=index_dir, index_uri=index_uri,
                               storage_options=storage_options, cwd=cwd, notify=notify)
         if answer is not None:
-            return hits_from_answer(answer), answer.root
+            return answer.hits, answer.root
     from codesearch.search import Searcher
 
     searcher = Searcher.open(root, index_uri=index_uri, index_dir=index_dir,

@@ -23,18 +23,11 @@ from codesearch.embed import load_embedder
 from codesearch.embed.pooling import truncate_normalize
 from codesearch.errors import UsageError
 from codesearch.store import Manifest
+from tests.test_embed import TEXTS  # lengths differ a lot: every batch has real padding
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-TEXTS = [
-    "x",
-    "def mean(values):\n    return sum(values) / len(values)\n",
-    "parse CSV and compute mean",
-    "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n"
-    "        self.items.append(item)\n\n    def pop(self):\n        return self.items.pop()\n",
-    "SELECT name FROM users;",
-]
 DOC_PREFIX = "Candidate code snippet:\n"  # the jina card's nl2code document prefix
 # The tiny random model's int8 vectors stay this close to fp32's (0.995 measured; random weights
 # are harder on quantisation than trained ones).
