@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""A numpy replica of hybrid ranking, to sweep ranking levers in seconds instead of re-running
+bench/quality.py (20 minutes a dev run with MiniLM on 2 cores).
+
+``dump`` reads what the real code computes for every query of a split, through the real code
+paths, and pickles it per corpus and task:
+- every stored chunk (id, path, lines, symbol, kind, definition, vector);
+- for each query, the query vector exactly as ``Searcher.find``/``.similar`` builds it (captured
+  by a Searcher whose ``_rank`` records instead of searching); for ``find`` also the unfolded
+  vectors of the query and its views, so view weights can be swept;
+- the LanceDB BM25 top-``--pool`` list (ids, scores) under the query's own prefilter, and for
+  ``similar`` the ids that prefilter excludes (the query's own definition).
+
+``score`` ranks them with :func:`rank` (a copy of ``Searcher._hybrid`` in numpy, with every
+constant a keyword argument) and prints MRR@10 per language with score.py's own functions. With
+default arguments it reproduces bench/quality.py's hybrid ranks (a few differ where floating-point
+ties break differently).
+
+    python bench/replica.py dump --split /tmp/cs-bench/dev --out /tmp/cs-replica/dev
+    python bench/replica.py score /tmp/cs-replica/dev --compare bench/results/runs/X.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+K = 10
+
+
+def _chunk_table(store: Any) -> dict[str, Any]:
+    rows = store.chunks(with_vectors=True)
+    return {
+        "id": [r.id for r in rows], "path": [r.path for r in rows],
+        "start": np.array([r.start_line for r in rows]), "end": np.array([r.end_line for r in rows]),
+        "symbol": [r.symbol for r in rows], "kind": [r.kind for r in rows],
+        "text": [r.text for r in rows], "language": [r.language for r in rows],
+        "definition": [r.definition for r in rows],
+        "vectors": np.stack([r.vector for r in rows]).astype(np.float32),
+    }
+
+
+def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str] | None) -> None:
+    from quality import SharedLoader, load_score  # type: ignore[import-not-found]
+
+    from codesearch import search as S
+
+    score = load_score(HERE.parent.parent / "shared" / "eval")
+    loader = SharedLoader()
+    out.mkdir(parents=True, exist_ok=True)
+
+    class Recorder(S.Searcher):
+        captured: dict[str, Any]
+
+        def _rank(self, embed, text_query, where, opts, query=None):  # type: ignore[override]
+            self.captured = {"vector": np.asarray(embed(), dtype=np.float32),
+                             "text_query": text_query, "where": where}
+            return []
+
+    names = corpora or sorted(p.name for p in split.iterdir() if (p / "queries.jsonl").exists())
+    for corpus in names:
+        for task in tasks:
+            cdir = split / corpus
+            rows = score.load_jsonl(cdir / ("queries.jsonl" if task == "find" else "similar.jsonl"))
+            if not rows:
+                continue
+            root = (cdir / ("repo" if task == "find" else "pair")).resolve()
+            searcher = Recorder.open(root, loader=loader)
+            table = _chunk_table(searcher.store)
+            queries = []
+            for q in rows:
+                if task == "find":
+                    searcher.find(q["query"], S.SearchOptions(k=K, mode="hybrid"))
+                else:
+                    searcher.similar(f"{root / q['query_path']}:{q['query_line']}",
+                                     S.SearchOptions(k=K + 1, mode="hybrid"))
+                cap = dict(searcher.captured)
+                lex = searcher.store.text_search(cap["text_query"], pool, where=cap["where"])
+                cap["lex_ids"] = [r.id for r in lex]
+                cap["lex_scores"] = np.array([r.score for r in lex], dtype=np.float64)
+                if cap["where"]:
+                    cap["excluded"] = [r.id for r in searcher.store.chunks(
+                        where=f"NOT ({cap['where']})")]
+                if task == "find":
+                    texts = [searcher._written(t) for t in (q["query"], *S.query_views(q["query"]))]
+                    emb = searcher.handle.get()
+                    cap["parts"] = np.asarray(emb.embed_queries(texts, task="nl2code"), np.float32)
+                else:  # the chunk the query line falls in, as Searcher.similar finds it
+                    from codesearch.chunk import chunk_source
+                    from codesearch.languages import language_for_path
+
+                    text = (root / q["query_path"]).read_text(encoding="utf-8", errors="replace")
+                    own = S.enclosing_chunk(chunk_source(text, q["query_path"], language_for_path(
+                        q["query_path"], text.split("\n", 1)[0][:200])), q["query_line"])
+                    cap["query_symbol"] = own.symbol if own else ""
+                    cap["query_kind"] = own.kind if own else ""
+                queries.append({"q": q, **cap})
+            with open(out / f"{corpus}-{task}.pkl", "wb") as f:
+                pickle.dump({"corpus": corpus, "task": task, "root": str(root),
+                             "chunks": table, "queries": queries}, f)
+            print(f"dumped {corpus} {task}: {len(queries)} queries, {len(table['id'])} chunks",
+                  file=sys.stderr)
+
+
+# --- the ranking, in numpy -----------------------------------------------------------------------
+
+
+class Corpus:
+    """One pickled corpus with lookups the ranking needs, computed once."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        from codesearch import search as S
+
+        self.data = data
+        self.task = data["task"]
+        ch = data["chunks"]
+        self.ch = ch
+        self.index = {cid: i for i, cid in enumerate(ch["id"])}
+        self.vectors = ch["vectors"]
+        self.embedded = np.abs(self.vectors).sum(axis=1) > 0
+        self.kind_w = np.array([S.kind_weight(k) for k in ch["kind"]])
+        self.is_test = np.array([S.is_test_path(p) for p in ch["path"]])
+        self.secondary = np.array([k in S.SECONDARY_KINDS for k in ch["kind"]])
+        self.name_words = [[S._stem(w) for w in S.own_name_words(s)] for s in ch["symbol"]]
+
+
+def rank(c: Corpus, qd: dict[str, Any], *, vector: np.ndarray | None = None,
+         weight: float | None = None, name_boost: float | None = None,
+         test_penalty: float | None = None, pool: int | None = None,
+         secondary_weight: float | None = None,
+         extra: Callable[[Corpus, dict, np.ndarray, np.ndarray], np.ndarray] | None = None,
+         k: int = K) -> list[int]:
+    """Chunk indexes best first: ``Searcher._hybrid`` with its constants as arguments.
+    ``extra(c, qd, cand, fused)`` may return an additive adjustment per candidate."""
+    from codesearch import search as S
+
+    weight = S.SEMANTIC_WEIGHT if weight is None else weight
+    name_boost = S.NAME_BOOST if name_boost is None else name_boost
+    test_penalty = S.TEST_PENALTY if test_penalty is None else test_penalty
+    pool = max(k * S.HYBRID_POOL, S.HYBRID_MIN_POOL) if pool is None else pool
+    sw = S.SECONDARY_WEIGHT if secondary_weight is None else secondary_weight
+    vec = qd["vector"] if vector is None else vector
+    sims = c.vectors @ vec
+    allowed = c.embedded.copy()
+    if qd.get("excluded"):
+        allowed[[c.index[i] for i in qd["excluded"]]] = False
+    sims_m = np.where(allowed, sims, -np.inf)
+    sem_idx = np.argpartition(-sims_m, min(pool, len(sims_m) - 1))[:pool]
+    sem_idx = sem_idx[np.isfinite(sims_m[sem_idx])]
+    lex_idx = np.array([c.index[i] for i in qd["lex_ids"][:pool]], dtype=int)
+    lex_sc = qd["lex_scores"][:pool]
+    cand = np.array(list(dict.fromkeys([*sem_idx.tolist(), *lex_idx.tolist()])), dtype=int)
+    if len(cand) == 0:
+        return []
+    sem = np.where(c.embedded[cand], sims[cand], 0.0)
+    lex = np.zeros(len(cand))
+    pos = {j: n for n, j in enumerate(cand.tolist())}
+    for j, s in zip(lex_idx.tolist(), lex_sc.tolist()):
+        lex[pos[j]] = s
+    top_s, top_l = max(sem.max(), 0.0), max(lex.max(), 0.0)
+    sem_n = np.maximum(sem, 0) / top_s if top_s > 0 else np.zeros_like(sem)
+    lex_n = np.maximum(lex, 0) / top_l if top_l > 0 else np.zeros_like(lex)
+    fused = weight * sem_n + (1 - weight) * lex_n
+    if c.task == "find":
+        query = qd["q"]["query"]
+        terms = S.query_terms(query)
+        cov = np.array([(sum(w in terms for w in c.name_words[j]) / len(c.name_words[j]))
+                        if c.name_words[j] else 0.0 for j in cand])
+        fused = fused + name_boost * cov
+        if not S.wants_tests(query):
+            fused = fused - test_penalty * c.is_test[cand]
+    if extra is not None:
+        fused = fused + extra(c, qd, cand, fused)
+    fused = fused * np.where(c.secondary[cand], sw, 1.0)
+    order = sorted(range(len(cand)), key=lambda n: (-fused[n], c.ch["path"][cand[n]],
+                                                     int(c.ch["start"][cand[n]])))
+    seen: set = set()
+    out: list[int] = []
+    for n in order:
+        d = c.ch["definition"][cand[n]]
+        if d in seen:
+            continue
+        seen.add(d)
+        out.append(int(cand[n]))
+        if len(out) == k:
+            break
+    return out
+
+
+def load(dump_dir: Path, task: str = "find") -> list[Corpus]:
+    out = []
+    for p in sorted(dump_dir.glob(f"*-{task}.pkl")):
+        with open(p, "rb") as f:
+            out.append(Corpus(pickle.load(f)))
+    return out
+
+
+def evaluate(corpora: list[Corpus], ranker: Callable[[Corpus, dict], list[int]] = rank,
+             strict: bool = False) -> tuple[dict[str, float], dict[str, int | None]]:
+    """MRR@10 per score.py group (score.py's own rank_of and group names), and each query's
+    rank."""
+    from quality import group_keys, load_score  # type: ignore[import-not-found]
+
+    score = load_score(HERE.parent.parent / "shared" / "eval")
+    groups: dict[str, list] = defaultdict(list)
+    ranks: dict[str, int | None] = {}
+    for c in corpora:
+        for qd in c.data["queries"]:
+            q = qd["q"]
+            res = [{"path": c.ch["path"][j], "start_line": int(c.ch["start"][j]),
+                    "end_line": int(c.ch["end"][j])} for j in ranker(c, qd)]
+            excl = ((q["query_path"], q["query_start_line"], q["query_end_line"])
+                    if c.task == "similar" else None)
+            r = score.rank_of(res, q, K, strict, excl)
+            ranks[q["id"]] = r
+            for g in group_keys(c.task, c.data["corpus"], q):
+                groups[g].append(r)
+    mrr = {g: sum(1.0 / r for r in rs if r) / len(rs) for g, rs in groups.items()}
+    return mrr, ranks
+
+
+def summary(mrr: dict[str, float]) -> str:
+    keys = ["python", "javascript", "typescript", "go", "rust", "ALL", "hard:ALL",
+            "sim:<0.6"]
+    return "  ".join(f"{k.replace('hard:ALL', 'hard')} {mrr[k]:.4f}" for k in keys if k in mrr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("dump")
+    d.add_argument("--split", type=Path, required=True)
+    d.add_argument("--out", type=Path, required=True)
+    d.add_argument("--pool", type=int, default=200)
+    d.add_argument("--task", choices=["find", "similar", "both"], default="both")
+    d.add_argument("--corpus", nargs="*")
+    d.add_argument("--home", type=Path, help="bench/quality.py's CS_HOME (default: its default)")
+    s = sub.add_parser("score")
+    s.add_argument("dump_dir", type=Path)
+    s.add_argument("--task", choices=["find", "similar"], default="find")
+    s.add_argument("--compare", type=Path, help="a bench/quality.py report: count rank differences")
+    args = ap.parse_args(argv)
+    if args.cmd == "dump":
+        import os
+
+        from quality import DEFAULT_HOME  # type: ignore[import-not-found]
+
+        os.environ["CS_HOME"] = str(args.home or DEFAULT_HOME)
+        tasks = ["find", "similar"] if args.task == "both" else [args.task]
+        dump(args.split, args.out, args.pool, tasks, args.corpus)
+        return 0
+    corpora = load(args.dump_dir, args.task)
+    mrr, ranks = evaluate(corpora)
+    print(summary(mrr))
+    if args.compare:
+        report = json.loads(args.compare.read_text())
+        theirs = report["tasks"][args.task]["ranks"]["hybrid"]
+        diff = [i for i, r in ranks.items() if i in theirs and theirs[i][0] != r]
+        print(f"{len(diff)} of {len(ranks)} ranks differ from {args.compare.name}: {diff[:10]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
