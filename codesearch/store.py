@@ -19,6 +19,11 @@ in a second commit. A crash between the two leaves files that look changed, so t
 them; chunk ids are deterministic, so redoing them never duplicates a row. Readers always see a
 whole version of ``chunks``: never half of a file's chunks.
 
+BM25 scores depend only on the rows an index holds, not on how it got there: LanceDB keeps a row
+that was deleted or rewritten (a re-indexed file's old chunks, a row given its vector) in the
+full-text index's statistics until a compaction happens to rewrite its fragment, so
+:meth:`Store.optimize` rebuilds the full-text index after a run that deleted or rewrote rows.
+
 The embedding cache (:class:`EmbeddingCache`) is a separate LanceDB database shared by every root:
 one table per embedder identity, mapping a chunk's content hash to its vector.
 
@@ -480,6 +485,9 @@ class Store:
         self._db = db
         self.storage_options = dict(storage_options or {})
         self._tables: dict[str, Any] = {}
+        # True once this store deleted or rewrote chunk rows: the full-text index still counts
+        # them (see optimize()) until it is rebuilt.
+        self._fts_stale = False
 
     @classmethod
     def open(cls, uri: str, *, storage_options: Mapping[str, str] | None = None,
@@ -724,7 +732,17 @@ class Store:
             schema=pa.schema([("id", pa.string()), (VECTOR, pa.list_(pa.float32(), dim)),
                               pa.field(EMBEDDED, pa.bool_(), nullable=False)]))
         with _storage_errors("write", self.uri):
-            table.merge_insert("id").when_matched_update_all().execute(data)
+            # LanceDB writes an updated row anew (text included) and deletes the old one.
+            self._note_rewrites(table.merge_insert("id").when_matched_update_all().execute(data))
+
+    def _note_rewrites(self, result: Any) -> None:
+        """Remember that the full-text index needs rebuilding when a merge-insert or delete
+        ``result`` says rows were deleted or rewritten (also when it does not say: an older
+        lancedb returned no counts)."""
+        updated = getattr(result, "num_updated_rows", None)  # a delete's result has none
+        deleted = getattr(result, "num_deleted_rows", None)
+        if (updated is None and deleted is None) or (updated or 0) + (deleted or 0) > 0:
+            self._fts_stale = True
 
     # searches -------------------------------------------------------------------------------
 
@@ -809,13 +827,14 @@ class Store:
         with _storage_errors("write", self.uri):
             if chunks:
                 # One commit: upsert the new rows by id, delete the replaced files' other rows.
-                (chunk_table.merge_insert("id")
-                 .when_matched_update_all()
-                 .when_not_matched_insert_all()
-                 .when_not_matched_by_source_delete(sql_in("path", replaced))
-                 .execute(_chunks_to_arrow(chunks, vectors, dim, embedded)))
+                result = (chunk_table.merge_insert("id")
+                          .when_matched_update_all()
+                          .when_not_matched_insert_all()
+                          .when_not_matched_by_source_delete(sql_in("path", replaced))
+                          .execute(_chunks_to_arrow(chunks, vectors, dim, embedded)))
+                self._note_rewrites(result)
             elif replaced:
-                chunk_table.delete(sql_in("path", replaced))
+                self._note_rewrites(chunk_table.delete(sql_in("path", replaced)))
             records = list(files) + list(touched)
             if records:
                 builder = (file_table.merge_insert("path").when_matched_update_all()
@@ -829,7 +848,18 @@ class Store:
     def optimize(self, *, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> None:
         """Compact small commits, prune old versions, and keep the indexes current: a full-text
         index on ``search_text``, scalar indexes on ``path`` and ``id``, and an ANN vector index
-        once the table has ``ann_threshold`` rows. Safe to call after every run."""
+        once the table has ``ann_threshold`` rows. Safe to call after every run.
+
+        The full-text index is rebuilt from the live rows when this store deleted or rewrote
+        rows since the last rebuild. LanceDB's own optimize() only folds new rows into it: a
+        deleted row (a re-indexed file's old chunk, a row rewritten by :meth:`update_vectors`)
+        keeps counting in its BM25 statistics (document count, average length, document
+        frequencies) until a compaction happens to rewrite that row's fragment, which depends on
+        the fragment layout (a fragment is rewritten only when at least 10% of it is deleted,
+        Lance's materialize_deletions_threshold, which lancedb's optimize() does not expose, or
+        when it is merged with other small fragments). Without the rebuild, two indexes of the
+        same tree built along different paths (one embedding in phase 2, one taking every vector
+        from the cache) give different BM25 scores after the same edit."""
         from lancedb.index import FTS, BTree
 
         chunk_table = self._table(CHUNKS)
@@ -842,9 +872,17 @@ class Store:
                 return
             rows = chunk_table.count_rows()
             if rows == 0:
+                if self._fts_stale:  # nothing to rebuild from: drop it, the next rows recreate it
+                    for idx in chunk_table.list_indices():
+                        if "search_text" in idx.columns:
+                            chunk_table.drop_index(idx.name)
+                    self._fts_stale = False
                 return
-            if not self._has_index(chunk_table, "search_text"):
-                chunk_table.create_index("search_text", config=FTS(with_position=False))
+            if self._fts_stale or not self._has_index(chunk_table, "search_text"):
+                # After compaction, so it is built on the fragments it will serve.
+                chunk_table.create_index("search_text", config=FTS(with_position=False),
+                                         replace=True)
+                self._fts_stale = False
             for column in ("path", "id"):
                 if not self._has_index(chunk_table, column):
                     chunk_table.create_index(column, config=BTree())

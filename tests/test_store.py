@@ -132,6 +132,35 @@ def test_text_search_sees_rows_added_after_the_index(store: Store) -> None:
     assert store.text_search("json", 5, where=build_where(globs=["*.txt"])) == []
 
 
+def test_bm25_scores_do_not_count_replaced_or_deleted_rows(store: Store, tmp_path: Path) -> None:
+    # Thirty files in one fragment; one is edited, one removed (under the 10% of a fragment past
+    # which LanceDB's compaction would purge them), a third's rows get new vectors. Afterwards
+    # BM25 must score exactly as an index built from the surviving rows only.
+    rows = [chunk(f"m{i}.py", f"f{i}", f"def f{i}(): return mean(column{i % 3})")
+            for i in range(30)]
+    vectors = np.stack([unit(1, 0, 0, 0)] * len(rows))
+    store.commit_batch(files=[record(c.path, 1) for c in rows], chunks=rows, vectors=vectors)
+    store.optimize()
+    edited = chunk("m0.py", "f0", "def f0(): return mean(mean(column0)) + mean(column1)")
+    store.commit_batch(files=[record("m0.py", 1, size=20)], chunks=[edited],
+                       vectors=np.stack([unit(0, 1, 0, 0)]), removed=["m1.py"])
+    store.update_vectors([rows[2].id], np.stack([unit(0, 0, 1, 0)]))
+    store.optimize()
+
+    fresh = Store.open(str(tmp_path / "fresh"))
+    fresh.write_manifest(MANIFEST)
+    fresh.ensure_tables(DIM)
+    live = [edited, *rows[2:]]
+    fresh.commit_batch(files=[record(c.path, 1) for c in live], chunks=live,
+                       vectors=np.stack([unit(1, 0, 0, 0)] * len(live)))
+    fresh.optimize()
+    for query in ("mean column", "mean column0", "f5"):
+        got = {h.id: h.score for h in store.text_search(query, 40)}
+        want = {h.id: h.score for h in fresh.text_search(query, 40)}
+        assert got.keys() == want.keys()
+        assert [got[i] for i in want] == pytest.approx(list(want.values()), rel=1e-6), query
+
+
 def test_paths_with_quotes_are_safe(store: Store) -> None:
     odd = "it's a \\ path.py"
     c = chunk(odd, "f", "x")
