@@ -443,11 +443,13 @@ def measure_cpu_dtype(
         "precision": "bf16" if use_bf16 else "fp32",
     }
     if int8 is not None:
-        best, v8 = float("inf"), None
-        for _ in range(3):
+        def run8() -> tuple[float, np.ndarray]:
             start = time.perf_counter()
-            v8 = int8_pooled(int8, seqs, pooling)
-            best = min(best, time.perf_counter() - start)
+            vectors = int8_pooled(int8, seqs, pooling)
+            return time.perf_counter() - start, vectors
+
+        runs = [run8() for _ in range(3)]
+        best, v8 = min(took for took, _ in runs), runs[-1][1]  # best time, last run's vectors
         cos8 = min_cosine(v32, v8)
         speed8 = t32 / best if best > 0 else 0.0
         choice.update(int8_speedup=round(speed8, 3), int8_min_cosine=round(cos8, 6))
@@ -484,10 +486,8 @@ def _choose_precision(spec: EmbedderSpec) -> str:
     auto. Raises UsageError for an unknown name."""
     precision = spec.precision
     if precision in (None, "auto", "float") and spec.dtype not in (None, "auto"):
-        dtype = _parse_dtype(str(spec.dtype))
-        precision = {torch.float32: "fp32", torch.bfloat16: "bf16"}.get(dtype, "fp32")
-        if dtype == torch.float16:
-            precision = "fp16"
+        dtype = _parse_dtype(str(spec.dtype))  # never None: "auto" is excluded above
+        precision = "fp32" if dtype is None else _DTYPE_PRECISIONS.get(dtype, "fp32")
     precision = precision or default_precision() or "auto"
     if precision not in (*PRECISIONS, "float", "fp16"):
         raise UsageError(f"unknown precision '{precision}'", hint="use auto, fp32, bf16 or int8")
