@@ -44,7 +44,8 @@ def _chunk_table(store: Any) -> dict[str, Any]:
     rows = store.chunks(with_vectors=True)
     return {
         "id": [r.id for r in rows], "path": [r.path for r in rows],
-        "start": np.array([r.start_line for r in rows]), "end": np.array([r.end_line for r in rows]),
+        "start": np.array([r.start_line for r in rows]),
+        "end": np.array([r.end_line for r in rows]),
         "symbol": [r.symbol for r in rows], "kind": [r.kind for r in rows],
         "text": [r.text for r in rows], "language": [r.language for r in rows],
         "definition": [r.definition for r in rows],
@@ -139,7 +140,7 @@ class Corpus:
 def rank(c: Corpus, qd: dict[str, Any], *, vector: np.ndarray | None = None,
          weight: float | None = None, name_boost: float | None = None,
          test_penalty: float | None = None, pool: int | None = None,
-         secondary_weight: float | None = None,
+         secondary_weight: float | None = None, namesake_boost: float | None = None,
          extra: Callable[[Corpus, dict, np.ndarray, np.ndarray], np.ndarray] | None = None,
          k: int = K) -> list[int]:
     """Chunk indexes best first: ``Searcher._hybrid`` with its constants as arguments.
@@ -167,7 +168,7 @@ def rank(c: Corpus, qd: dict[str, Any], *, vector: np.ndarray | None = None,
     sem = np.where(c.embedded[cand], sims[cand], 0.0)
     lex = np.zeros(len(cand))
     pos = {j: n for n, j in enumerate(cand.tolist())}
-    for j, s in zip(lex_idx.tolist(), lex_sc.tolist()):
+    for j, s in zip(lex_idx.tolist(), lex_sc.tolist(), strict=True):
         lex[pos[j]] = s
     top_s, top_l = max(sem.max(), 0.0), max(lex.max(), 0.0)
     sem_n = np.maximum(sem, 0) / top_s if top_s > 0 else np.zeros_like(sem)
@@ -181,6 +182,10 @@ def rank(c: Corpus, qd: dict[str, Any], *, vector: np.ndarray | None = None,
         fused = fused + name_boost * cov
         if not S.wants_tests(query):
             fused = fused - test_penalty * c.is_test[cand]
+    elif qd.get("query_symbol"):
+        nb = S.NAMESAKE_BOOST if namesake_boost is None else namesake_boost
+        bonus = S.namesake_priors(qd["query_symbol"], {int(j): c.ch["symbol"][j] for j in cand})
+        fused = fused + np.array([nb / S.NAMESAKE_BOOST * bonus.get(int(j), 0.0) for j in cand])
     if extra is not None:
         fused = fused + extra(c, qd, cand, fused)
     fused = fused * np.where(c.secondary[cand], sw, 1.0)
@@ -232,9 +237,11 @@ def evaluate(corpora: list[Corpus], ranker: Callable[[Corpus, dict], list[int]] 
 
 
 def summary(mrr: dict[str, float]) -> str:
-    keys = ["python", "javascript", "typescript", "go", "rust", "ALL", "hard:ALL",
-            "sim:<0.6"]
-    return "  ".join(f"{k.replace('hard:ALL', 'hard')} {mrr[k]:.4f}" for k in keys if k in mrr)
+    keys = ["lang:python", "lang:javascript", "lang:typescript", "lang:go", "lang:rust", "ALL",
+            "hard:ALL", "sim:<0.6"]
+    label = {"hard:ALL": "hard"}
+    return "  ".join(f"{label.get(k, k.removeprefix('lang:'))} {mrr[k]:.4f}"
+                     for k in keys if k in mrr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,20 +1,25 @@
-"""Hybrid ranking priors (name coverage, test paths) as tables, and their effect on a real index
-built with the tiny model: a definition whose name the query spells out outranks test code."""
+"""Hybrid ranking priors (name coverage, test paths, namesakes) as tables, and their effect on a
+real index built with the tiny model: a definition whose name the query spells out outranks test
+code, and `similar` finds a function's rewritten namesake first."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
+from codesearch import search
 from codesearch.indexer import IndexOptions, index_root
 from codesearch.search import (
     NAME_BOOST,
+    NAMESAKE_BOOST,
     TEST_PENALTY,
     Searcher,
     SearchOptions,
     is_test_path,
     name_coverage,
+    namesake_priors,
     prior,
     query_terms,
     wants_tests,
@@ -116,3 +121,51 @@ def test_lexical_mode_reads_abbreviations_written_out(tmp_path: Path, tiny_model
     assert hits and hits[0].symbol == "Cursor.pos"
     hits = searcher.find("cursor width", SearchOptions(k=3, mode="lexical"))
     assert hits[0].symbol == "Cursor.width"
+
+
+def test_namesake_priors_split_the_boost_over_every_candidate_of_that_name() -> None:
+    candidates = {"a": "impl Arg.get_action", "b": "Command.getAction", "c": "Arg.action", "d": ""}
+    assert namesake_priors("Arg::get_action", candidates) == {
+        "a": pytest.approx(NAMESAKE_BOOST / math.sqrt(2)),
+        "b": pytest.approx(NAMESAKE_BOOST / math.sqrt(2))}
+    assert namesake_priors("parse_values", {"x": "Reader.parseValues", "y": "parse_value"}) == {
+        "x": pytest.approx(NAMESAKE_BOOST)}  # two identifiers, not two inflections
+    assert namesake_priors("", candidates) == {}  # a chunk without a name: no prior
+
+
+def test_hybrid_similar_adds_the_namesake_prior_to_each_namesake(
+        tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`similar` from a function in v1/ lifts its two rewritten namesakes (v2/, v3/) by the split
+    boost each, and leaves a differently named look-alike where it was."""
+    v1 = ("def render_table(rows, widths):\n    lines = []\n    for row in rows:\n"
+          "        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]\n"
+          "        lines.append(' | '.join(cells))\n    return '\\n'.join(lines)\n")
+    files = {
+        "v1/table.py": v1,
+        "v2/table.py": v1.replace("ljust(width)", "rjust(width)").replace("render_table",
+                                                                       "render_rows"),
+        "v3/table.py": v1.replace("str(cell).ljust(width)", "format(cell, f'<{width}')"),
+        "v4/table.py": ("def render_table(rows, widths=None):\n"
+                        "    widths = widths or column_widths(rows)\n"
+                        "    return '\\n'.join(' | '.join(format(c, f'<{w}') for c, w in"
+                        " zip(r, widths)) for r in rows)\n"),
+    }
+    root = tmp_path / "repo"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    index_root(root, options=IndexOptions(model=str(tiny_model_dir)))
+    searcher = Searcher.open(root)
+
+    def scores() -> dict[str, float]:
+        hits = searcher.similar(f"{root / 'v1' / 'table.py'}:3", SearchOptions(k=5, mode="hybrid"))
+        return {h.path: h.score for h in hits}
+
+    with_prior = scores()
+    monkeypatch.setattr(search, "NAMESAKE_BOOST", 0.0)
+    without = scores()
+    assert set(with_prior) == set(without) == {"v2/table.py", "v3/table.py", "v4/table.py"}
+    split = NAMESAKE_BOOST / math.sqrt(2)
+    assert with_prior["v3/table.py"] - without["v3/table.py"] == pytest.approx(split)
+    assert with_prior["v4/table.py"] - without["v4/table.py"] == pytest.approx(split)
+    assert with_prior["v2/table.py"] == pytest.approx(without["v2/table.py"])
