@@ -506,13 +506,13 @@ def _tmpfs(mount_point: Path, size: str) -> Iterator[Path]:
 
 
 def _fill(directory: Path) -> Path:
-    """Write zeros until the filesystem is full; returns the filler file."""
+    """Write zeros until the filesystem is full; returns the filler file. Unbuffered: a buffered
+    file keeps what a partial write left over and raises again when it is closed."""
     filler = directory / "filler"
-    with open(filler, "wb") as f:
+    with open(filler, "wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 65536)
-                f.flush()
         except OSError:
             pass
     return filler
