@@ -182,9 +182,10 @@ def rank(c: Corpus, qd: dict[str, Any], *, vector: np.ndarray | None = None,
         fused = fused + name_boost * cov
         if not S.wants_tests(query):
             fused = fused - test_penalty * c.is_test[cand]
-    elif qd.get("query_symbol"):
+    elif qd.get("query_symbol") and qd.get("query_kind") not in S.UNNAMED_KINDS:
         nb = S.NAMESAKE_BOOST if namesake_boost is None else namesake_boost
-        bonus = S.namesake_priors(qd["query_symbol"], {int(j): c.ch["symbol"][j] for j in cand})
+        bonus = S.namesake_priors(qd["query_symbol"], {int(j): c.ch["symbol"][j] for j in cand
+                                                       if c.ch["kind"][j] not in S.UNNAMED_KINDS})
         fused = fused + np.array([nb / S.NAMESAKE_BOOST * bonus.get(int(j), 0.0) for j in cand])
     if extra is not None:
         fused = fused + extra(c, qd, cand, fused)

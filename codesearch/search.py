@@ -89,6 +89,8 @@ TEST_PENALTY = 0.3
 # name many candidates share (`new`, `run`, `fmt`) says little. Shared eval, MiniLM, similar
 # hybrid: dev .938 -> .987, pairs below 0.6 similarity .725 -> .951 (quality-log.md row 15).
 NAMESAKE_BOOST = 0.2
+# Chunks whose symbol is not a definition's name (a Markdown heading path, or none): no namesakes.
+UNNAMED_KINDS = ("module", "section", "window")
 # A find query's short views for a general text model (:func:`query_views`), folded into its
 # vector with these weights (the query's own vector weighs 1), as a chunk's views are folded into
 # its vector (chunk.views, indexer.VIEW_WEIGHTS): like is compared with like. Query time only, so
@@ -575,7 +577,7 @@ class Searcher:
             return embed_documents(queries, [(self._written(chunk.text), extra)])[0]
 
         return self._rank(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, opts,
-                          namesake=chunk.symbol)
+                          namesake=None if chunk.kind in UNNAMED_KINDS else chunk.symbol)
 
     # internals ------------------------------------------------------------------------------
 
@@ -665,7 +667,8 @@ class Searcher:
             semantic[key] = unembedded_semantic(lexical.get(key, 0.0), top_lexical, top_semantic)
         terms = query_terms(query) if query is not None else None
         tests_wanted = query is not None and wants_tests(query)
-        namesakes = (namesake_priors(namesake, {key: r.symbol for key, r in rows.items()})
+        namesakes = (namesake_priors(namesake, {key: r.symbol for key, r in rows.items()
+                                                if r.kind not in UNNAMED_KINDS})
                      if namesake else {})
         fused = {key: (score + prior(terms, tests_wanted, rows[key].symbol, rows[key].path)
                        + namesakes.get(key, 0.0)) * kind_weight(rows[key].kind)

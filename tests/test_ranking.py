@@ -169,3 +169,25 @@ def test_hybrid_similar_adds_the_namesake_prior_to_each_namesake(
     assert with_prior["v3/table.py"] - without["v3/table.py"] == pytest.approx(split)
     assert with_prior["v4/table.py"] - without["v4/table.py"] == pytest.approx(split)
     assert with_prior["v2/table.py"] == pytest.approx(without["v2/table.py"])
+
+
+def test_hybrid_similar_gives_prose_sections_no_namesakes(
+        tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Markdown section's symbol is its heading path, not a name: two "Usage > Examples"
+    sections are not namesakes."""
+    root = tmp_path / "repo"
+    root.mkdir()
+    for name, tool in (("a.md", "grep"), ("b.md", "sed"), ("c.md", "awk")):
+        (root / name).write_text(f"# Usage\n\n## Examples\n\nRun {tool} on every file of the tree"
+                                 f" and print what {tool} finds.\n")
+    index_root(root, options=IndexOptions(model=str(tiny_model_dir)))
+    searcher = Searcher.open(root)
+
+    def scores() -> dict[str, float]:
+        hits = searcher.similar(f"{root / 'a.md'}:5", SearchOptions(k=5, mode="hybrid"))
+        return {f"{h.path}:{h.start_line}": h.score for h in hits}
+
+    with_prior = scores()
+    assert with_prior
+    monkeypatch.setattr(search, "NAMESAKE_BOOST", 0.0)
+    assert scores() == pytest.approx(with_prior)
