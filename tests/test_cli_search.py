@@ -205,7 +205,9 @@ def test_minilm_chunk_vectors_fold_in_their_views(minilm_repo: Path) -> None:
         [embedding_text(chunk, WORDS_STYLE), head, tail], task=DOCUMENT_TASK)
     stored = next(r.vector for r in searcher.store.chunks(with_vectors=True)
                   if r.path == rel and r.symbol == "mean_of_column")
-    np.testing.assert_allclose(stored, fold(text_vector, view_vectors), atol=1e-4)
+    # Compared as directions: batch padding and the engine move single components by ~1e-4 under
+    # load, while folding the views in moves the vector by more than 1e-3.
+    assert float(np.dot(stored, fold(text_vector, view_vectors))) > 0.99999
     assert float(np.dot(stored, text_vector)) < 0.999  # the views really moved it
 
     # `similar` embeds the chunk it starts from the same way: its code, with its views folded in.
@@ -220,7 +222,8 @@ def test_minilm_chunk_vectors_fold_in_their_views(minilm_repo: Path) -> None:
                            SearchOptions(k=1, mode="semantic"))[0]
     hit_vector = next(r.vector for r in searcher.store.chunks(with_vectors=True)
                       if r.path == hit.path and r.start_line == hit.start_line)
-    assert hit.score == pytest.approx(float(np.dot(hit_vector, query)), abs=1e-4)
+    assert hit.score == pytest.approx(float(np.dot(hit_vector, query)), abs=2e-4)
+    assert abs(hit.score - float(np.dot(hit_vector, code_vector))) > 1e-3  # views folded in
 
 
 def test_similar_from_outside_the_tree_uses_the_root_holding_the_file(
