@@ -108,7 +108,12 @@ def index_hashes(uri: str) -> set[str]:
 
 
 def test_s3_index_search_reindex_matches_local(repo: Path, bucket: str, tmp_path: Path,
-                                               tiny_model_dir: Path) -> None:
+                                               tiny_model_dir: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # One precision for every run, in-process and subprocess: `auto` measures speed, and a loaded
+    # machine may pick int8 in one process and fp32 in another, whose vectors (rightly) live in
+    # different cache tables, so the second run would find nothing cached.
+    monkeypatch.setenv("CS_PRECISION", "fp32")
     uri = f"s3://{bucket}/team/idx"
     cache = f"s3://{bucket}/team/cache"
     first = cs_process("index", str(repo), "--index-uri", uri, "--cache-uri", cache,
