@@ -182,10 +182,11 @@ def rank(c: Corpus, qd: dict[str, Any], *, vector: np.ndarray | None = None,
         fused = fused + name_boost * cov
         if not S.wants_tests(query):
             fused = fused - test_penalty * c.is_test[cand]
-    elif qd.get("query_symbol") and qd.get("query_kind") not in S.UNNAMED_KINDS:
+    elif "query_symbol" in qd:
         nb = S.NAMESAKE_BOOST if namesake_boost is None else namesake_boost
-        bonus = S.namesake_priors(qd["query_symbol"], {int(j): c.ch["symbol"][j] for j in cand
-                                                       if c.ch["kind"][j] not in S.UNNAMED_KINDS})
+        bonus = S.namesake_priors(S.name_key(qd["query_symbol"], qd["query_kind"]),
+                                  {int(j): S.name_key(c.ch["symbol"][j], c.ch["kind"][j])
+                                   for j in cand})
         fused = fused + np.array([nb / S.NAMESAKE_BOOST * bonus.get(int(j), 0.0) for j in cand])
     if extra is not None:
         fused = fused + extra(c, qd, cand, fused)

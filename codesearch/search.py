@@ -338,17 +338,21 @@ def query_terms(query: str) -> frozenset[str]:
     return frozenset(_stem(w) for w in words)
 
 
-def name_key(symbol: str) -> frozenset[str]:
+def name_key(symbol: str, kind: str) -> frozenset[str]:
     """The words of a chunk's own name, as a set: what two namesakes share (``get_action`` and
-    ``getAction`` do; ``arg`` and ``args``, two identifiers, do not: no stemming)."""
-    return frozenset(own_name_words(symbol))
+    ``getAction`` do; ``arg`` and ``args``, two identifiers, do not: no stemming). Empty for the
+    UNNAMED_KINDS, whose symbol is no definition's name."""
+    return frozenset() if kind in UNNAMED_KINDS else frozenset(own_name_words(symbol))
 
 
-def namesake_priors(query_symbol: str, symbols: Mapping[str, str]) -> dict[str, float]:
-    """What hybrid ``similar`` adds to the fused score of each candidate (id -> symbol): for the
-    n candidates named like ``query_symbol`` (:func:`name_key`), NAMESAKE_BOOST / sqrt(n)."""
-    key = name_key(query_symbol)
-    same = [cid for cid, symbol in symbols.items() if key and name_key(symbol) == key]
+def namesake_priors(query_key: frozenset[str], keys: Mapping[str, frozenset[str]]
+                    ) -> dict[str, float]:
+    """What hybrid ``similar`` adds to the fused score of each candidate (id -> its
+    :func:`name_key`): for the n candidates named like the query chunk (``query_key``),
+    NAMESAKE_BOOST / sqrt(n); nothing when the query chunk has no name."""
+    if not query_key:
+        return {}
+    same = [cid for cid, key in keys.items() if key == query_key]
     return {cid: NAMESAKE_BOOST / math.sqrt(len(same)) for cid in same}
 
 
@@ -577,7 +581,7 @@ class Searcher:
             return embed_documents(queries, [(self._written(chunk.text), extra)])[0]
 
         return self._rank(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, opts,
-                          namesake=None if chunk.kind in UNNAMED_KINDS else chunk.symbol)
+                          namesake=name_key(chunk.symbol, chunk.kind))
 
     # internals ------------------------------------------------------------------------------
 
@@ -603,7 +607,7 @@ class Searcher:
 
     def _rank(self, embed: Callable[[], np.ndarray], text_query: str, where: str | None,
               opts: SearchOptions, query: str | None = None,
-              namesake: str | None = None) -> list[Hit]:
+              namesake: frozenset[str] | None = None) -> list[Hit]:
         k = opts.k
         if opts.mode == "hybrid":
             hits = self._hybrid(embed(), text_query, where, k, query, namesake)
@@ -646,10 +650,12 @@ class Searcher:
         return scored[:k]
 
     def _hybrid(self, vector: np.ndarray, text_query: str, where: str | None,
-                k: int, query: str | None = None, namesake: str | None = None) -> list[Hit]:
+                k: int, query: str | None = None, namesake: frozenset[str] | None = None
+                ) -> list[Hit]:
         """Linear fusion of both candidate lists (:func:`fuse`), plus the find priors
         (:func:`prior`, only when ``query`` is given) or the similar one (:func:`namesake_priors`,
-        only when ``namesake``, the query chunk's symbol, is given), times the kind prior."""
+        only when ``namesake``, the query chunk's :func:`name_key`, is given), times the kind
+        prior."""
         pool = max(k * HYBRID_POOL, HYBRID_MIN_POOL)
         sem_rows = self.store.vector_search(vector, pool, where=where, with_vectors=True)
         lex_rows = self.store.text_search(text_query, pool, where=where, with_vectors=True)
@@ -667,8 +673,8 @@ class Searcher:
             semantic[key] = unembedded_semantic(lexical.get(key, 0.0), top_lexical, top_semantic)
         terms = query_terms(query) if query is not None else None
         tests_wanted = query is not None and wants_tests(query)
-        namesakes = (namesake_priors(namesake, {key: r.symbol for key, r in rows.items()
-                                                if r.kind not in UNNAMED_KINDS})
+        namesakes = (namesake_priors(namesake, {key: name_key(r.symbol, r.kind)
+                                                for key, r in rows.items()})
                      if namesake else {})
         fused = {key: (score + prior(terms, tests_wanted, rows[key].symbol, rows[key].path)
                        + namesakes.get(key, 0.0)) * kind_weight(rows[key].kind)

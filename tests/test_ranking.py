@@ -19,6 +19,7 @@ from codesearch.search import (
     SearchOptions,
     is_test_path,
     name_coverage,
+    name_key,
     namesake_priors,
     prior,
     query_terms,
@@ -124,13 +125,18 @@ def test_lexical_mode_reads_abbreviations_written_out(tmp_path: Path, tiny_model
 
 
 def test_namesake_priors_split_the_boost_over_every_candidate_of_that_name() -> None:
+    def priors(query: str, symbols: dict[str, str]) -> dict[str, float]:
+        return namesake_priors(name_key(query, "method"),
+                               {cid: name_key(s, "method") for cid, s in symbols.items()})
+
     candidates = {"a": "impl Arg.get_action", "b": "Command.getAction", "c": "Arg.action", "d": ""}
-    assert namesake_priors("Arg::get_action", candidates) == {
+    assert priors("Arg::get_action", candidates) == {
         "a": pytest.approx(NAMESAKE_BOOST / math.sqrt(2)),
         "b": pytest.approx(NAMESAKE_BOOST / math.sqrt(2))}
-    assert namesake_priors("parse_values", {"x": "Reader.parseValues", "y": "parse_value"}) == {
+    assert priors("parse_values", {"x": "Reader.parseValues", "y": "parse_value"}) == {
         "x": pytest.approx(NAMESAKE_BOOST)}  # two identifiers, not two inflections
-    assert namesake_priors("", candidates) == {}  # a chunk without a name: no prior
+    assert priors("", candidates) == {}  # a chunk without a name: no prior
+    assert name_key("Usage > Examples", "section") == frozenset()  # a heading path is no name
 
 
 def test_hybrid_similar_adds_the_namesake_prior_to_each_namesake(
