@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from codesearch.search import build_where
-from codesearch.store import ChunkRecord, FileRecord, Manifest, Store
+from codesearch.query.searcher import build_where
+from codesearch.store.store import ChunkRecord, FileRecord, Manifest, Store
 
 LANGS = ("python", "go", "rust", "javascript")
 RESULTS = Path(__file__).resolve().parent / "results" / "ann_recall.json"

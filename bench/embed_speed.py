@@ -3,7 +3,7 @@
 FLOPs do not depend on the weights, so a Qwen2 model built from the 0.5B config (hidden 896, 24
 layers, 14 heads, 2 KV heads, MLP 4864, vocab 151936) times exactly like the real one, offline.
 
-Chunks come from a real tree (this Python's standard library, cut by codesearch.chunk as `cs index`
+Chunks come from a real tree (this Python's standard library, cut by codesearch.source.chunk as `cs index`
 cuts it), tokenised by a byte-level BPE trained on that tree. It measures, on one seeded sample:
 
 - the pipeline (``embed_documents``: tokenise, sort by length, batch by token budget, forward,
@@ -43,7 +43,7 @@ from bench._models import QWEN25_05B, train_bpe  # noqa: E402
 
 def collect_chunks(max_files: int) -> tuple[list[str], str]:
     """Embedding texts of every chunk in the first ``max_files`` stdlib .py files."""
-    from codesearch.chunk import chunk_source, embedding_text
+    from codesearch.source.chunk import chunk_source, embedding_text
 
     lib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(lib.glob("*.py"))[:max_files]
@@ -54,7 +54,7 @@ def collect_chunks(max_files: int) -> tuple[list[str], str]:
         except (OSError, UnicodeDecodeError):
             continue
         texts.extend(embedding_text(c) for c in chunk_source(source, f.name, "python"))
-    return texts, f"{lib} ({len(files)} files, codesearch.chunk)"
+    return texts, f"{lib} ({len(files)} files, codesearch.source.chunk)"
 
 
 def log(message: str) -> None:

@@ -15,7 +15,7 @@ before the stop are still there (what the next ``cs index`` resumes from).
 ``quality``: dev find MRR@10 (the shared eval, scored with bench/quality.py's machinery) with
 MiniLM as the vectors arrive: on fully built dev indexes, the chunks phase 2 would embed last are
 marked as having no vector (``embedded`` false, zero vector: exactly what a partial index holds),
-in phase-2 order (:func:`codesearch.indexer.embed_order`), at 0/25/50/75/100%; lexical mode is the
+in phase-2 order (:func:`codesearch.index.indexer.embed_order`), at 0/25/50/75/100%; lexical mode is the
 reference. The indexes are copies (``--home``), so the originals are never touched.
 
     python bench/progressive_index.py timing --model minilm
@@ -55,8 +55,8 @@ MODEL_DIR_05B = Path(tempfile.gettempdir()) / "cs17-qwen05b"
 def pick_tree(lib: Path, target_chunks: int, dest: Path) -> dict[str, Any]:
     """Copy an evenly spread part of ``lib`` holding about ``target_chunks`` chunks to ``dest``."""
     from bench.index_scale import copy_tree, stdlib_files, subset
-    from codesearch.chunk import chunk_source
-    from codesearch.languages import language_for_path
+    from codesearch.source.chunk import chunk_source
+    from codesearch.source.languages import language_for_path
 
     files = stdlib_files(lib, None)
     counts = {}
@@ -99,8 +99,8 @@ def model_path(name: str, lib: Path) -> str:
 def watch_index(root: Path, model: str, home: Path, max_seconds: float) -> dict[str, Any]:
     """Run ``cs index`` on ``root`` and observe it; see the module doc."""
     from codesearch.errors import CodeSearchError
-    from codesearch.search import Searcher, SearchOptions
-    from codesearch.store import Store, resolve_index_uri
+    from codesearch.query.searcher import Searcher, SearchOptions
+    from codesearch.store.store import Store, resolve_index_uri
 
     env = dict(os.environ, CS_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                NO_COLOR="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
@@ -228,8 +228,8 @@ def mark_unembedded(root: Path, share_embedded: float) -> tuple[int, int]:
     """Leave vectors on the first ``share_embedded`` of the chunks in phase-2 order (by file, as
     phase 2 goes) and mark the rest as waiting for theirs. Reversible: the vectors are saved in
     the shared cache by hash, and :func:`restore` puts them back."""
-    from codesearch.indexer import embed_order, git_recency
-    from codesearch.store import CHUNKS, EMBEDDED, VECTOR, Store, resolve_index_uri, sql_in
+    from codesearch.index.indexer import embed_order, git_recency
+    from codesearch.store.store import CHUNKS, EMBEDDED, VECTOR, Store, resolve_index_uri, sql_in
 
     store = Store.open(resolve_index_uri(root))
     table = store._table(CHUNKS)

@@ -4,10 +4,10 @@
 What it does, in order:
 1. builds the split if it is missing (``make_corpus.py --split dev``);
 2. indexes every tree of the split with cs (``repo/`` for find, ``pair/`` for similar) into a
-   private CS_HOME, through the same code ``cs index`` runs (:class:`codesearch.indexer.Indexer`),
+   private CS_HOME, through the same code ``cs index`` runs (:class:`codesearch.index.indexer.Indexer`),
    loading the model once for all trees; the shared embedding cache makes re-indexing cheap;
 3. runs every query in-process through the code ``cs find --json`` / ``cs similar --json`` run
-   (:meth:`codesearch.search.Searcher.find` / ``.similar`` -> ``Hit.to_dict``), for each mode;
+   (:meth:`codesearch.query.searcher.Searcher.find` / ``.similar`` -> ``Hit.to_dict``), for each mode;
 4. scores them with score.py's own functions (``clean``, ``rank_of``, ``table``), imported from
    ../shared/eval, with both hit rules (overlap and strict), so every number means what score.py's
    would;
@@ -101,10 +101,12 @@ def code_fingerprint() -> str:
     lexical texts); when it changes, the bench's indexes are rebuilt from the embedding cache."""
     import inspect
 
-    from codesearch import indexer, search
+    from codesearch.index import indexer
+    from codesearch.query import searcher as search
 
     h = hashlib.sha256()
-    for rel in ("codesearch/chunk.py", "codesearch/languages.py", "codesearch/discover.py"):
+    for rel in ("codesearch/source/chunk.py", "codesearch/source/languages.py",
+                "codesearch/source/discover.py"):
         p = PROJECT / rel
         if p.exists():
             h.update(p.read_bytes())
@@ -139,8 +141,8 @@ def index_tree(root: Path, model: str, loader: SharedLoader, *, rebuild: bool,
                fingerprint: str) -> dict[str, Any]:
     """Bring the bench index of ``root`` up to date (what ``cs index ROOT --model M`` does)."""
     from codesearch.errors import IndexMismatchError
-    from codesearch.indexer import Indexer, IndexOptions
-    from codesearch.store import Store, resolve_index_uri
+    from codesearch.index.indexer import Indexer, IndexOptions
+    from codesearch.store.store import Store, resolve_index_uri
 
     uri = resolve_index_uri(root)
     stamp = Path(uri).parent / (Path(uri).name + ".bench-fingerprint")
@@ -172,7 +174,7 @@ def run_task(score: Any, split: Path, corpora: list[str], task: str, modes: list
     """Every query of ``task`` in every mode, in-process. Returns (groups, timing, ranks):
     groups[mode][hit] maps score.py group names to rank lists; ranks[mode][id] = (overlap,
     strict) ranks."""
-    from codesearch.search import Searcher, SearchOptions
+    from codesearch.query.searcher import Searcher, SearchOptions
 
     groups: dict[str, dict[str, dict[str, list]]] = {
         m: {"overlap": defaultdict(list), "strict": defaultdict(list)} for m in modes}
@@ -402,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     # Read now: the report written at the end may replace the file compared against.
     previous = json.loads(a.compare.read_text()) if a.compare and a.compare.exists() else None
 
-    from codesearch.search import DEFAULT_MODE, DEFAULT_SIMILAR_MODE
+    from codesearch.query.searcher import DEFAULT_MODE, DEFAULT_SIMILAR_MODE
 
     loader = SharedLoader()
     fingerprint = code_fingerprint()

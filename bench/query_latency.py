@@ -94,8 +94,7 @@ def build_repo(dest: Path) -> Path:
 
 
 def auto_server_ready() -> dict[str, Any] | None:
-    from codesearch import client
-
+    from codesearch.query import client
     for s in client.list_servers():
         if s.auto and s.info and s.info.get("ready"):
             return s.info
@@ -117,9 +116,9 @@ def stop_all_servers(env: dict[str, str]) -> None:
 
 def bench_model(name: str, model: str, work: Path, env: dict[str, str],
                 queries: list[str], rounds: int, n_cold: int) -> dict[str, Any]:
-    from codesearch import client
-    from codesearch.search import SearchOptions
-    from codesearch.server import options_to_dict
+    from codesearch.query import client
+    from codesearch.query.searcher import SearchOptions
+    from codesearch.query.server import options_to_dict
 
     root = build_repo(work / f"repo-{name}")
     seconds, proc = run_cs(["index", str(root), "--model", model, "--json"], env)

@@ -1,7 +1,7 @@
 """Chunks/s of the Ray engine (1 and 2 workers) against the local engine, on the same texts.
 
 The texts are the chunks of a real tree (default: this Python's standard ``asyncio`` package, cut by
-codesearch.chunk exactly as ``cs index`` cuts it), embedded on the document side with the same
+codesearch.source.chunk exactly as ``cs index`` cuts it), embedded on the document side with the same
 model (default: the tiny random Qwen2 model of the test suite, so this runs anywhere in minutes).
 
 For each engine it reports:
@@ -40,7 +40,7 @@ def collect_texts(tree: Path, max_chunks: int) -> list[str]:
     """Embedding texts of the chunks of the ``.py`` files under ``tree`` (sorted paths), at most
     ``max_chunks``. Files are read directly: discovery would skip an installed tree (a virtual
     environment's own .gitignore ignores everything in it)."""
-    from codesearch.chunk import chunk_source, embedding_text
+    from codesearch.source.chunk import chunk_source, embedding_text
 
     texts: list[str] = []
     for path in sorted(tree.rglob("*.py")):
@@ -71,7 +71,7 @@ def time_local(texts: list[str], model: str, threads: int) -> dict[str, Any]:
     import torch
 
     from codesearch.embed import load_embedder
-    from codesearch.indexer import DOCUMENT_TASK
+    from codesearch.index.indexer import DOCUMENT_TASK
 
     torch.set_num_threads(threads)
     embedder = load_embedder(model, device="cpu", dtype="float32")
@@ -85,7 +85,7 @@ def time_local(texts: list[str], model: str, threads: int) -> dict[str, Any]:
 
 
 def time_ray(texts: list[str], model: str, workers: int, batch: int) -> dict[str, Any]:
-    from codesearch.ray_engine import RayOptions, ray_embed
+    from codesearch.index.ray import RayOptions, ray_embed
 
     start = time.perf_counter()
     first: float | None = None

@@ -56,8 +56,7 @@ def _chunk_table(store: Any) -> dict[str, Any]:
 def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str] | None) -> None:
     from quality import SharedLoader, load_score  # type: ignore[import-not-found]
 
-    from codesearch import search as S
-
+    from codesearch.query import searcher as S
     score = load_score(HERE.parent.parent / "shared" / "eval")
     loader = SharedLoader()
     out.mkdir(parents=True, exist_ok=True)
@@ -99,8 +98,8 @@ def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str]
                     emb = searcher.handle.get()
                     cap["parts"] = np.asarray(emb.embed_queries(texts, task="nl2code"), np.float32)
                 else:  # the chunk the query line falls in, as Searcher.similar finds it
-                    from codesearch.chunk import chunk_source
-                    from codesearch.languages import language_for_path
+                    from codesearch.source.chunk import chunk_source
+                    from codesearch.source.languages import language_for_path
 
                     text = (root / q["query_path"]).read_text(encoding="utf-8", errors="replace")
                     own = S.enclosing_chunk(chunk_source(text, q["query_path"], language_for_path(
@@ -122,8 +121,7 @@ class Corpus:
     """One pickled corpus with lookups the ranking needs, computed once."""
 
     def __init__(self, data: dict[str, Any]) -> None:
-        from codesearch import search as S
-
+        from codesearch.query import searcher as S
         self.data = data
         self.task = data["task"]
         ch = data["chunks"]
@@ -145,8 +143,7 @@ def rank(c: Corpus, qd: dict[str, Any], *, vector: np.ndarray | None = None,
          k: int = K) -> list[int]:
     """Chunk indexes best first: ``Searcher._hybrid`` with its constants as arguments.
     ``extra(c, qd, cand, fused)`` may return an additive adjustment per candidate."""
-    from codesearch import search as S
-
+    from codesearch.query import searcher as S
     weight = S.SEMANTIC_WEIGHT if weight is None else weight
     name_boost = S.NAME_BOOST if name_boost is None else name_boost
     test_penalty = S.TEST_PENALTY if test_penalty is None else test_penalty

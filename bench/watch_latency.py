@@ -62,7 +62,7 @@ _DEF = re.compile(r"^def (\w+)", re.M)
 
 def stdlib_functions(limit_lines: int = 40) -> list[str]:
     """Top-level functions of the standard library (real code, realistic token counts)."""
-    from codesearch.chunk import chunk_source
+    from codesearch.source.chunk import chunk_source
 
     lib = Path(sysconfig.get_paths()["stdlib"])
     out: list[str] = []
@@ -142,8 +142,8 @@ class Events:
 
 def searchable(root: Path, uri: str, marker: str) -> bool:
     """Would `cs find MARKER --mode lexical` (in-process) find it now?"""
-    from codesearch.search import Searcher, SearchOptions
-    from codesearch.store import Store
+    from codesearch.query.searcher import Searcher, SearchOptions
+    from codesearch.store.store import Store
 
     hits = Searcher.open(root, store=Store.open(uri)).find(marker, SearchOptions(k=3,
                                                                                  mode="lexical"))
@@ -210,7 +210,7 @@ def query_latency(uri: str, dim: int, reps: int = 15) -> dict[str, Any]:
     """What `cs find` pays after the model: open the index, top-10 search (median of reps)."""
     import numpy as np
 
-    from codesearch.store import CHUNKS, Store
+    from codesearch.store.store import CHUNKS, Store
 
     rng = np.random.default_rng(1)
     vec, fts = [], []
@@ -256,9 +256,9 @@ def many_commits(root: Path, uri: str, model: str, n_files: int, commits: int,
     measure query latency at checkpoints. ``optimize_every=None``: compaction off, and one
     compaction at the end; else the watcher compacts on its own every ``optimize_every`` commits
     (measured once it has). Vectors are random here: this is about the store, not the model."""
-    from codesearch.indexer import IndexOptions
-    from codesearch.store import Store
-    from codesearch.watch import Watcher, WatchOptions, WatchStatus
+    from codesearch.index.indexer import IndexOptions
+    from codesearch.index.watch import Watcher, WatchOptions, WatchStatus
+    from codesearch.store.store import Store
 
     store = Store.open(uri, read_consistency_interval=timedelta(0))  # as watch_root opens it
     dim = store.read_manifest().dim  # type: ignore[union-attr]
@@ -350,8 +350,8 @@ def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    from codesearch.indexer import Indexer, IndexOptions
-    from codesearch.store import Store
+    from codesearch.index.indexer import Indexer, IndexOptions
+    from codesearch.store.store import Store
     from tests.support.tiny_model import build_tiny_model
 
     results: dict[str, Any] = {
@@ -408,7 +408,7 @@ def main() -> None:
             shutil.rmtree(model_dir, ignore_errors=True)
 
         # 3. many small commits, without and with the watcher's periodic compaction
-        from codesearch.watch import WatchOptions
+        from codesearch.index.watch import WatchOptions
 
         every = WatchOptions().optimize_every
         checkpoints = sorted({c for c in (50, 100, 300, args.commits) if c <= args.commits})

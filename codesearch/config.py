@@ -12,10 +12,10 @@ Environment variables (all optional):
 - ``CS_QUANTIZED_DIR``: where int8 builds of models live (default ``<cache>/quantized``).
 
 The warm server's switches (``CS_NO_SERVER``, ``CS_SERVER_AUTOSTART``, ``CS_SERVER_IDLE``) are read
-by :mod:`codesearch.client`.
+by :mod:`codesearch.query.client`.
 
 Nothing here imports more than the standard library and platformdirs: the warm-query client
-(:mod:`codesearch.client`) finds indexes with these functions alone.
+(:mod:`codesearch.query.client`) finds indexes with these functions alone.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A search result, in a module that imports nothing heavy: the search code builds hits, the warm
-client (:mod:`codesearch.client`) rebuilds them from a query server's answer, and both render the
+client (:mod:`codesearch.query.client`) rebuilds them from a query server's answer, and both render the
 same value."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from codesearch.store import StoredChunk
+    from codesearch.store.store import StoredChunk
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ Built on the official ``mcp`` Python SDK (``pip install 'codesearch[mcp]'``): ``
 - ``index_status()``: ``cs status --json``.
 
 One root per server (the working directory, or ``--path``). Queries run on a
-:class:`codesearch.server.QueryEngine`: the model stays loaded (it starts loading in the
+:class:`codesearch.query.server.QueryEngine`: the model stays loaded (it starts loading in the
 background as soon as the server starts) and every call reads the latest committed index, so a
 ``cs watch`` or ``cs index`` in another process is seen at once. stdout carries the protocol:
 notices go to stderr. Registration with Claude Code, Claude Desktop, Cursor and VS Code:
@@ -27,10 +27,10 @@ from pydantic import Field
 from typing_extensions import TypedDict
 
 from codesearch.errors import CodeSearchError, UsageError
-from codesearch.server import QueryEngine
+from codesearch.query.server import QueryEngine
 
 if TYPE_CHECKING:  # pragma: no cover
-    from codesearch.search import Hit
+    from codesearch.query.searcher import Hit
 
 SERVER_NAME = "codesearch"
 INSTRUCTIONS = (
@@ -114,7 +114,7 @@ def build_server(engine: QueryEngine, root: Path) -> Any:
     ) -> SearchResults:
         """Search the repository by meaning: the functions, methods and classes that best match
         the query, best first, each with its path, line range, symbol, score and source text."""
-        from codesearch.search import SearchOptions
+        from codesearch.query.searcher import SearchOptions
 
         options = SearchOptions(k=k, languages=(language,) if language else (),
                                 globs=(path_glob,) if path_glob else ())
@@ -131,7 +131,7 @@ def build_server(engine: QueryEngine, root: Path) -> Any:
     ) -> SearchResults:
         """Find code like the function or class enclosing file:line (itself excluded): near
         duplicates, other implementations of the same idea."""
-        from codesearch.search import SearchOptions
+        from codesearch.query.searcher import SearchOptions
 
         options = SearchOptions(k=k)
         hits = await call(lambda: engine.similar(root, f"{file}:{line}", options, cwd=root))

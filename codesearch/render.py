@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 from codesearch.errors import CodeSearchError
 
 if TYPE_CHECKING:
-    from codesearch.chunk import Chunk
-    from codesearch.discover import Skip
+    from codesearch.source.chunk import Chunk
+    from codesearch.source.discover import Skip
 
 
 def print_error(err: CodeSearchError) -> None:
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING  # noqa: E402
 from typing import Any as _Any  # noqa: E402
 
 if _TYPE_CHECKING:
-    from codesearch.indexer import IndexProgress, IndexStats
-    from codesearch.search import Hit
+    from codesearch.index.indexer import IndexProgress, IndexStats
+    from codesearch.query.searcher import Hit
 
 EXCERPT_LINES = 12
 
@@ -282,7 +282,7 @@ def print_chunks(chunks: list[Chunk], *, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps([chunk_to_dict(c) for c in chunks], indent=2, ensure_ascii=False))
         return
-    from codesearch.chunk import embedding_text, estimate_tokens
+    from codesearch.source.chunk import embedding_text, estimate_tokens
 
     for chunk in chunks:
         title = f"{chunk.path}:{chunk.start_line}-{chunk.end_line}  {chunk.kind}"

@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from codesearch import client
 from codesearch.cli import app
-from codesearch.search import Hit, SearchOptions
-from codesearch.server import QueryEngine, hit_to_wire, options_to_dict
+from codesearch.query import client
+from codesearch.query.searcher import Hit, SearchOptions
+from codesearch.query.server import QueryEngine, hit_to_wire, options_to_dict
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 runner = CliRunner()
@@ -142,8 +142,8 @@ def test_second_query_is_answered_by_the_server_the_first_started(
 @pytest.mark.slow
 def test_a_served_answer_says_how_complete_the_index_is(
         env: dict[str, str], tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
-    from codesearch.indexer import Indexer, IndexOptions
-    from codesearch.store import Store, resolve_index_uri
+    from codesearch.index.indexer import Indexer, IndexOptions
+    from codesearch.store.store import Store, resolve_index_uri
 
     root = tmp_path / "lexical-only"
     shutil.copytree(fixtures_dir / "python", root)

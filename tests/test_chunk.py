@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from codesearch.chunk import (
+from codesearch.source.chunk import (
     CHUNKER_VERSION,
     Chunk,
     chunk_source,
     embedding_text,
     estimate_tokens,
 )
-from codesearch.discover import Discovery, read_source
-from codesearch.languages import get_parser, language_for_path, supported_languages
+from codesearch.source.discover import Discovery, read_source
+from codesearch.source.languages import get_parser, language_for_path, supported_languages
 from codesearch.vocabulary import identifier_words
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -535,7 +535,7 @@ def test_rust_embedding_text_drops_impl_and_attribute_lines() -> None:
 
 
 def test_words_style_splits_compound_identifiers_for_text_models() -> None:
-    from codesearch.chunk import (
+    from codesearch.source.chunk import (
         CODE_STYLE,
         WORDS_STYLE,
         document_style,

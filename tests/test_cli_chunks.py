@@ -8,8 +8,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from codesearch.chunk import chunk_source
 from codesearch.cli import app
+from codesearch.source.chunk import chunk_source
 from tests.test_discover import EXPECTED_FILES, EXPECTED_SKIPS, IGNORE_RULES, materialize
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"

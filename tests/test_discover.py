@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from codesearch.discover import Discovery, Skip, SourceFile, is_ignored, read_source
 from codesearch.errors import UsageError
+from codesearch.source.discover import Discovery, Skip, SourceFile, is_ignored, read_source
 
 IGNORE_RULES = Path(__file__).resolve().parent.parent / "fixtures" / "ignore-rules"
 

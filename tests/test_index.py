@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from codesearch.chunk import chunk_source
 from codesearch.cli import app
-from codesearch.discover import Discovery, read_source
-from codesearch.store import Store, resolve_index_uri
+from codesearch.source.chunk import chunk_source
+from codesearch.source.discover import Discovery, read_source
+from codesearch.store.store import Store, resolve_index_uri
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 runner = CliRunner()

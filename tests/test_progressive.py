@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from codesearch.indexer import Indexer, IndexOptions, embed_order, git_recency
-from codesearch.search import Searcher, SearchOptions, fuse, unembedded_semantic
-from codesearch.store import CHUNKS, EMBEDDED, FileRecord, Store, resolve_index_uri
+from codesearch.index.indexer import Indexer, IndexOptions, embed_order, git_recency
+from codesearch.query.searcher import Searcher, SearchOptions, fuse, unembedded_semantic
+from codesearch.store.store import CHUNKS, EMBEDDED, FileRecord, Store, resolve_index_uri
 from tests.test_index import _many_files, cs, expected_chunks, index, store_of, stored_chunks
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
@@ -236,8 +236,7 @@ def test_stop_ends_the_background_job_after_its_batch(
     dim = int(table.schema.field("vector").type.list_size)
     table.update(values_sql={EMBEDDED: "false", "vector": "[" + ",".join(["0.0"] * dim) + "]"})
     shutil.rmtree(Path(os.environ["CS_HOME"]) / "embeddings")
-    from codesearch import background
-
+    from codesearch.index import background
     job = background.start(root.resolve(), store.uri, ["--json"])
     assert _status(root)["background"]["pid"] == job.pid
     deadline = time.monotonic() + 120
@@ -259,7 +258,7 @@ def test_stop_ends_the_background_job_after_its_batch(
 
 def test_the_progress_bar_names_the_phases_and_counts_chunks(
         repo: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from codesearch.indexer import IndexProgress
+    from codesearch.index.indexer import IndexProgress
     from codesearch.render import IndexProgressBar
 
     events: list[IndexProgress] = []

@@ -22,7 +22,7 @@ from codesearch.cli import app
 from codesearch.embed import load_embedder
 from codesearch.embed.pooling import truncate_normalize
 from codesearch.errors import UsageError
-from codesearch.store import Manifest
+from codesearch.store.store import Manifest
 from tests.test_embed import TEXTS  # lengths differ a lot: every batch has real padding
 
 pytest.importorskip("onnxruntime")
@@ -179,7 +179,7 @@ def test_index_records_precision_and_never_mixes(tmp_path: Path, fixtures_dir: P
     result = runner.invoke(app, ["index", str(root), "--model", str(tiny_model_dir),
                                  "--precision", "int8", "--json"])
     assert result.exit_code == 0, result.output
-    from codesearch.store import Store, resolve_index_uri
+    from codesearch.store.store import Store, resolve_index_uri
 
     manifest = Store.open(resolve_index_uri(root)).read_manifest()
     assert manifest is not None and manifest.precision == "int8"
@@ -207,8 +207,8 @@ def test_a_float_index_keeps_float_queries_when_auto_would_pick_int8(
     """An index built in fp32 (before the int8 engine was installed, say) is still searched with
     float vectors when this CPU's remembered auto choice is int8: in-process (cs find's query
     loader) and through a query server's model pool alike."""
-    from codesearch.search import SearchOptions
-    from codesearch.server import QueryEngine, query_loader
+    from codesearch.query.searcher import SearchOptions
+    from codesearch.query.server import QueryEngine, query_loader
 
     runner = CliRunner()
     root = tmp_path / "repo"

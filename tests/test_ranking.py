@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from codesearch import search
-from codesearch.indexer import IndexOptions, index_root
-from codesearch.search import (
+from codesearch.index.indexer import IndexOptions, index_root
+from codesearch.query import searcher as search
+from codesearch.query.searcher import (
     NAME_BOOST,
     NAMESAKE_BOOST,
     TEST_PENALTY,

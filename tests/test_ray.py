@@ -18,9 +18,9 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 pytest.importorskip("ray.data", reason="the ray extra (ray[data]) is not installed")
 
 from codesearch.cli import app  # noqa: E402
-from codesearch.indexer import IndexOptions, index_root  # noqa: E402
-from codesearch.ray_engine import RayOptions, index_root_ray  # noqa: E402
-from codesearch.store import Store  # noqa: E402
+from codesearch.index.indexer import IndexOptions, index_root  # noqa: E402
+from codesearch.index.ray import RayOptions, index_root_ray  # noqa: E402
+from codesearch.store.store import Store  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("cpu_dtype_memo")]
 runner = CliRunner()

@@ -34,8 +34,8 @@ from typing import Any
 
 import pytest
 
-from codesearch.discover import Discovery
-from codesearch.store import Store, resolve_index_uri
+from codesearch.source.discover import Discovery
+from codesearch.store.store import Store, resolve_index_uri
 from tests.test_index import _many_files, cs, expected_chunks, index, store_of, stored_chunks
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")

@@ -102,7 +102,7 @@ def same_hits(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> None:
 
 
 def index_hashes(uri: str) -> set[str]:
-    from codesearch.store import Store
+    from codesearch.store.store import Store
 
     return {c.hash for c in Store.open(uri).chunks()}
 
@@ -141,7 +141,7 @@ def test_s3_index_search_reindex_matches_local(repo: Path, bucket: str, tmp_path
     assert json.loads(status.stdout)["changed_since"]["total"] == 0
 
     # Change one file: only its new chunks are embedded.
-    from codesearch.chunk import chunk_source
+    from codesearch.source.chunk import chunk_source
     target = next(p for p in sorted((repo / "py").rglob("*.py")) if p.stat().st_size > 200)
     rel = target.relative_to(repo).as_posix()
     target.write_text(target.read_text() + "\n\ndef freshly_added_helper(values):\n"
@@ -194,7 +194,7 @@ def test_storage_options_instead_of_environment(repo: Path, bucket: str, s3_endp
 
 def test_one_writer_at_a_time_and_stale_lock_expires(repo: Path, bucket: str,
                                                      tiny_model_dir: Path) -> None:
-    from codesearch.remote_lock import LOCK_NAME, S3WriterLock
+    from codesearch.store.locks import LOCK_NAME, S3WriterLock
 
     uri = f"s3://{bucket}/locked"
     holder = S3WriterLock(uri, lease=30)

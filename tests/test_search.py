@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesearch.chunk import Chunk
 from codesearch.errors import IndexMissingError, UsageError
-from codesearch.indexer import IndexOptions, index_root
-from codesearch.search import (
+from codesearch.index.indexer import IndexOptions, index_root
+from codesearch.query.searcher import (
     Searcher,
     SearchOptions,
     detect_task,
@@ -26,6 +25,7 @@ from codesearch.search import (
     parse_location,
     query_views,
 )
+from codesearch.source.chunk import Chunk
 from codesearch.vocabulary import identifier_words
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
@@ -123,9 +123,9 @@ def test_enclosing_chunk_prefers_the_smallest() -> None:
 def test_kind_prior_ranks_definitions_first_exactly(tmp_path: Path) -> None:
     """Glue code and prose lose to a definition that scores as well, and still win when they score
     clearly higher; the prior is applied per group under the same filter, before top-k."""
-    from codesearch.indexer import EmbedderHandle, chunk_id
-    from codesearch.search import SECONDARY_WEIGHT
-    from codesearch.store import ChunkRecord, FileRecord, Manifest, Store
+    from codesearch.index.indexer import EmbedderHandle, chunk_id
+    from codesearch.query.searcher import SECONDARY_WEIGHT
+    from codesearch.store.store import ChunkRecord, FileRecord, Manifest, Store
 
     store = Store.open(str(tmp_path / "ix"))
     manifest = Manifest(model="m", model_id="m", revision=None, dim=2, prefix_scheme="none",
@@ -290,8 +290,8 @@ def test_a_text_models_find_query_folds_in_its_views(tmp_path: Path,
     """With MiniLM (a text model, words writing) a find query's vector is its own with its two
     views folded in, each written like the documents; semantic scores are cosines with it (times
     the kind prior)."""
-    from codesearch.chunk import in_words
-    from codesearch.search import QUERY_VIEW_WEIGHTS, kind_weight
+    from codesearch.query.searcher import QUERY_VIEW_WEIGHTS, kind_weight
+    from codesearch.source.chunk import in_words
 
     root = tmp_path / "repo"
     shutil.copytree(fixtures_dir / "python", root)

@@ -22,8 +22,8 @@ import pytest
 from typer.testing import CliRunner
 
 from codesearch.cli import app
-from codesearch.search import SearchOptions
-from codesearch.server import (
+from codesearch.query.searcher import SearchOptions
+from codesearch.query.server import (
     PROTOCOL_VERSION,
     QueryEngine,
     QueryServer,
@@ -35,7 +35,7 @@ from codesearch.server import (
     serve_in_background,
     socket_path,
 )
-from codesearch.store import resolve_index_uri
+from codesearch.store.store import resolve_index_uri
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 runner = CliRunner()

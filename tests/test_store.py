@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from codesearch.errors import IndexBusyError, IndexMismatchError, IndexMissingError
-from codesearch.indexer import chunk_id
-from codesearch.search import build_where, lexical_text
-from codesearch.store import (
+from codesearch.index.indexer import chunk_id
+from codesearch.query.searcher import build_where, lexical_text
+from codesearch.store.store import (
     ChunkRecord,
     EmbeddingCache,
     FileRecord,

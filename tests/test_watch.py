@@ -26,13 +26,13 @@ from typing import IO, Any, TypeVar
 import pytest
 from typer.testing import CliRunner
 
-from codesearch.chunk import chunk_source
 from codesearch.cli import app
-from codesearch.discover import Discovery, read_source
-from codesearch.indexer import IndexOptions
-from codesearch.search import Searcher, SearchOptions
-from codesearch.store import Store, resolve_index_uri
-from codesearch.watch import Watcher, WatchOptions, WatchStatus
+from codesearch.index.indexer import IndexOptions
+from codesearch.index.watch import Watcher, WatchOptions, WatchStatus
+from codesearch.query.searcher import Searcher, SearchOptions
+from codesearch.source.chunk import chunk_source
+from codesearch.source.discover import Discovery, read_source
+from codesearch.store.store import Store, resolve_index_uri
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 runner = CliRunner()
@@ -283,7 +283,7 @@ def test_a_burst_of_500_files_converges_in_few_batches(repo: Path, tiny_model_di
 _READER = r"""
 import json, os, sys
 from pathlib import Path
-from codesearch.store import Store
+from codesearch.store.store import Store
 uri, stop, started = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 versions = json.loads(sys.argv[4])
 seen = {name: 0 for name in versions}
@@ -421,7 +421,7 @@ def _cs_watch(root: Path, *args: str) -> tuple[subprocess.Popen[str], _Lines]:
 @pytest.mark.slow
 def test_cs_watch_process_serves_queries_and_stops_cleanly_on_sigterm(
         repo: Path, tiny_model_dir: Path) -> None:
-    from codesearch.server import find_server, request
+    from codesearch.query.server import find_server, request
 
     proc, events = _cs_watch(repo, "--model", str(tiny_model_dir))
     try:

@@ -14,10 +14,10 @@ A whole-tree run (``cs index``) has two phases, so the tree is searchable in sec
 - Unchanged files cost a stat (mtime and size); when those differ the file's hash decides.
 - A chunk's vector comes from the index itself (same file, same content), else the shared embedding
   cache, else the model; the model is loaded only when something must be embedded.
-- Work is committed in batches of files (:meth:`codesearch.store.Store.commit_batch`); after Ctrl-C
+- Work is committed in batches of files (:meth:`codesearch.store.store.Store.commit_batch`); after Ctrl-C
   or kill -9 the next run redoes at most one batch. Chunk ids are deterministic, so redoing never
   duplicates.
-- One writer per index (:meth:`codesearch.store.Store.writer_lock`).
+- One writer per index (:meth:`codesearch.store.store.Store.writer_lock`).
 
 The embedding step is a pure batch function (:data:`EmbedFn`: texts -> vectors) so another engine
 (a Ray actor pool) can replace the local loop without touching the rest.
@@ -36,7 +36,7 @@ import numpy as np
 
 from codesearch import config
 from codesearch.errors import IndexMismatchError, UsageError
-from codesearch.store import (
+from codesearch.store.store import (
     DEFAULT_ANN_THRESHOLD,
     REBUILD_HINT,
     ChunkRecord,
@@ -48,9 +48,9 @@ from codesearch.store import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from codesearch.chunk import Chunk
-    from codesearch.discover import SourceFile
     from codesearch.embed import Embedder
+    from codesearch.source.chunk import Chunk
+    from codesearch.source.discover import SourceFile
 
 
 
@@ -163,7 +163,7 @@ def chunk_id(path: str, content_hash: str, occurrence: int) -> str:
 
 def chunk_records(chunks: Sequence[Chunk]) -> list[ChunkRecord]:
     """Rows for one file's chunks, with deterministic ids and the lexical text."""
-    from codesearch.search import lexical_text
+    from codesearch.query.searcher import lexical_text
 
     seen: dict[str, int] = {}
     out = []
@@ -199,7 +199,7 @@ Document = tuple[str, tuple[str, ...]]
 def chunk_documents(chunks: Iterable[Chunk], style: str,
                     into: dict[str, Document] | None = None) -> dict[str, Document]:
     """content hash -> :data:`Document` for ``chunks`` (added to ``into`` when given)."""
-    from codesearch.chunk import embedding_text, views
+    from codesearch.source.chunk import embedding_text, views
 
     docs = {} if into is None else into
     for c in chunks:
@@ -226,7 +226,7 @@ def embed_documents(embed: EmbedFn, docs: Sequence[Document],
 
 def describe(embedder: Embedder, model: str, root: Path) -> Manifest:
     """The manifest an index built by ``embedder`` records."""
-    from codesearch.chunk import CHUNKER_VERSION, recorded_scheme
+    from codesearch.source.chunk import CHUNKER_VERSION, recorded_scheme
 
     return Manifest(
         model=model, model_id=embedder.model_id, revision=embedder.revision, dim=embedder.dim,
@@ -423,7 +423,7 @@ class Indexer:
         ``rebuild`` is off; with ``rebuild`` the old tables are dropped first. An index from an
         older chunker is chunked again (same model; cached vectors reused).
         """
-        from codesearch.chunk import CHUNKER_VERSION
+        from codesearch.source.chunk import CHUNKER_VERSION
 
         opts = self.options
         try:
@@ -504,7 +504,7 @@ class Indexer:
         Phase 1 ends with the whole tree lexically searchable (``on_searchable`` is called then,
         still under the lock); phase 2 (unless ``options.embed`` is off) embeds what is missing
         until done or ``should_stop()`` turns true between two batches."""
-        from codesearch.discover import Discovery
+        from codesearch.source.discover import Discovery
 
         if not self.root.is_dir():
             raise UsageError(f"{self.root} is not a directory")
@@ -557,8 +557,8 @@ class Indexer:
                records: dict[str, FileRecord], *, defer: bool = False) -> None:
         """Chunk and commit ``candidates``, drop ``removed``. ``defer``: chunks whose vector is
         not known yet are stored without one (phase 1), else they are embedded now."""
-        from codesearch.chunk import chunk_source
-        from codesearch.discover import read_source
+        from codesearch.source.chunk import chunk_source
+        from codesearch.source.discover import read_source
 
         total = len(candidates)
         done = 0
@@ -612,7 +612,7 @@ class Indexer:
             self.stats.files_removed += 1
 
     def _flush(self, batch: _Batch, *, defer: bool = False) -> None:
-        from codesearch.chunk import document_style
+        from codesearch.source.chunk import document_style
 
         assert self.cache is not None and self.manifest is not None
         dim = self.manifest.dim
@@ -800,9 +800,9 @@ class Indexer:
     def _documents_of(self, path: str, record: FileRecord | None) -> dict[str, Document] | None:
         """hash -> document for the chunks of ``path`` as it is on disk, or None when it is gone
         or no longer what was indexed."""
-        from codesearch.chunk import chunk_source, document_style
-        from codesearch.discover import SourceFile, read_source
-        from codesearch.languages import language_for_path
+        from codesearch.source.chunk import chunk_source, document_style
+        from codesearch.source.discover import SourceFile, read_source
+        from codesearch.source.languages import language_for_path
 
         assert self.manifest is not None
         if record is None:
@@ -863,7 +863,7 @@ def embed_order(root: Path, paths: Sequence[str], records: Mapping[str, FileReco
     changed in the recent history after, by mtime), else by mtime (the file records'); path
     order breaks ties, so the order is deterministic. ``recency``: a :func:`git_recency` result
     to reuse."""
-    from codesearch.search import is_test_path
+    from codesearch.query.searcher import is_test_path
 
     recency = git_recency(root) if recency is None else recency
 
@@ -882,9 +882,9 @@ def index_root(root: Path, *, index_uri: str | None = None, index_dir: str | Pat
                notify: Callable[[str], None] | None = None,
                should_stop: Callable[[], bool] | None = None,
                on_searchable: Callable[[IndexStats], None] | None = None) -> IndexStats:
-    """Index ``root`` into its store (see :func:`codesearch.store.resolve_index_uri`);
+    """Index ``root`` into its store (see :func:`codesearch.store.store.resolve_index_uri`);
     ``should_stop`` and ``on_searchable`` as in :meth:`Indexer.run`."""
-    from codesearch.store import resolve_index_uri
+    from codesearch.store.store import resolve_index_uri
 
     root = root.expanduser()
     if not root.exists():
@@ -900,8 +900,8 @@ def index_root(root: Path, *, index_uri: str | None = None, index_dir: str | Pat
 def index_status(root: Path, store: Store) -> dict[str, Any]:
     """``cs status``: what built the index, its size, the last run, and how many files changed
     since (by stat: new, modified, removed). IndexMissingError when there is no index."""
-    from codesearch.discover import Discovery
     from codesearch.errors import IndexMissingError
+    from codesearch.source.discover import Discovery
 
     root = root.resolve()
     manifest = store.read_manifest()
@@ -940,7 +940,7 @@ def index_status(root: Path, store: Store) -> dict[str, Any]:
 
 def _background_of(index_uri: str) -> dict[str, Any] | None:
     """The index's ``cs index --background`` job as ``cs status`` shows it, or None."""
-    from codesearch.background import job_for
+    from codesearch.index.background import job_for
 
     job = job_for(index_uri)
     return None if job is None else job.to_dict()

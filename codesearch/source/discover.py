@@ -57,7 +57,7 @@ import pathspec
 
 from codesearch.config import DEFAULT_MAX_FILE_BYTES
 from codesearch.errors import CodeSearchError, UsageError
-from codesearch.languages import language_for_path
+from codesearch.source.languages import language_for_path
 
 VCS = "vcs"
 GITIGNORED = "gitignored"

@@ -99,7 +99,7 @@ def build_id() -> str:
     left running by an older or edited install is never used."""
     global _BUILD
     if _BUILD is None:
-        package = Path(__file__).resolve().parent
+        package = Path(__file__).resolve().parent.parent
         digest = hashlib.sha256()
         for path in sorted(package.rglob("*.py")):
             with contextlib.suppress(OSError):
@@ -194,7 +194,7 @@ class Target:
 def locate(path: Path, *, index_dir: str | Path | None = None, index_uri: str | None = None,
            storage_options: Mapping[str, str] | None = None) -> Target | None:
     """Find the index the in-process path would search for ``path`` the way
-    :meth:`codesearch.search.Searcher.open` does (``path``'s own index, else the nearest indexed
+    :meth:`codesearch.query.searcher.Searcher.open` does (``path``'s own index, else the nearest indexed
     ancestor, limited to ``path``), by the directory layout only. None when ``path`` is not a
     directory (the in-process path says so) or a socket path would be too long. ``index_set`` is
     set only for a local index in the per-root layout (no ``--index-uri``, no storage options):
@@ -223,7 +223,7 @@ def locate(path: Path, *, index_dir: str | Path | None = None, index_uri: str | 
 
 
 def root_for_location(location: str, cwd: Path, *, index_dir: str | Path | None = None) -> Path:
-    """:func:`codesearch.search.root_for_location` by the directory layout: ``cwd`` when it lies
+    """:func:`codesearch.query.searcher.root_for_location` by the directory layout: ``cwd`` when it lies
     in an indexed tree, else the indexed root holding FILE, else ``cwd``."""
 
     def indexed_ancestor(path: Path, include_self: bool) -> Path | None:
@@ -355,7 +355,7 @@ def rebuild_error(error: Mapping[str, Any]) -> CodeSearchError:
 def options_dict(k: int = 10, languages: Sequence[str] = (), globs: Sequence[str] = (),
                  min_score: float | None = None, mode: str | None = None,
                  task: str | None = None) -> dict[str, Any]:
-    """:class:`codesearch.search.SearchOptions` as the server reads it (``options_to_dict``)."""
+    """:class:`codesearch.query.searcher.SearchOptions` as the server reads it (``options_to_dict``)."""
     return {"k": k, "languages": list(languages), "globs": list(globs), "min_score": min_score,
             "mode": mode, "task": task}
 
@@ -439,7 +439,7 @@ def start_auto_server(index_set: Path, *, device: str | None = None,
         command += ["--root", str(root)]
     env = dict(os.environ)
     # The same code as this client, wherever it was imported from.
-    package_parent = str(Path(__file__).resolve().parent.parent)
+    package_parent = str(Path(__file__).resolve().parent.parent.parent)
     if Path(package_parent).name not in ("site-packages", "dist-packages"):
         env["PYTHONPATH"] = os.pathsep.join(
             [package_parent, *filter(None, [env.get("PYTHONPATH")])])

@@ -28,7 +28,7 @@ import numpy as np
 
 from codesearch.errors import IndexMissingError, UsageError
 from codesearch.hits import Hit
-from codesearch.store import (
+from codesearch.store.store import (
     REBUILD_HINT,
     Coverage,
     Manifest,
@@ -46,9 +46,9 @@ from codesearch.vocabulary import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
-    from codesearch.chunk import Chunk
     from codesearch.embed import Embedder
-    from codesearch.indexer import EmbedderHandle
+    from codesearch.index.indexer import EmbedderHandle
+    from codesearch.source.chunk import Chunk
 
 MODES = ("semantic", "lexical", "hybrid")
 QUERY_TASKS = ("nl2code", "code2code", "qa", "code2nl", "code2completion")
@@ -423,7 +423,7 @@ def find_indexed_ancestor(path: Path, *, index_dir: str | Path | None = None,
                           include_self: bool = False) -> tuple[Path, Store] | None:
     """The nearest proper ancestor of ``path`` (or ``path`` itself with ``include_self``) that
     has a (local) index, with its store."""
-    from codesearch.store import resolve_index_uri
+    from codesearch.store.store import resolve_index_uri
 
     path = path.resolve()
     for parent in ([path] if include_self else []) + list(path.parents):
@@ -474,10 +474,10 @@ class Searcher:
         is none, IndexMismatchError when it was built by another format, chunker or (when
         ``model`` is given) model."""
         from codesearch import config
-        from codesearch.chunk import CHUNKER_VERSION
         from codesearch.errors import IndexMismatchError
-        from codesearch.indexer import handle_for, model_spec
-        from codesearch.store import resolve_index_uri
+        from codesearch.index.indexer import handle_for, model_spec
+        from codesearch.source.chunk import CHUNKER_VERSION
+        from codesearch.store.store import resolve_index_uri
 
         root = root.expanduser()
         if not root.is_dir():
@@ -530,7 +530,7 @@ class Searcher:
         where = self._where(opts)
 
         def embed() -> np.ndarray:
-            from codesearch.chunk import WORDS_STYLE, document_style
+            from codesearch.source.chunk import WORDS_STYLE, document_style
 
             embedder = self.handle.get()
             if document_style(self.manifest.prefix_scheme) != WORDS_STYLE:
@@ -545,7 +545,7 @@ class Searcher:
                 cwd: Path | None = None) -> list[Hit]:
         """Chunks like the one enclosing ``FILE:LINE`` (code2code), excluding itself. The file is
         chunked now, so an unindexed or edited file works too."""
-        from codesearch.chunk import chunk_source
+        from codesearch.source.chunk import chunk_source
 
         opts = options or SearchOptions()
         opts.validate()
@@ -569,8 +569,8 @@ class Searcher:
         def embed() -> np.ndarray:
             # The chunk's short views fold into the query as into every stored vector (a text
             # model's, see indexer.VIEW_WEIGHTS): like is compared with like.
-            from codesearch.chunk import document_style, views
-            from codesearch.indexer import embed_documents
+            from codesearch.index.indexer import embed_documents
+            from codesearch.source.chunk import document_style, views
 
             embedder = self.handle.get()
             extra = views(chunk, document_style(self.manifest.prefix_scheme))
@@ -587,7 +587,7 @@ class Searcher:
 
     def _written(self, text: str) -> str:
         """A query written the way this index's documents were (see chunk.WORDS_STYLE)."""
-        from codesearch.chunk import WORDS_STYLE, document_style, in_words
+        from codesearch.source.chunk import WORDS_STYLE, document_style, in_words
 
         if document_style(self.manifest.prefix_scheme) == WORDS_STYLE:
             return in_words(text)
@@ -685,8 +685,8 @@ class Searcher:
         return [Hit.from_stored(row, score) for score, row in best[:k]]
 
     def _resolve_location(self, location: str, cwd: Path) -> tuple[str, int, str, str | None]:
-        from codesearch.discover import SourceFile, read_source
-        from codesearch.languages import language_for_path
+        from codesearch.source.discover import SourceFile, read_source
+        from codesearch.source.languages import language_for_path
 
         file, line = parse_location(location)
         path = Path(file).expanduser()

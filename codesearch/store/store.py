@@ -423,7 +423,7 @@ class WriterLock:
 
     The kernel drops the lock when the process dies, so a kill -9 never leaves a stale lock. Object
     stores have no such primitive; :meth:`Store.writer_lock` takes a lease object there instead
-    (:mod:`codesearch.remote_lock`).
+    (:mod:`codesearch.store.locks`).
     """
 
     def __init__(self, path: Path) -> None:
@@ -537,7 +537,7 @@ class Store:
         lock: Any
         if is_remote(self.uri):
             # No flock on an object store: a lease object taken with a conditional PUT.
-            from codesearch.remote_lock import remote_writer_lock
+            from codesearch.store.locks import remote_writer_lock
 
             lock = remote_writer_lock(self.uri, self.storage_options)
         else:

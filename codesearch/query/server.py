@@ -1,6 +1,6 @@
 """Warm queries: a long-lived process keeps the model loaded and answers find and similar over a
 local Unix socket; ``cs find`` and ``cs similar`` use it when it is there (the client side,
-:mod:`codesearch.client`, imports nothing heavy) and work in-process when it is not, with
+:mod:`codesearch.query.client`, imports nothing heavy) and work in-process when it is not, with
 identical results.
 
 Three kinds of server, all in the user's private runtime directory (0700, sockets 0600, nothing on
@@ -20,7 +20,7 @@ crashed server, and the next server removes it. Clients that meet such a stale f
 
 Protocol (version :data:`PROTOCOL_VERSION`): newline-delimited JSON, one request and one response
 per line, any number per connection. Requests (every one may carry ``"build"``, the client's
-:func:`codesearch.client.build_id`)::
+:func:`codesearch.query.client.build_id`)::
 
     {"v": 1, "op": "find", "root": ABS, "scope": SUBDIR|null, "query": Q,
      "options": {...SearchOptions}, "model": M|null, "device": D|null}
@@ -32,7 +32,7 @@ per line, any number per connection. Requests (every one may carry ``"build"``, 
 
 Responses: ``{"v": 1, "ok": true, "hits": [Hit fields...]}`` (or ``"status"`` / ``"server"``);
 a new field (a coverage note, say) can be added beside ``hits``: the client hands the whole
-response to the CLI (:class:`codesearch.client.Answer`). ``{"v": 1, "ok": false, "error": {"type",
+response to the CLI (:class:`codesearch.query.client.Answer`). ``{"v": 1, "ok": false, "error": {"type",
 "message", "hint", "exit_code"}}`` for an error the in-process path would raise the same way (the
 client re-raises it); ``{"v": 1, "ok": false, "decline": REASON}`` when this server cannot answer
 faithfully (another protocol version or build, another device, a root it does not serve, an
@@ -61,7 +61,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from codesearch import config
-from codesearch.client import (
+from codesearch.errors import CodeSearchError, UsageError
+from codesearch.query.client import (
     MAX_SOCKET_PATH,
     PROTOCOL_VERSION,
     auto_socket_path,
@@ -71,14 +72,13 @@ from codesearch.client import (
     runtime_dir,
     socket_path,
 )
-from codesearch.client import private_dir as _private_dir
-from codesearch.errors import CodeSearchError, UsageError
+from codesearch.query.client import private_dir as _private_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
 
     from codesearch.embed import Embedder
-    from codesearch.search import Hit, Searcher, SearchOptions
+    from codesearch.query.searcher import Hit, Searcher, SearchOptions
 
 # A request is a query or a FILE:LINE plus options; anything this large is not one.
 MAX_REQUEST_BYTES = 1 << 20
@@ -129,8 +129,8 @@ class _ModelThread:
 
 class EmbedderPool:
     """Loaded models, shared by every request (and by a watcher's indexer): ``pool.load`` has the
-    signature of the ``loader`` that :class:`codesearch.search.Searcher` and
-    :class:`codesearch.indexer.Indexer` accept. Each model loads once, even when several threads
+    signature of the ``loader`` that :class:`codesearch.query.searcher.Searcher` and
+    :class:`codesearch.index.indexer.Indexer` accept. Each model loads once, even when several threads
     ask for it at the same time; calls into one model run one at a time on its own thread."""
 
     def __init__(self, notify: Notify | None = None,
@@ -207,7 +207,7 @@ def options_to_dict(options: SearchOptions) -> dict[str, Any]:
 
 def options_from_dict(data: Mapping[str, Any]) -> SearchOptions:
     """The inverse of :func:`options_to_dict`; TypeError for unknown fields."""
-    from codesearch.search import SearchOptions
+    from codesearch.query.searcher import SearchOptions
 
     fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
     return SearchOptions(**fields)
@@ -231,8 +231,8 @@ class QueryEngine:
                  device: str | None = None, model: str | None = None,
                  pool: EmbedderPool | None = None, notify: Notify | None = None,
                  index_set: Path | None = None) -> None:
-        from codesearch.indexer import model_spec
-        from codesearch.store import resolve_index_uri
+        from codesearch.index.indexer import model_spec
+        from codesearch.store.store import resolve_index_uri
 
         if not roots and index_set is None:
             raise UsageError("no root to serve")
@@ -262,7 +262,7 @@ class QueryEngine:
     def served(self, root: Path) -> ServedRoot | None:
         """The served root equal to ``root`` (resolved), if any; for an automatic server, also
         any root with an index in its index directory."""
-        from codesearch.store import resolve_index_uri
+        from codesearch.store.store import resolve_index_uri
 
         resolved = root.expanduser().resolve()
         found = self.roots.get(resolved)
@@ -284,8 +284,8 @@ class QueryEngine:
     def searcher(self, root: Path, model: str | None = None) -> Searcher:
         """A Searcher over the latest committed version of ``root``'s index, sharing loaded
         models. Raises what :meth:`Searcher.open` raises."""
-        from codesearch.search import Searcher
-        from codesearch.store import Store
+        from codesearch.query.searcher import Searcher
+        from codesearch.store.store import Store
 
         served = self._served(root)
         store = Store.open(served.index_uri, storage_options=served.storage_options)
@@ -319,7 +319,7 @@ class QueryEngine:
     def coverage(self, root: Path) -> dict[str, Any]:
         """How much of ``root``'s index has vectors (store.Coverage.to_dict): the client prints
         the same coverage line as an in-process search."""
-        from codesearch.store import Store
+        from codesearch.store.store import Store
 
         served = self._served(root)
         store = Store.open(served.index_uri, storage_options=served.storage_options)
@@ -327,8 +327,8 @@ class QueryEngine:
 
     def status(self, root: Path) -> dict[str, Any]:
         """What ``cs status --json`` prints for ``root``."""
-        from codesearch.indexer import index_status
-        from codesearch.store import Store
+        from codesearch.index.indexer import index_status
+        from codesearch.store.store import Store
 
         served = self._served(root)
         store = Store.open(served.index_uri, storage_options=served.storage_options)
@@ -786,8 +786,7 @@ def _read_pid(fd: int) -> int | None:
 def find_server(root: Path, *, index_dir: str | Path | None = None,
                 index_uri: str | None = None) -> Path | None:
     """The socket of a live ``cs serve`` / ``cs watch`` server for ``root``, or None."""
-    from codesearch import client
-
+    from codesearch.query import client
     target = client.locate(root, index_dir=index_dir, index_uri=index_uri)
     if target is None or client.ping(target.socket) is None:
         return None
@@ -798,8 +797,7 @@ def ping(root: Path, *, index_dir: str | Path | None = None,
          index_uri: str | None = None) -> dict[str, Any] | None:
     """The ``ping`` answer of the ``cs serve`` / ``cs watch`` server for ``root`` (pid, roots,
     device, models), or None."""
-    from codesearch import client
-
+    from codesearch.query import client
     target = client.locate(root, index_dir=index_dir, index_uri=index_uri)
     return client.ping(target.socket) if target is not None else None
 
@@ -811,11 +809,10 @@ def search_via_server_or_local(
     use_server: bool = True, cwd: Path | None = None, notify: Notify | None = None,
 ) -> tuple[list[Hit], Path]:
     """Run ``cs find`` (``arg`` is the query) or ``cs similar`` (``arg`` is FILE:LINE) for
-    ``root``: through a server when one answers (:func:`codesearch.client.query`, which may
+    ``root``: through a server when one answers (:func:`codesearch.query.client.query`, which may
     start the automatic one), else in-process. Returns the hits and the resolved root to render
     them against; both paths give the same hits and raise the same errors."""
-    from codesearch import client
-
+    from codesearch.query import client
     cwd = cwd or Path.cwd()
     if use_server and client.servers_enabled():
         answer = client.query(op, root, arg, options_to_dict(options), model=model,
@@ -823,7 +820,7 @@ def search_via_server_or_local(
                               storage_options=storage_options, cwd=cwd, notify=notify)
         if answer is not None:
             return answer.hits, answer.root
-    from codesearch.search import Searcher
+    from codesearch.query.searcher import Searcher
 
     searcher = Searcher.open(root, index_uri=index_uri, index_dir=index_dir,
                              storage_options=dict(storage_options or {}) or None, model=model,
@@ -836,7 +833,7 @@ def search_via_server_or_local(
 def run_auto_server(index_set: Path, *, roots: Sequence[Path] = (), device: str | None = None,
                     after_pid: int | None = None, idle_timeout: float | None = None,
                     log: Notify | None = None) -> int:
-    """The automatic server (``cs server run``, started by :func:`codesearch.client.query`):
+    """The automatic server (``cs server run``, started by :func:`codesearch.query.client.query`):
     serve every root indexed under ``index_set`` on its socket until idle for
     ``idle_timeout`` seconds, ``cs server stop``, SIGTERM, a client of another build, or the
     index directory disappearing. Binds first; loads the models of ``roots`` once ``after_pid``

@@ -21,17 +21,17 @@ A :class:`Watcher` owns one root's index for its whole session:
    under it. A changed ``.gitignore``/``.csignore`` re-evaluates the directory it governs (a full
    incremental pass for the root's, or for ``.git/info/exclude``), and so does a lost-events
    signal from the observer.
-5. Each batch is committed through :meth:`codesearch.indexer.Indexer.sync` in slices of
+5. Each batch is committed through :meth:`codesearch.index.indexer.Indexer.sync` in slices of
    ``batch_files`` files; every commit replaces whole files atomically, so a reader never sees half
    a file. A stop request (Ctrl-C, SIGTERM, :meth:`Watcher.stop`) is honoured between slices: the
    running commit finishes, and what was not committed yet still differs from the index by stat,
    so the next run's catch-up redoes it. A kill -9 is recovered the same way.
 6. Every ``optimize_every`` commits, or ``optimize_interval`` seconds after the first commit since
    the last one, when the queue is empty, the store is compacted and old LanceDB versions pruned
-   (:meth:`codesearch.store.Store.optimize`), so queries stay fast after a day of small commits.
+   (:meth:`codesearch.store.store.Store.optimize`), so queries stay fast after a day of small commits.
 
 Progress and state reach the caller through callbacks (``progress`` for the indexer's
-:class:`~codesearch.indexer.IndexProgress`, ``on_status`` for :class:`WatchStatus`); nothing here
+:class:`~codesearch.index.indexer.IndexProgress`, ``on_status`` for :class:`WatchStatus`); nothing here
 touches the terminal.
 """
 
@@ -54,10 +54,10 @@ from typing import TYPE_CHECKING, Any
 from codesearch.errors import CodeSearchError, UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from codesearch.discover import Discovery, SourceFile
     from codesearch.embed import Embedder
-    from codesearch.indexer import EmbedFn, IndexOptions, IndexProgress, IndexStats
-    from codesearch.store import FileRecord, Store
+    from codesearch.index.indexer import EmbedFn, IndexOptions, IndexProgress, IndexStats
+    from codesearch.source.discover import Discovery, SourceFile
+    from codesearch.store.store import FileRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +211,8 @@ class Watcher:
                  embed_fn: EmbedFn | None = None,
                  on_ready: Callable[[Watcher], None] | None = None) -> None:
         from codesearch import config
-        from codesearch.indexer import Indexer, IndexOptions
-        from codesearch.store import is_remote
+        from codesearch.index.indexer import Indexer, IndexOptions
+        from codesearch.store.store import is_remote
 
         self.root = Path(root).expanduser().resolve()
         self.store = store
@@ -436,8 +436,8 @@ class Watcher:
     # batches --------------------------------------------------------------------------------
 
     def _process(self, paths: set[str], *, full: bool, defer: bool = False) -> BatchResult:
-        from codesearch.discover import Discovery
-        from codesearch.indexer import plan
+        from codesearch.index.indexer import plan
+        from codesearch.source.discover import Discovery
 
         start = time.monotonic()
         records = self.store.file_records()
@@ -553,7 +553,7 @@ def _never_indexed(rel: str, is_dir: bool) -> bool:
     """Cheap event-time filter: paths inside directories discovery skips by name alone (VCS
     metadata, vendored trees), whatever the ignore files say. Everything else is judged at batch
     time by discovery itself."""
-    from codesearch.discover import VCS_DIRS, VENDORED_DIRS
+    from codesearch.source.discover import VCS_DIRS, VENDORED_DIRS
 
     parts = rel.split("/")
     dirs = parts if is_dir else parts[:-1]
@@ -580,8 +580,8 @@ def _resolve(root: Path, discovery: Discovery, paths: set[str],
     """What a set of changed paths means for the index: files to re-check (new, or stat changed)
     and indexed paths to drop. Directories are expanded; a changed ignore file re-evaluates the
     directory it governs."""
-    from codesearch.discover import Skip, SourceFile
-    from codesearch.indexer import plan
+    from codesearch.index.indexer import plan
+    from codesearch.source.discover import Skip, SourceFile
 
     keys = sorted(records)
     found: dict[str, SourceFile] = {}
@@ -622,7 +622,7 @@ def _resolve(root: Path, discovery: Discovery, paths: set[str],
 def _walk(root: Path, discovery: Discovery, rel: str) -> dict[str, SourceFile]:
     """The files discovery offers under the directory ``rel`` (judged path by path, pruning
     skipped directories)."""
-    from codesearch.discover import SourceFile
+    from codesearch.source.discover import SourceFile
 
     out: dict[str, SourceFile] = {}
     base = root / rel
@@ -685,13 +685,13 @@ def watch_root(root: Path, *, index_uri: str | None = None,
     """``cs watch``: keep the index of ``root`` current, in this thread, until SIGINT/SIGTERM.
 
     With ``serve``, find and similar are also answered over the local socket of
-    :mod:`codesearch.server` from the end of the catch-up on, sharing the watcher's loaded model;
+    :mod:`codesearch.query.server` from the end of the catch-up on, sharing the watcher's loaded model;
     when that is not possible (another server already serves the root, ...) watching goes on
     without it. ``on_serve`` says which.
     """
     from codesearch import config
-    from codesearch.indexer import IndexOptions
-    from codesearch.store import Store, resolve_index_uri
+    from codesearch.index.indexer import IndexOptions
+    from codesearch.store.store import Store, resolve_index_uri
 
     root = Path(root).expanduser()
     if not root.exists():
@@ -708,7 +708,7 @@ def watch_root(root: Path, *, index_uri: str | None = None,
     servers: list[Any] = []
     on_ready = None
     if serve:
-        from codesearch.server import EmbedderPool
+        from codesearch.query.server import EmbedderPool
 
         # The same device name on both sides, so indexing and queries share one loaded model.
         options = replace(options, device=options.device or config.default_device())
@@ -718,7 +718,7 @@ def watch_root(root: Path, *, index_uri: str | None = None,
         def on_ready(watcher: Watcher) -> None:
             # From the end of the catch-up on: earlier answers would come from a stale index,
             # and until then cs find works in-process.
-            from codesearch.server import QueryEngine, serve_in_background
+            from codesearch.query.server import QueryEngine, serve_in_background
 
             result = ServeResult()
             try:

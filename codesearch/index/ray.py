@@ -10,10 +10,10 @@
    ``map_batches`` with an actor class that loads the model once per actor (``concurrency``
    actors, one GPU each when the cluster has GPUs). Vectors stream back to the driver and go into
    the embedding cache as they arrive, so a crash keeps the work done.
-3. Run the ordinary :class:`codesearch.indexer.Indexer`: every vector it needs is now in the cache,
+3. Run the ordinary :class:`codesearch.index.indexer.Indexer`: every vector it needs is now in the cache,
    so it commits through the same batched path, with the same manifest checks and crash safety.
 
-Chunk ids come from the same chunker and :func:`codesearch.indexer.chunk_records`, and vectors from
+Chunk ids come from the same chunker and :func:`codesearch.index.indexer.chunk_records`, and vectors from
 the same model code, so both engines produce the same index. Ray is an optional extra, imported only
 here and only when this engine runs.
 """
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from codesearch.errors import UsageError
-from codesearch.indexer import (
+from codesearch.index.indexer import (
     DOCUMENT_TASK,
     Document,
     Indexer,
@@ -43,7 +43,7 @@ from codesearch.indexer import (
     embed_documents,
     plan,
 )
-from codesearch.store import Store, resolve_index_uri
+from codesearch.store.store import Store, resolve_index_uri
 
 ENGINES = ("local", "ray")
 # Texts per Ray batch. Each actor batches again by tokens inside (plan_batches), so this only sets
@@ -184,8 +184,8 @@ def _missing_docs(indexer: Indexer) -> _Pending:
     """What a run of ``indexer`` would embed: the documents of chunks of changed files whose
     content hash is in neither the index (for that file) nor the embedding cache. Call after
     ``prepare()``."""
-    from codesearch.chunk import chunk_source, document_style
-    from codesearch.discover import Discovery, read_source
+    from codesearch.source.chunk import chunk_source, document_style
+    from codesearch.source.discover import Discovery, read_source
 
     assert indexer.cache is not None and indexer.manifest is not None
     style = document_style(indexer.manifest.prefix_scheme)
@@ -230,7 +230,7 @@ def index_root_ray(root: Path, *, index_uri: str | None = None,
                    options: IndexOptions | None = None, ray_options: RayOptions | None = None,
                    progress: ProgressFn | None = None,
                    notify: Callable[[str], None] | None = None) -> IndexStats:
-    """:func:`codesearch.indexer.index_root` with the embedding done on Ray (see the module doc).
+    """:func:`codesearch.index.indexer.index_root` with the embedding done on Ray (see the module doc).
     The returned stats count the texts Ray embedded as ``chunks_embedded``."""
     import_ray()  # fail before touching the index
     root = root.expanduser()

@@ -47,7 +47,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from codesearch.languages import Definition, Language, get_language, get_parser
+from codesearch.source.languages import Definition, Language, get_language, get_parser
 from codesearch.vocabulary import (
     IDENTIFIER_RE,
     identifier_words,

@@ -82,15 +82,15 @@ def chunks_cmd(
     ] = 1 << 20,
 ) -> None:
     """Show the chunks cs would embed for a file or a tree, and what it skipped."""
-    from codesearch.chunk import chunk_source
-    from codesearch.discover import (
+    from codesearch.render import print_chunk_summary, print_chunks
+    from codesearch.source.chunk import chunk_source
+    from codesearch.source.discover import (
         UNREADABLE,
         Skip,
         UnreadableFileError,
         read_source,
         sources_for_path,
     )
-    from codesearch.render import print_chunk_summary, print_chunks
 
     files, skipped = sources_for_path(path, max_file_bytes=max_file_bytes)
     chunks = []
@@ -424,9 +424,9 @@ def index_cmd(
     import signal
 
     from codesearch.errors import UsageError
-    from codesearch.indexer import IndexOptions, index_root
+    from codesearch.index.indexer import IndexOptions, index_root
     from codesearch.render import IndexProgressBar, print_index_stats
-    from codesearch.store import resolve_index_uri
+    from codesearch.store.store import resolve_index_uri
 
     if engine not in ("local", "ray"):
         raise UsageError(f"unknown engine '{engine}'", hint="use one of: local, ray")
@@ -450,7 +450,7 @@ def index_cmd(
     try:
         with IndexProgressBar(enabled=None if not as_json else False) as bar:
             if engine == "ray":  # issue 10: embedding on a Ray cluster (codesearch/ray_engine.py)
-                from codesearch.ray_engine import RayOptions, index_root_ray
+                from codesearch.index.ray import RayOptions, index_root_ray
 
                 stats = index_root_ray(root, index_uri=index_uri, index_dir=index_dir,
                                        storage_options=_storage_options(storage_option),
@@ -464,8 +464,8 @@ def index_cmd(
                                    should_stop=lambda: stopping["asked"],
                                    on_searchable=lambda s: searchable.update(at=s.seconds))
                 if background and stats.chunks_with_vectors < stats.chunks_total:
-                    from codesearch import background as jobs
-                    from codesearch.indexer import model_spec
+                    from codesearch.index import background as jobs
+                    from codesearch.index.indexer import model_spec
 
                     args = _index_args(model_spec(stats.model) if stats.model else None, dim,
                                        device, index_dir, index_uri, storage_option, cache_uri)
@@ -505,8 +505,8 @@ def _run_background_child(root: Path, uri: str, index_dir: Path | None, index_ur
     import signal
     import time
 
-    from codesearch import background as jobs
-    from codesearch.indexer import index_root
+    from codesearch.index import background as jobs
+    from codesearch.index.indexer import index_root
 
     stopping = {"asked": False}
     signal.signal(signal.SIGTERM, lambda *_: stopping.update(asked=True))
@@ -524,8 +524,7 @@ def _run_background_child(root: Path, uri: str, index_dir: Path | None, index_ur
 
 
 def _stop_background(uri: str) -> None:
-    from codesearch import background as jobs
-
+    from codesearch.index import background as jobs
     job = jobs.stop(uri)
     if job is None:
         _notice("no background indexing is running for this index")
@@ -536,7 +535,7 @@ def _stop_background(uri: str) -> None:
 
 
 def _coverage_text(uri: str, storage_option: list[str] | None) -> str:
-    from codesearch.store import Store
+    from codesearch.store.store import Store
 
     cov = Store.open(uri, storage_options=_storage_options(storage_option)).coverage()
     return f"vectors for {cov[0]:,} of {cov[1]:,} chunks"
@@ -544,7 +543,7 @@ def _coverage_text(uri: str, storage_option: list[str] | None) -> str:
 
 def _search_options(k: int, lang: list[str] | None, glob: list[str] | None,
                     min_score: float | None, mode: str | None, task: str | None) -> Any:
-    from codesearch.search import SearchOptions
+    from codesearch.query.searcher import SearchOptions
 
     return SearchOptions(k=k, languages=_split_list(lang), globs=tuple(glob or ()),
                          min_score=min_score, mode=mode, task=task)
@@ -558,7 +557,7 @@ def _print_coverage(root: Path, index_dir: Path | None, index_uri: str | None,
     if "lancedb" not in sys.modules:
         return
     from codesearch.render import coverage_line
-    from codesearch.store import Store, resolve_index_uri
+    from codesearch.store.store import Store, resolve_index_uri
 
     store = Store.open(resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri),
                        storage_options=_storage_options(storage_option))
@@ -620,10 +619,10 @@ def _warm_answer(op: str, path: Path, arg: str, k: int, lang: list[str] | None,
                  task: str | None, model: str | None, device: str | None,
                  index_dir: Path | None, index_uri: str | None,
                  storage_option: list[str] | None) -> Any:
-    """The answer of a query server (codesearch.client: imports nothing heavy), starting the
+    """The answer of a query server (codesearch.query.client: imports nothing heavy), starting the
     automatic one for next time when none runs; None to work in-process."""
-    from codesearch import client
     from codesearch.errors import UsageError
+    from codesearch.query import client
 
     try:
         storage = _storage_options(storage_option)
@@ -658,8 +657,7 @@ def find_cmd(
 
     Exit 0 with results, 1 with none, 2 on error. A query server answers it warm: `cs serve`,
     `cs watch`, or the one the first query starts in the background (see `cs server`)."""
-    from codesearch import client
-
+    from codesearch.query import client
     if query.strip() and client.servers_enabled(no_server):
         answer = _warm_answer("find", path, query, k, lang, glob, min_score, mode, task, model,
                               device, index_dir, index_uri, storage_option)
@@ -667,7 +665,7 @@ def find_cmd(
             _print_served_coverage(answer.response)
             _emit_hits(answer.hits, answer.root, as_json, grep)
             return
-    from codesearch.server import search_via_server_or_local
+    from codesearch.query.server import search_via_server_or_local
 
     opts = _search_options(k, lang, glob, min_score, mode, task)
     opts.validate()
@@ -705,8 +703,7 @@ def similar_cmd(
     no_server: _NoServer = False,
 ) -> None:
     """Find code like the chunk enclosing FILE:LINE (itself excluded)."""
-    from codesearch import client
-
+    from codesearch.query import client
     if client.servers_enabled(no_server):
         where = path
         if path == Path(".") and index_uri is None:
@@ -717,8 +714,8 @@ def similar_cmd(
             _print_served_coverage(answer.response)
             _emit_hits(answer.hits, answer.root, as_json, grep)
             return
-    from codesearch.search import root_for_location
-    from codesearch.server import search_via_server_or_local
+    from codesearch.query.searcher import root_for_location
+    from codesearch.query.server import search_via_server_or_local
 
     opts = _search_options(k, lang, glob, min_score, mode, task)
     opts.validate()
@@ -743,9 +740,9 @@ def status_cmd(
 ) -> None:
     """Show the index of ROOT: model, dim, files, chunks, last run, files changed since."""
     from codesearch.errors import UsageError
-    from codesearch.indexer import index_status
+    from codesearch.index.indexer import index_status
     from codesearch.render import print_status
-    from codesearch.store import Store, resolve_index_uri
+    from codesearch.store.store import Store, resolve_index_uri
 
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory" if root.exists()
@@ -753,7 +750,7 @@ def status_cmd(
     uri = resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri)
     store = Store.open(uri, storage_options=_storage_options(storage_option))
     if not store.exists() and not (index_uri or os.environ.get("CS_INDEX_URI")):
-        from codesearch.search import find_indexed_ancestor
+        from codesearch.query.searcher import find_indexed_ancestor
 
         found = find_indexed_ancestor(root, index_dir=index_dir)
         if found is not None:
@@ -915,8 +912,8 @@ def watch_cmd(
 
     Catches up, then re-indexes what changes (only new chunks are embedded). Holds the index's
     writer lock; stop with Ctrl-C or SIGTERM (the batch in progress is finished first)."""
-    from codesearch.indexer import IndexOptions
-    from codesearch.watch import WatchOptions, watch_root
+    from codesearch.index.indexer import IndexOptions
+    from codesearch.index.watch import WatchOptions, watch_root
 
     options = IndexOptions(model=model, dim=dim, device=device, rebuild=rebuild)
     with _WatchDisplay(root, as_json=as_json) as display:
@@ -949,7 +946,7 @@ def serve_cmd(
 
     Serves ROOTs over a private Unix socket until Ctrl-C or SIGTERM; those commands use it
     automatically."""
-    from codesearch.server import QueryEngine, QueryServer
+    from codesearch.query.server import QueryEngine, QueryServer
 
     engine = QueryEngine(roots or [Path(".")], index_dir=index_dir, index_uri=index_uri,
                          storage_options=_storage_options(storage_option), device=device,
@@ -994,8 +991,7 @@ def server_status_cmd(
     import json
     import time as _time
 
-    from codesearch import client
-
+    from codesearch.query import client
     servers = client.list_servers()
     if as_json:
         typer.echo(json.dumps([{"socket": str(s.socket), "auto": s.auto, **(s.info or {})}
@@ -1034,7 +1030,8 @@ def server_stop_cmd(
 ) -> None:
     """Stop the automatic query server of the index directory (--index-dir, CS_INDEX_DIR or the
     default), or with --all every server; the next query starts a fresh one when needed."""
-    from codesearch import client, config
+    from codesearch import config
+    from codesearch.query import client
 
     index_set = Path(index_dir).expanduser() if index_dir else config.index_root_dir()
     stopped = 0
@@ -1065,8 +1062,8 @@ def server_run_cmd(
     """The automatic query server (started by cs find / cs similar; see `cs server status`)."""
     import time as _time
 
-    from codesearch import client
-    from codesearch.server import run_auto_server
+    from codesearch.query import client
+    from codesearch.query.server import run_auto_server
 
     def log(message: str) -> None:
         print(f"{_time.strftime('%Y-%m-%d %H:%M:%S')} {message}", file=sys.stderr, flush=True)
