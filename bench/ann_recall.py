@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from codesearch.query.searcher import build_where
-from codesearch.store.store import ChunkRecord, FileRecord, Manifest, Store
+from codesearch.store.records import ChunkRecord, FileRecord, Manifest
+from codesearch.store.store import Store
 
 LANGS = ("python", "go", "rust", "javascript")
 RESULTS = Path(__file__).resolve().parent / "results" / "ann_recall.json"

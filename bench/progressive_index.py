@@ -98,9 +98,11 @@ def model_path(name: str, lib: Path) -> str:
 
 def watch_index(root: Path, model: str, home: Path, max_seconds: float) -> dict[str, Any]:
     """Run ``cs index`` on ``root`` and observe it; see the module doc."""
+    from codesearch.config import resolve_index_uri
     from codesearch.errors import CodeSearchError
+    from codesearch.location import IndexSettings
     from codesearch.query.searcher import Searcher, SearchOptions
-    from codesearch.store.store import Store, resolve_index_uri
+    from codesearch.store.store import Store
 
     env = dict(os.environ, CS_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                NO_COLOR="1", TOKENIZERS_PARALLELISM="false", PYTHONPATH=str(REPO))
@@ -123,7 +125,7 @@ def watch_index(root: Path, model: str, home: Path, max_seconds: float) -> dict[
             now = time.perf_counter() - start
             if first_answer is None and Path(uri).is_dir():
                 try:
-                    hits = Searcher.open(root).find(QUERY, SearchOptions(k=10, mode="lexical"))
+                    hits = Searcher.open(IndexSettings().locate(root)).find(QUERY, SearchOptions(k=10, mode="lexical"))
                 except CodeSearchError:
                     hits = []
                 if hits:
@@ -147,7 +149,7 @@ def watch_index(root: Path, model: str, home: Path, max_seconds: float) -> dict[
     store = Store.open(uri)
     embedded, total = store.coverage()
     samples.append((round(wall, 2), embedded, total))
-    after = Searcher.open(root).find(QUERY, SearchOptions(k=10, mode="lexical"))
+    after = Searcher.open(IndexSettings().locate(root)).find(QUERY, SearchOptions(k=10, mode="lexical"))
     return {"returncode": proc.returncode, "stopped_at_s": max_seconds if stopped else None,
             "wall_s": round(wall, 1), "first_answer_s": round(first_answer, 1)
             if first_answer is not None else None, "first_answer_hits": first_hits,
@@ -228,8 +230,10 @@ def mark_unembedded(root: Path, share_embedded: float) -> tuple[int, int]:
     """Leave vectors on the first ``share_embedded`` of the chunks in phase-2 order (by file, as
     phase 2 goes) and mark the rest as waiting for theirs. Reversible: the vectors are saved in
     the shared cache by hash, and :func:`restore` puts them back."""
+    from codesearch.config import resolve_index_uri
     from codesearch.index.indexer import embed_order, git_recency
-    from codesearch.store.store import CHUNKS, EMBEDDED, VECTOR, Store, resolve_index_uri, sql_in
+    from codesearch.store.records import CHUNKS, EMBEDDED, VECTOR, sql_in
+    from codesearch.store.store import Store
 
     store = Store.open(resolve_index_uri(root))
     table = store._table(CHUNKS)

@@ -140,9 +140,10 @@ class SharedLoader:
 def index_tree(root: Path, model: str, loader: SharedLoader, *, rebuild: bool,
                fingerprint: str) -> dict[str, Any]:
     """Bring the bench index of ``root`` up to date (what ``cs index ROOT --model M`` does)."""
+    from codesearch.config import resolve_index_uri
     from codesearch.errors import IndexMismatchError
     from codesearch.index.indexer import Indexer, IndexOptions
-    from codesearch.store.store import Store, resolve_index_uri
+    from codesearch.store.store import Store
 
     uri = resolve_index_uri(root)
     stamp = Path(uri).parent / (Path(uri).name + ".bench-fingerprint")
@@ -174,6 +175,7 @@ def run_task(score: Any, split: Path, corpora: list[str], task: str, modes: list
     """Every query of ``task`` in every mode, in-process. Returns (groups, timing, ranks):
     groups[mode][hit] maps score.py group names to rank lists; ranks[mode][id] = (overlap,
     strict) ranks."""
+    from codesearch.location import IndexSettings
     from codesearch.query.searcher import Searcher, SearchOptions
 
     groups: dict[str, dict[str, dict[str, list]]] = {
@@ -188,7 +190,7 @@ def run_task(score: Any, split: Path, corpora: list[str], task: str, modes: list
         if not rows:
             continue
         root = (cdir / ("repo" if task == "find" else "pair")).resolve()
-        searcher = Searcher.open(root, loader=loader)
+        searcher = Searcher.open(IndexSettings().locate(root), loader=loader)
         for mode in modes:
             kq = K + (1 if task == "similar" else 0)
             opts = SearchOptions(k=kq, mode=mode)

@@ -116,9 +116,8 @@ def stop_all_servers(env: dict[str, str]) -> None:
 
 def bench_model(name: str, model: str, work: Path, env: dict[str, str],
                 queries: list[str], rounds: int, n_cold: int) -> dict[str, Any]:
-    from codesearch.query import client
-    from codesearch.query.searcher import SearchOptions
-    from codesearch.query.server import options_to_dict
+    from codesearch.query import client, protocol
+    from codesearch.query.request import Query
 
     root = build_repo(work / f"repo-{name}")
     seconds, proc = run_cs(["index", str(root), "--model", model, "--json"], env)
@@ -173,10 +172,10 @@ def bench_model(name: str, model: str, work: Path, env: dict[str, str],
     (sock,) = [s.socket for s in client.list_servers() if s.auto]
     round_trip = []
     for q in queries:
-        payload = {"op": "find", "root": str(root.resolve()), "query": q,
-                   "options": options_to_dict(SearchOptions()), "model": None, "device": None}
+        payload = {"op": "answer", "root": str(root.resolve()),
+                   "query": Query("find", q).to_dict(), "device": None, "precision": None}
         start = time.perf_counter()
-        answer = client.request(sock, payload)
+        answer = protocol.request(sock, payload)
         round_trip.append(time.perf_counter() - start)
         assert answer.get("ok"), answer
     stop_all_servers(env)

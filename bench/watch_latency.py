@@ -142,11 +142,11 @@ class Events:
 
 def searchable(root: Path, uri: str, marker: str) -> bool:
     """Would `cs find MARKER --mode lexical` (in-process) find it now?"""
+    from codesearch.location import IndexLocation
     from codesearch.query.searcher import Searcher, SearchOptions
-    from codesearch.store.store import Store
 
-    hits = Searcher.open(root, store=Store.open(uri)).find(marker, SearchOptions(k=3,
-                                                                                 mode="lexical"))
+    hits = Searcher.open(IndexLocation(root.resolve(), uri)).find(
+        marker, SearchOptions(k=3, mode="lexical"))
     return any(h.symbol == marker for h in hits)
 
 
@@ -210,7 +210,8 @@ def query_latency(uri: str, dim: int, reps: int = 15) -> dict[str, Any]:
     """What `cs find` pays after the model: open the index, top-10 search (median of reps)."""
     import numpy as np
 
-    from codesearch.store.store import CHUNKS, Store
+    from codesearch.store.records import CHUNKS
+    from codesearch.store.store import Store
 
     rng = np.random.default_rng(1)
     vec, fts = [], []

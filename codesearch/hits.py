@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
-    from codesearch.store.store import StoredChunk
+    from codesearch.store.records import StoredChunk
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ Built on the official ``mcp`` Python SDK (``pip install 'codesearch[mcp]'``): ``
 - ``find_similar(file, line, k)``: ``cs similar FILE:LINE``; ``file`` relative to the root.
 - ``index_status()``: ``cs status --json``.
 
-One root per server (the working directory, or ``--path``). Queries run on a
-:class:`codesearch.query.server.QueryEngine`: the model stays loaded (it starts loading in the
+One root per server (the working directory, or ``--path``). Queries take the one route,
+:meth:`~codesearch.query.service.QueryService.answer`: the model stays loaded (it starts loading in the
 background as soon as the server starts) and every call reads the latest committed index, so a
 ``cs watch`` or ``cs index`` in another process is seen at once. stdout carries the protocol:
 notices go to stderr. Registration with Claude Code, Claude Desktop, Cursor and VS Code:
@@ -19,18 +19,19 @@ docs/mcp.md.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import Field
 from typing_extensions import TypedDict
 
+from codesearch.embed.pool import EmbedderPool
 from codesearch.errors import CodeSearchError, UsageError
-from codesearch.query.server import QueryEngine
-
-if TYPE_CHECKING:  # pragma: no cover
-    from codesearch.query.searcher import Hit
+from codesearch.hits import Hit
+from codesearch.location import IndexLocation, IndexSettings
+from codesearch.query.request import Query, SearchOptions
+from codesearch.query.service import QueryService
 
 SERVER_NAME = "codesearch"
 INSTRUCTIONS = (
@@ -85,14 +86,12 @@ def _sdk() -> tuple[type, type[Exception]]:
                          hint="pip install 'codesearch[mcp]'") from None
 
 
-def build_server(engine: QueryEngine, root: Path) -> Any:
-    """An SDK server exposing ``root`` (one of ``engine``'s) as the tools above, not yet
-    running."""
+def build_server(service: QueryService, location: IndexLocation) -> Any:
+    """An SDK server exposing the index at ``location`` as the tools above, not yet running."""
     import anyio
 
     server_cls, tool_error = _sdk()
     server = server_cls(SERVER_NAME, instructions=INSTRUCTIONS, log_level="WARNING")
-    root = root.expanduser().resolve()
 
     async def call(fn: Callable[[], Any]) -> Any:
         # The engine blocks (model, disk): keep it off the event loop; errors become the one line
@@ -101,6 +100,10 @@ def build_server(engine: QueryEngine, root: Path) -> Any:
             return await anyio.to_thread.run_sync(fn)
         except CodeSearchError as err:
             raise tool_error(err.message + (f" ({err.hint})" if err.hint else "")) from None
+
+    async def answer(query: Query) -> SearchResults:
+        result = await call(lambda: service.answer(location, query))
+        return SearchResults(root=str(result.root), hits=[_hit(h) for h in result.hits])
 
     @server.tool()
     async def search_code(
@@ -114,12 +117,9 @@ def build_server(engine: QueryEngine, root: Path) -> Any:
     ) -> SearchResults:
         """Search the repository by meaning: the functions, methods and classes that best match
         the query, best first, each with its path, line range, symbol, score and source text."""
-        from codesearch.query.searcher import SearchOptions
-
         options = SearchOptions(k=k, languages=(language,) if language else (),
                                 globs=(path_glob,) if path_glob else ())
-        hits = await call(lambda: engine.find(root, query, options))
-        return SearchResults(root=str(root), hits=[_hit(h) for h in hits])
+        return await answer(Query("find", query, options))
 
     @server.tool()
     async def find_similar(
@@ -131,35 +131,30 @@ def build_server(engine: QueryEngine, root: Path) -> Any:
     ) -> SearchResults:
         """Find code like the function or class enclosing file:line (itself excluded): near
         duplicates, other implementations of the same idea."""
-        from codesearch.query.searcher import SearchOptions
-
-        options = SearchOptions(k=k)
-        hits = await call(lambda: engine.similar(root, f"{file}:{line}", options, cwd=root))
-        return SearchResults(root=str(root), hits=[_hit(h) for h in hits])
+        return await answer(Query("similar", f"{file}:{line}", SearchOptions(k=k),
+                                  cwd=location.root))
 
     @server.tool()
     async def index_status() -> dict[str, Any]:
         """The repository's index: model, dim, files, chunks, when it was last updated, and how
         many files changed since (new, modified, removed)."""
-        return dict(await call(lambda: engine.status(root)))
+        return dict(await call(lambda: service.status(location)))
 
     return server
 
 
-def run_stdio(root: Path, *, model: str | None = None, device: str | None = None,
-              index_dir: str | Path | None = None, index_uri: str | None = None,
-              storage_options: Mapping[str, str] | None = None,
-              notify: Callable[[str], None] | None = None) -> None:
-    """Serve ``root`` over stdio until the client closes the pipe. The model starts loading in
-    the background at once; a query that arrives first waits for it."""
-    engine = QueryEngine([root], index_dir=index_dir, index_uri=index_uri,
-                         storage_options=storage_options, device=device, model=model,
-                         notify=notify)
-    server = build_server(engine, root)
+def run_stdio(path: Path, settings: IndexSettings, *, model: str | None = None,
+              device: str | None = None, notify: Callable[[str], None] | None = None) -> None:
+    """Serve the index of ``path`` over stdio until the client closes the pipe. The model starts
+    loading in the background at once; a query that arrives first waits for it."""
+    location = settings.for_root(path)
+    service = QueryService([location], device=device, model=model,
+                           pool=EmbedderPool(notify=notify, queries_only=True), notify=notify)
+    server = build_server(service, location)
 
     def warm() -> None:
         try:
-            engine.searcher(root).handle.get()
+            service.searcher(location).handle.get()
         except CodeSearchError as err:  # reported again, to the agent, on its first call
             if notify:
                 notify(f"warning: {err.message}" + (f" ({err.hint})" if err.hint else ""))

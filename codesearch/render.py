@@ -6,12 +6,26 @@ whether the stream is a terminal (rich does this).
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import TYPE_CHECKING
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from codesearch.embed.presets import PREFIX_SCHEMES
 from codesearch.errors import CodeSearchError
+from codesearch.hits import Hit
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+
+    from codesearch.index.indexer import IndexProgress, IndexStats
+    from codesearch.index.watch import BatchResult, WatchStatus
+    from codesearch.query.client import ServerInfo
+    from codesearch.query.request import Answer
+    from codesearch.query.server import ServeResult
     from codesearch.source.chunk import Chunk
     from codesearch.source.discover import Skip
 
@@ -23,46 +37,36 @@ def print_error(err: CodeSearchError) -> None:
         print(f"hint: {err.hint}", file=sys.stderr)
 
 
-# --- issue 4: hits, index summaries, progress, status -------------------------------------------
-
-import json as _json  # noqa: E402 - kept inside this section of a shared file
-from collections.abc import Sequence as _Sequence  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
-from typing import TYPE_CHECKING as _TYPE_CHECKING  # noqa: E402
-from typing import Any as _Any  # noqa: E402
-
-if _TYPE_CHECKING:
-    from codesearch.index.indexer import IndexProgress, IndexStats
-    from codesearch.query.searcher import Hit
+# --- hits, index summaries, progress, status ---------------------------------------------------
 
 EXCERPT_LINES = 12
 
 
-def display_path(root: _Path, rel: str, cwd: _Path | None = None) -> str:
+def display_path(root: Path, rel: str, cwd: Path | None = None) -> str:
     """A hit's path as the user can open it: relative to the working directory when the file is
     below it, else absolute."""
     full = root / rel
-    base = cwd or _Path.cwd()
+    base = cwd or Path.cwd()
     try:
         return full.relative_to(base.resolve()).as_posix()
     except ValueError:
         return full.as_posix()
 
 
-def hits_json(hits: _Sequence[Hit]) -> str:
+def hits_json(hits: Sequence[Hit]) -> str:
     """The ``--json`` contract: an array of {path, start_line, end_line, symbol, language, kind,
     score, text}, paths relative to the indexed root."""
-    return _json.dumps([h.to_dict() for h in hits], indent=2)
+    return json.dumps([h.to_dict() for h in hits], indent=2)
 
 
-def hits_grep(hits: _Sequence[Hit], root: _Path) -> str:
+def hits_grep(hits: Sequence[Hit], root: Path) -> str:
     """``path:line:symbol`` lines for editors (quickfix lists)."""
     return "\n".join(
         f"{display_path(root, h.path)}:{h.start_line}:{h.symbol or h.kind}" for h in hits
     )
 
 
-def print_hits(hits: _Sequence[Hit], root: _Path) -> None:
+def print_hits(hits: Sequence[Hit], root: Path) -> None:
     """Rich output: ``path:line``, symbol and score, then a syntax-highlighted excerpt."""
     from rich.console import Console
     from rich.syntax import Syntax
@@ -99,7 +103,7 @@ def _lexer(language: str) -> str:
 def print_index_stats(stats: IndexStats, *, as_json: bool, verbose: bool) -> None:
     """The end-of-run summary: one JSON object, or a few lines (plus skips when verbose)."""
     if as_json:
-        print(_json.dumps(stats.to_dict(verbose=verbose), indent=2))
+        print(json.dumps(stats.to_dict(verbose=verbose), indent=2))
         return
     from rich.console import Console
 
@@ -127,7 +131,7 @@ def print_index_stats(stats: IndexStats, *, as_json: bool, verbose: bool) -> Non
         console.print("[dim]Run with --verbose to see which files were skipped and why.[/dim]")
 
 
-def coverage_line(coverage: _Any) -> str | None:
+def coverage_line(coverage: Any) -> str | None:
     """The line a result list carries while vectors are missing (a :class:`store.Coverage`);
     None at 100%."""
     # A Coverage in-process, its to_dict() from a query server (the warm client loads no store).
@@ -152,8 +156,8 @@ class IndexProgressBar:
 
     def __init__(self, enabled: bool | None = None) -> None:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self._progress: _Any = None
-        self._task: _Any = None
+        self._progress: Any = None
+        self._task: Any = None
         self._phase = ""
         self._embed_start: tuple[float, int] | None = None  # (time, count) at the first vector
 
@@ -176,8 +180,6 @@ class IndexProgressBar:
     def __call__(self, event: IndexProgress) -> None:
         if self._progress is None:
             return
-        import time
-
         if event.phase != self._phase:
             if not (self._phase == "optimize" and event.phase == "embed"):
                 self._embed_start = None  # a compaction amid phase 2 keeps its measured rate
@@ -218,15 +220,13 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def print_status(status: dict[str, _Any], *, as_json: bool) -> None:
+def print_status(status: dict[str, Any], *, as_json: bool) -> None:
     """``cs status``: model, dim, files, chunks, last run, files changed since."""
     if as_json:
-        print(_json.dumps(status, indent=2))
+        print(json.dumps(status, indent=2))
         return
-    import time as _time
-
     last = status.get("last_run_at")
-    when = _time.strftime("%Y-%m-%d %H:%M:%S", _time.localtime(last)) if last else "never"
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last)) if last else "never"
     changed = status["changed_since"]
     rows = [
         ("root", status["root"]),
@@ -277,8 +277,6 @@ def chunk_to_dict(chunk: Chunk) -> dict[str, object]:
 def print_chunks(chunks: list[Chunk], *, as_json: bool = False) -> None:
     """Chunks to stdout: a JSON array, or for each one a `path:start-end kind symbol` line, its
     header (when split or a type) and its text."""
-    import json
-
     if as_json:
         print(json.dumps([chunk_to_dict(c) for c in chunks], indent=2, ensure_ascii=False))
         return
@@ -301,8 +299,6 @@ def print_chunk_summary(
 ) -> None:
     """To stderr: one line counting chunks, files and skips by reason; with ``verbose``, every
     skipped path and its reason first."""
-    from collections import Counter
-
     if verbose:
         for skip in skipped:
             print(f"skipped {skip.rel} ({skip.reason})", file=sys.stderr)
@@ -314,3 +310,232 @@ def print_chunk_summary(
         if not verbose:
             line += "; --verbose lists them"
     print(line, file=sys.stderr)
+
+
+def print_answer(answer: Answer, *, as_json: bool, grep: bool) -> bool:
+    """A query's answer as ``cs find`` / ``cs similar`` print it: the coverage line (stderr, so
+    --json stays an array) while the index lacks vectors, then the hits as JSON, grep lines or
+    rich excerpts ("No results." on stderr when there are none). Returns whether there were
+    hits (the exit code)."""
+    line = coverage_line(answer.coverage) if answer.coverage is not None else None
+    if line:
+        print(line, file=sys.stderr)
+    hits = answer.hits
+    if as_json:
+        print(hits_json(hits))
+    elif grep:
+        if hits:
+            print(hits_grep(hits, answer.root))
+    elif hits:
+        print_hits(hits, answer.root)
+    else:
+        print("No results.", file=sys.stderr)
+    return bool(hits)
+
+
+def print_vectors(vectors: np.ndarray, *, as_json: bool) -> None:
+    """``cs embed``: one vector per line (6 decimals), or a JSON array of vectors."""
+    if as_json:
+        print(json.dumps([[float(x) for x in row] for row in vectors]))
+        return
+    for row in vectors:
+        print(" ".join(f"{x:.6f}" for x in row))
+
+
+def format_bytes(n: int | None) -> str:
+    """``1.2 GB``, ``512 KB``; ``-`` for unknown."""
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit in ("B", "KB") else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"
+
+
+def print_models(rows: list[dict[str, Any]], *, as_json: bool) -> None:
+    """``cs model list``: a table of presets (or JSON), and the licence note."""
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{'NAME':<16} {'PARAMS':>6} {'DIMS':<24} {'LICENCE':<13} {'SIZE':>8}  STATE")
+    for r in rows:
+        dims = ",".join(str(d) for d in r["dims"])
+        size = (format_bytes(r["size_bytes"]) if r["cached"]
+                else "~" + format_bytes(r["size_bytes"]))
+        name = r["name"] + (" *" if r["default"] else "")
+        print(f"{name:<16} {r['params']:>6} {dims:<24} {r['licence']:<13} {size:>8}  "
+              f"{r['source']}")
+    print("* default. jina-code weights are CC-BY-NC-4.0 (non-commercial); "
+          "for other uses pick --model minilm or your own model.")
+
+
+def print_model_info(info: dict[str, Any], *, as_json: bool) -> None:
+    """``cs model info``: one ``key: value`` line each (or JSON), then the task prefixes."""
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        if key == "size_bytes":
+            value = format_bytes(value if isinstance(value, int) else None)
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        print(f"{key + ':':<15}{value}")
+    scheme = PREFIX_SCHEMES.get(str(info["prefix_scheme"]))
+    if scheme:
+        print("prefixes:")
+        for task, (query, document) in scheme.items():
+            print(f"  {task:<16} query {query!r}  document {document!r}")
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def print_servers(servers: Sequence[ServerInfo], *, current_build: str) -> None:
+    """``cs server status``: each server's pid, kind, age, idle time, requests, build, roots,
+    device and models."""
+    now = time.time()
+    for s in servers:
+        info = s.info
+        if info is None:
+            print(f"{s.socket}: not answering (busy, or starting)")
+            continue
+        current = "" if info.get("build") == current_build else " (another build: unused)"
+        print(f"pid {info.get('pid')}  {info.get('kind', '?')}  "
+              f"up {_age(now - float(info.get('started_at') or now))}  "
+              f"idle {_age(float(info.get('idle_s') or 0))}  "
+              f"{info.get('requests', 0)} requests  cs {info.get('build')}{current}")
+        if info.get("index_set"):
+            print(f"  indexes in {info['index_set']}")
+        for root in info.get("roots") or []:
+            print(f"  root {root}")
+        models = info.get("models") or []
+        print(f"  device {info.get('device') or 'auto'}; models: "
+              + (", ".join(models) or "none loaded yet"))
+        print(f"  socket {s.socket}")
+
+
+class WatchDisplay:
+    """What `cs watch` shows: a live status line on a terminal (stderr) with one log line per
+    batch above it; plain log lines on stderr otherwise; with --json, JSON lines on stdout
+    (events "ready", "serve", "batch", "stopped")."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self.as_json = as_json
+        self.live_enabled = sys.stderr.isatty() and not as_json
+        self._console: Any = None
+        self._live: Any = None
+        self._ready = False
+        self._last_batch: Any = None
+        self._status: Any = None
+
+    def __enter__(self) -> WatchDisplay:
+        from rich.console import Console
+
+        self._console = Console(stderr=True, highlight=False)
+        if self.live_enabled:
+            from rich.live import Live
+            from rich.text import Text
+
+            self._live = Live(Text("starting..."), console=self._console,
+                              refresh_per_second=4, transient=True)
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def _log(self, line: str) -> None:
+        if self.as_json:
+            return
+        if self._console is not None:
+            self._console.print(line, markup=False)
+
+    def _emit(self, event: str, **data: Any) -> None:
+        if self.as_json:
+            print(json.dumps({"event": event, **data}), flush=True)
+
+    def _show(self, text: str) -> None:
+        if self._live is not None:
+            from rich.text import Text
+
+            self._live.update(Text(text))
+
+    def progress(self, event: IndexProgress) -> None:
+        if self._ready:
+            self._show(f"indexing {event.files_done}/{event.files_total} files · "
+                       f"{event.chunks_embedded} chunks embedded")
+        elif event.phase == "chunk" and event.files_total:
+            self._show(f"catching up: {event.files_done}/{event.files_total} files · "
+                       f"{event.chunks_embedded} chunks embedded, {event.chunks_reused} reused")
+        elif event.phase == "optimize":
+            self._show("catching up: optimizing the index...")
+
+    def status(self, s: WatchStatus) -> None:
+        self._status = s
+        if s.phase == "watching" and not self._ready and s.catch_up is not None:
+            self._ready = True
+            c = s.catch_up
+            self._emit("ready", root=s.root, index=s.index, files=s.files, chunks=s.chunks,
+                       catch_up=c.to_dict())
+            self._log(f"Watching {s.root}: {s.files} files, {s.chunks} chunks "
+                      f"(caught up in {c.seconds:.1f}s: {c.files_changed} changed, "
+                      f"{c.files_removed} removed, {c.chunks_embedded} chunks embedded). "
+                      "Ctrl-C to stop.")
+        if s.last_batch is not None and s.last_batch is not self._last_batch:
+            self._last_batch = b = s.last_batch
+            self._emit("batch", files=s.files, chunks=s.chunks, **b.to_dict())
+            self._log(self._describe(b))
+        self._show(self._line(s))
+
+    def served(self, result: ServeResult) -> None:
+        self._emit("serve", serving=result.serving, socket=result.socket, reason=result.reason)
+        if result.serving:
+            self._log(f"Serving find and similar at {result.socket}.")
+        else:
+            self._log(f"Not serving queries: {result.reason}")
+
+    def stopped(self, s: WatchStatus) -> None:
+        self._emit("stopped", files=s.files, chunks=s.chunks, batches=s.batches,
+                   commits=s.commits, optimizations=s.optimizations)
+        self._log(f"Stopped: {s.batches} updates, {s.commits} commits this session; "
+                  f"{s.files} files, {s.chunks} chunks in the index.")
+
+    @staticmethod
+    def _describe(b: BatchResult) -> str:
+        parts = []
+        if b.files_changed:
+            parts.append(f"{b.files_changed} updated" + (f" ({b.files_new} new)"
+                                                         if b.files_new else ""))
+        if b.files_removed:
+            parts.append(f"{b.files_removed} removed")
+        if b.files_touched:
+            parts.append(f"{b.files_touched} touched")
+        if b.files_failed:
+            parts.append(f"{b.files_failed} skipped (unreadable)")
+        line = (f"{time.strftime('%H:%M:%S', time.localtime(b.finished_at))}  "
+                f"{', '.join(parts) or 'no change'} · {b.chunks_embedded} chunks embedded, "
+                f"{b.chunks_reused} reused · {b.seconds:.2f}s")
+        if not b.complete:
+            line += " (stopped midway; the next run finishes it)"
+        return line
+
+    @staticmethod
+    def _line(s: WatchStatus) -> str:
+        if s.phase in ("starting", "catch-up"):
+            return "catching up..."
+        last = (time.strftime("%H:%M:%S", time.localtime(s.last_update))
+                if s.last_update else "-")
+        head = {"indexing": "indexing", "optimizing": "compacting", "stopping": "stopping",
+                "stopped": "stopped"}.get(s.phase, "watching")
+        return (f"{head} · {s.files} files, {s.chunks} chunks · last update {last} · "
+                f"queue {s.queued}")

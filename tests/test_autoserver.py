@@ -19,10 +19,14 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from codesearch import config
 from codesearch.cli import app
-from codesearch.query import client
-from codesearch.query.searcher import Hit, SearchOptions
-from codesearch.query.server import QueryEngine, hit_to_wire, options_to_dict
+from codesearch.hits import Hit
+from codesearch.location import IndexSettings
+from codesearch.query import client, protocol
+from codesearch.query.request import Answer, Query, SearchOptions
+from codesearch.query.server import handle
+from codesearch.query.service import QueryService
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 runner = CliRunner()
@@ -97,7 +101,7 @@ def ready_auto_server() -> dict[str, Any]:
 
 
 def log_text() -> str:
-    return "".join(p.read_text(errors="replace") for p in client.runtime_dir().glob("*.log"))
+    return "".join(p.read_text(errors="replace") for p in protocol.runtime_dir().glob("*.log"))
 
 
 # --- end to end --------------------------------------------------------------------------------
@@ -114,7 +118,7 @@ def test_second_query_is_answered_by_the_server_the_first_started(
     assert json.loads(first.stdout), "the first query answers in-process, with hits"
     info = ready_auto_server()
     assert info["kind"] == "auto" and info["requests"] == 0
-    assert info["roots"] == [str(repo.resolve())] and info["build"] == client.build_id()
+    assert info["roots"] == [str(repo.resolve())] and info["build"] == protocol.build_id()
 
     second = cs_process(env, "find", "moving average", "--path", str(repo), "--json",
                         importtime=True)
@@ -142,8 +146,9 @@ def test_second_query_is_answered_by_the_server_the_first_started(
 @pytest.mark.slow
 def test_a_served_answer_says_how_complete_the_index_is(
         env: dict[str, str], tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
+    from codesearch.config import resolve_index_uri
     from codesearch.index.indexer import Indexer, IndexOptions
-    from codesearch.store.store import Store, resolve_index_uri
+    from codesearch.store.store import Store
 
     root = tmp_path / "lexical-only"
     shutil.copytree(fixtures_dir / "python", root)
@@ -168,9 +173,9 @@ def test_idle_server_exits_by_itself(env: dict[str, str], repo: Path) -> None:
     wait_for(lambda: "ready: " in log_text(), "the server to load its model")
     wait_for(lambda: "no request for 2s; exiting" in log_text(), "the idle server to exit")
     wait_for(lambda: "stopped" in log_text(), "the server to stop")
-    (sock,) = client.runtime_dir().glob("auto-*.lock")
-    wait_for(lambda: not client.lock_is_held(sock), "its lock to be released")
-    assert not list(client.runtime_dir().glob("*.sock"))
+    (sock,) = protocol.runtime_dir().glob("auto-*.lock")
+    wait_for(lambda: not protocol.lock_is_held(sock), "its lock to be released")
+    assert not list(protocol.runtime_dir().glob("*.sock"))
 
 
 @pytest.mark.slow
@@ -180,16 +185,17 @@ def test_a_stale_socket_or_another_build_is_replaced(env: dict[str, str], repo: 
     first = ready_auto_server()
     # A client of another build: the server declines and exits; the next query starts another.
     (server,) = auto_servers()
-    answer = client.request(server.socket, {"op": "find", "root": str(repo.resolve()),
-                                            "query": "x", "build": "0.0.0+other"})
+    answer = protocol.request(server.socket, {"op": "answer", "root": str(repo.resolve()),
+                                              "query": Query("find", "x").to_dict(),
+                                              "build": "0.0.0+other"})
     assert answer["build_mismatch"] and not answer["ok"]
-    wait_for(lambda: not client.lock_is_held(server.socket), "the old build to exit")
+    wait_for(lambda: not protocol.lock_is_held(server.socket), "the old build to exit")
     assert cs_process(env, *query).returncode == 0
     second = ready_auto_server()
     assert second["pid"] != first["pid"]
     # kill -9 leaves the socket behind; the next query works in-process and starts a fresh one.
     os.kill(second["pid"], signal.SIGKILL)
-    wait_for(lambda: not client.lock_is_held(server.socket), "the killed server's lock")
+    wait_for(lambda: not protocol.lock_is_held(server.socket), "the killed server's lock")
     assert server.socket.exists()
     assert cs_process(env, *query).returncode == 0
     third = ready_auto_server()
@@ -203,7 +209,7 @@ def test_no_server_switches_start_nothing(env: dict[str, str], repo: Path) -> No
     assert cs_process(dict(env, CS_NO_SERVER="1"), *query).returncode == 0
     assert cs_process(dict(env, CS_SERVER_AUTOSTART="0"), *query).returncode == 0
     time.sleep(1.0)  # a started server binds its socket within a fraction of that
-    assert not list(client.runtime_dir().glob("*.sock"))
+    assert not list(protocol.runtime_dir().glob("*.sock"))
     status = cs_process(env, "server", "status")
     assert status.returncode == 0 and "No query server is running" in status.stderr
 
@@ -237,13 +243,14 @@ def test_the_automatic_server_serves_indexed_roots_only(repo: Path, tmp_path: Pa
     assert result.exit_code == 0, result.output
     plain = tmp_path / "plain"
     plain.mkdir()
-    index_set = Path(client.config.index_root_dir())
-    engine = QueryEngine([repo], index_set=index_set)
-    find = {"v": 1, "op": "find", "query": "parse csv", "options": {"k": 2, "mode": "lexical"}}
-    assert engine.handle({**find, "root": str(other.resolve())})["ok"]
-    assert str(other.resolve()) in engine.info()["roots"]
+    index_set = Path(config.index_root_dir())
+    service = QueryService([IndexSettings().for_root(repo)], index_set=index_set)
+    find = {"v": protocol.PROTOCOL_VERSION, "op": "answer", "precision": None,
+            "query": Query("find", "parse csv", SearchOptions(k=2, mode="lexical")).to_dict()}
+    assert handle(service, {**find, "root": str(other.resolve())})["ok"]
+    assert str(other.resolve()) in service.info()["roots"]
     for root in (plain, tmp_path, Path("/")):
-        answer = engine.handle({**find, "root": str(root.resolve())})
+        answer = handle(service, {**find, "root": str(root.resolve())})
         assert "not served" in answer["decline"]
 
 
@@ -300,27 +307,28 @@ def test_another_user_cannot_connect(env: dict[str, str], repo: Path) -> None:
 
 def test_nothing_listens_on_a_network_port() -> None:
     """Every socket the server code creates is a Unix socket."""
-    for name in ("server.py", "client.py"):
-        text = (REPO_ROOT / "codesearch" / name).read_text(encoding="utf-8")
-        assert "AF_INET" not in text and "AF_UNIX" in text
+    for name in ("server.py", "client.py", "protocol.py"):
+        text = (REPO_ROOT / "codesearch" / "query" / name).read_text(encoding="utf-8")
+        assert "AF_INET" not in text and "AF_INET6" not in text
+    assert "AF_UNIX" in (REPO_ROOT / "codesearch" / "query" / "protocol.py").read_text()
 
 
 # --- the light client mirrors the core -----------------------------------------------------------
 
 
-def test_wire_hits_render_as_hits() -> None:
-    # What a server sends (hit_to_wire, through JSON) is what the client rebuilds and renders.
+def test_answers_and_queries_survive_the_wire() -> None:
+    # What a server sends (through JSON) is what the client rebuilds and renders: every hit
+    # field, the score unrounded.
     hit = Hit("a/b.py", 3, 9, "f", "python", "function", 0.123456789, "def f():\n    pass")
-    wire = json.loads(json.dumps(hit_to_wire(hit)))
-    assert Hit(**wire) == hit and Hit(**wire).to_dict() == hit.to_dict()
-
-
-def test_client_options_are_search_options() -> None:
-    assert client.options_dict() == options_to_dict(SearchOptions())
+    answer = Answer([hit], Path("/repo"), {"embedded": 1, "total": 2})
+    back = Answer.from_dict(json.loads(json.dumps(answer.to_dict())))
+    assert back == answer and back.hits[0].to_dict() == hit.to_dict()
     full = SearchOptions(k=3, languages=("go", "rust"), globs=("src/*", "!*_test.go"),
                          min_score=0.2, mode="lexical", task="code2code")
-    assert client.options_dict(3, ("go", "rust"), ("src/*", "!*_test.go"), 0.2, "lexical",
-                               "code2code") == options_to_dict(full)
+    query = Query("similar", "a.py:3", full, "/models/m", Path("/work"))
+    assert Query.from_dict(json.loads(json.dumps(query.to_dict()))) == query
+    with pytest.raises(ValueError, match="unknown op"):
+        Query.from_dict({"op": "delete", "text": "x"})
 
 
 def test_switches(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -332,6 +340,6 @@ def test_switches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CS_SERVER_AUTOSTART", "0")
     assert not client.autostart_enabled()
     monkeypatch.setenv("CS_SERVER_IDLE", "42")
-    assert client.idle_seconds() == 42
+    assert protocol.idle_seconds() == 42
     monkeypatch.setenv("CS_SERVER_IDLE", "soon")
-    assert client.idle_seconds() == client.DEFAULT_IDLE_SECONDS
+    assert protocol.idle_seconds() == protocol.DEFAULT_IDLE_SECONDS

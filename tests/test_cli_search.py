@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from codesearch.cli import app
+from codesearch.location import IndexSettings
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 runner = CliRunner()
@@ -192,7 +193,7 @@ def test_minilm_chunk_vectors_fold_in_their_views(minilm_repo: Path) -> None:
             w * v for w, v in zip(VIEW_WEIGHTS, view_vectors, strict=True))
         return mixed / np.linalg.norm(mixed)
 
-    searcher = Searcher.open(minilm_repo)
+    searcher = Searcher.open(IndexSettings().locate(minilm_repo))
     embedder = searcher.handle.get()
     assert searcher.manifest.prefix_scheme == "none+" + WORDS_STYLE
     rel = "python/datatools/stats.py"

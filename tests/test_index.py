@@ -19,9 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from codesearch.cli import app
+from codesearch.config import resolve_index_uri
 from codesearch.source.chunk import chunk_source
 from codesearch.source.discover import Discovery, read_source
-from codesearch.store.store import Store, resolve_index_uri
+from codesearch.store.store import Store
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 runner = CliRunner()

@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from codesearch.config import resolve_index_uri
 from codesearch.index.indexer import Indexer, IndexOptions, embed_order, git_recency
+from codesearch.location import IndexSettings
 from codesearch.query.searcher import Searcher, SearchOptions, fuse, unembedded_semantic
-from codesearch.store.store import CHUNKS, EMBEDDED, FileRecord, Store, resolve_index_uri
+from codesearch.store.records import CHUNKS, EMBEDDED, FileRecord
+from codesearch.store.store import Store
 from tests.test_index import _many_files, cs, expected_chunks, index, store_of, stored_chunks
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
@@ -37,7 +40,7 @@ def indexer(root: Path, model: Path, **options: object) -> Indexer:
 
 
 def ranked(root: Path, mode: str = "hybrid") -> list[list[tuple[str, int]]]:
-    searcher = Searcher.open(root)
+    searcher = Searcher.open(IndexSettings().locate(root))
     return [[(h.path, h.start_line) for h in searcher.find(q, SearchOptions(k=8, mode=mode))]
             for q in QUERIES]
 
@@ -72,7 +75,7 @@ def test_phase_one_alone_is_a_complete_lexical_index(repo: Path, tiny_model_dir:
     assert stats.chunks_embedded == 0 and stats.chunks_with_vectors == 0
     assert not ix.handle.loaded  # a new index never loaded the model for phase 1
     assert stored_chunks(repo) == expected_chunks(repo)
-    searcher = Searcher.open(repo)
+    searcher = Searcher.open(IndexSettings().locate(repo))
     assert searcher.coverage().embedded == 0 and searcher.coverage().total == stats.chunks_total
     assert searcher.find("mean", SearchOptions(mode="lexical"))
     # Hybrid answers from the lexical side alone; semantic has nothing to rank yet.
@@ -133,7 +136,7 @@ def test_phase_two_resumes_and_ends_equal_to_a_one_shot_index(
     monkeypatch.setenv("CS_HOME", str(tmp_path / "other-home"))
     index(repo, "--model", str(tiny_model_dir))
     assert ranked(repo) == resumed
-    assert ranked(repo, "semantic") and Searcher.open(repo).coverage().complete
+    assert ranked(repo, "semantic") and Searcher.open(IndexSettings().locate(repo)).coverage().complete
 
 
 def test_embed_order_recent_first_tests_last(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from codesearch.cli import app
 from codesearch.embed import load_embedder
 from codesearch.embed.pooling import truncate_normalize
 from codesearch.errors import UsageError
-from codesearch.store.store import Manifest
+from codesearch.store.records import Manifest
 from tests.test_embed import TEXTS  # lengths differ a lot: every batch has real padding
 
 pytest.importorskip("onnxruntime")
@@ -179,7 +179,8 @@ def test_index_records_precision_and_never_mixes(tmp_path: Path, fixtures_dir: P
     result = runner.invoke(app, ["index", str(root), "--model", str(tiny_model_dir),
                                  "--precision", "int8", "--json"])
     assert result.exit_code == 0, result.output
-    from codesearch.store.store import Store, resolve_index_uri
+    from codesearch.config import resolve_index_uri
+    from codesearch.store.store import Store
 
     manifest = Store.open(resolve_index_uri(root)).read_manifest()
     assert manifest is not None and manifest.precision == "int8"
@@ -207,8 +208,10 @@ def test_a_float_index_keeps_float_queries_when_auto_would_pick_int8(
     """An index built in fp32 (before the int8 engine was installed, say) is still searched with
     float vectors when this CPU's remembered auto choice is int8: in-process (cs find's query
     loader) and through a query server's model pool alike."""
-    from codesearch.query.searcher import SearchOptions
-    from codesearch.query.server import QueryEngine, query_loader
+    from codesearch.embed.pool import EmbedderPool, query_loader
+    from codesearch.location import IndexSettings
+    from codesearch.query.request import Query
+    from codesearch.query.service import QueryService
 
     runner = CliRunner()
     root = tmp_path / "repo"
@@ -228,5 +231,7 @@ def test_a_float_index_keeps_float_queries_when_auto_would_pick_int8(
     result = runner.invoke(app, ["find", "mean of a column", "--path", str(root), "--json",
                                  "--no-server"])
     assert result.exit_code == 0, result.output
-    hits = QueryEngine([root]).find(root, "mean of a column", SearchOptions())
+    location = IndexSettings().for_root(root)
+    served = QueryService([location], pool=EmbedderPool(queries_only=True))
+    hits = served.answer(location, Query("find", "mean of a column")).hits
     assert [h.to_dict() for h in hits] == json.loads(result.stdout)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from codesearch.index.indexer import IndexOptions, index_root
+from codesearch.index.indexer import IndexOptions
+from codesearch.index.run import index_root
+from codesearch.location import IndexSettings
 from codesearch.query import searcher as search
 from codesearch.query.searcher import (
     NAME_BOOST,
@@ -94,7 +96,7 @@ def repo_with_tests(tmp_path: Path, tiny_model_dir: Path) -> Path:
 
 
 def test_hybrid_find_prefers_the_named_definition_over_tests(repo_with_tests: Path) -> None:
-    searcher = Searcher.open(repo_with_tests)
+    searcher = Searcher.open(IndexSettings().locate(repo_with_tests))
     hits = searcher.find("mean of a column", SearchOptions(k=2, mode="hybrid"))
     assert [h.path for h in hits] == ["src/stats.py", "tests/test_stats.py"]
     assert hits[0].score - hits[1].score >= TEST_PENALTY  # the test penalty at least
@@ -117,7 +119,7 @@ def test_lexical_mode_reads_abbreviations_written_out(tmp_path: Path, tiny_model
         "        screen.advance()\n"
         "    return screen.cursor_width()\n")
     index_root(root, options=IndexOptions(model=str(tiny_model_dir)))
-    searcher = Searcher.open(root)
+    searcher = Searcher.open(IndexSettings().locate(root))
     hits = searcher.find("the byte position of this cursor", SearchOptions(k=3, mode="lexical"))
     assert hits and hits[0].symbol == "Cursor.pos"
     hits = searcher.find("cursor width", SearchOptions(k=3, mode="lexical"))
@@ -161,7 +163,7 @@ def test_hybrid_similar_adds_the_namesake_prior_to_each_namesake(
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text)
     index_root(root, options=IndexOptions(model=str(tiny_model_dir)))
-    searcher = Searcher.open(root)
+    searcher = Searcher.open(IndexSettings().locate(root))
 
     def scores() -> dict[str, float]:
         hits = searcher.similar(f"{root / 'v1' / 'table.py'}:3", SearchOptions(k=5, mode="hybrid"))
@@ -187,7 +189,7 @@ def test_hybrid_similar_gives_prose_sections_no_namesakes(
         (root / name).write_text(f"# Usage\n\n## Examples\n\nRun {tool} on every file of the tree"
                                  f" and print what {tool} finds.\n")
     index_root(root, options=IndexOptions(model=str(tiny_model_dir)))
-    searcher = Searcher.open(root)
+    searcher = Searcher.open(IndexSettings().locate(root))
 
     def scores() -> dict[str, float]:
         hits = searcher.similar(f"{root / 'a.md'}:5", SearchOptions(k=5, mode="hybrid"))

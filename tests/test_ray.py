@@ -18,8 +18,10 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 pytest.importorskip("ray.data", reason="the ray extra (ray[data]) is not installed")
 
 from codesearch.cli import app  # noqa: E402
-from codesearch.index.indexer import IndexOptions, index_root  # noqa: E402
+from codesearch.index.indexer import IndexOptions  # noqa: E402
 from codesearch.index.ray import RayOptions, index_root_ray  # noqa: E402
+from codesearch.index.run import index_root  # noqa: E402
+from codesearch.location import IndexSettings  # noqa: E402
 from codesearch.store.store import Store  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("cpu_dtype_memo")]
@@ -55,7 +57,8 @@ def rows(uri: str) -> dict[str, np.ndarray]:
 
 def test_ray_engine_matches_local_and_reuses_cache(ray_local: None, repo: Path,
                                                    tmp_path: Path) -> None:
-    local = index_root(repo, index_dir=tmp_path / "local", options=IndexOptions(model="minilm"))
+    local = index_root(repo, settings=IndexSettings(index_dir=tmp_path / "local"),
+                       options=IndexOptions(model="minilm"))
     # Through the CLI, with a cache of its own so that Ray really embeds everything. One Ray run
     # only: on 2 cores each one costs tens of seconds of actor start-up.
     cache = str(tmp_path / "ray-cache")
@@ -77,12 +80,13 @@ def test_ray_engine_matches_local_and_reuses_cache(ray_local: None, repo: Path,
 
     opts = IndexOptions(model="minilm", cache_uri=cache)
     ray_opts = RayOptions(workers=2)
-    again = index_root_ray(repo, index_dir=tmp_path / "ray", options=opts, ray_options=ray_opts)
+    ray_index = IndexSettings(index_dir=tmp_path / "ray").for_root(repo)
+    again = index_root_ray(ray_index, options=opts, ray_options=ray_opts)
     assert again.chunks_embedded == 0 and again.files_changed == 0  # unchanged tree: nothing
 
     # Rebuilt from scratch, every vector comes from the cache: Ray embeds nothing.
-    rebuilt = index_root_ray(repo, index_dir=tmp_path / "ray",
-                             options=replace(opts, rebuild=True), ray_options=ray_opts)
+    rebuilt = index_root_ray(ray_index, options=replace(opts, rebuild=True),
+                             ray_options=ray_opts)
     assert rebuilt.rebuilt and rebuilt.chunks_embedded == 0
     assert rebuilt.chunks_total == local.chunks_total
     assert rows(rebuilt.index).keys() == a.keys()

@@ -34,8 +34,9 @@ from typing import Any
 
 import pytest
 
+from codesearch.config import resolve_index_uri
 from codesearch.source.discover import Discovery
-from codesearch.store.store import Store, resolve_index_uri
+from codesearch.store.store import Store
 from tests.test_index import _many_files, cs, expected_chunks, index, store_of, stored_chunks
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")

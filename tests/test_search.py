@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from codesearch.errors import IndexMissingError, UsageError
-from codesearch.index.indexer import IndexOptions, index_root
+from codesearch.index.indexer import IndexOptions
+from codesearch.index.run import index_root
+from codesearch.location import IndexSettings
 from codesearch.query.searcher import (
     Searcher,
     SearchOptions,
@@ -125,7 +127,8 @@ def test_kind_prior_ranks_definitions_first_exactly(tmp_path: Path) -> None:
     clearly higher; the prior is applied per group under the same filter, before top-k."""
     from codesearch.index.indexer import EmbedderHandle, chunk_id
     from codesearch.query.searcher import SECONDARY_WEIGHT
-    from codesearch.store.store import ChunkRecord, FileRecord, Manifest, Store
+    from codesearch.store.records import ChunkRecord, FileRecord, Manifest
+    from codesearch.store.store import Store
 
     store = Store.open(str(tmp_path / "ix"))
     manifest = Manifest(model="m", model_id="m", revision=None, dim=2, prefix_scheme="none",
@@ -175,7 +178,7 @@ def indexed(tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> Path:
 
 
 def test_filters_apply_before_ranking(indexed: Path) -> None:
-    searcher = Searcher.open(indexed)
+    searcher = Searcher.open(IndexSettings().locate(indexed))
     for mode in ("semantic", "lexical", "hybrid"):
         hits = searcher.find("push a value on the stack", SearchOptions(k=3, mode=mode,
                                                                        languages=("go",)))
@@ -189,7 +192,7 @@ def test_filters_apply_before_ranking(indexed: Path) -> None:
 
 
 def test_lexical_needs_no_model_and_min_score_cuts(indexed: Path) -> None:
-    searcher = Searcher.open(indexed)
+    searcher = Searcher.open(IndexSettings().locate(indexed))
     hits = searcher.find("mean of column", SearchOptions(k=5, mode="lexical"))
     assert hits[0].symbol == "mean_of_column"
     assert not searcher.handle.loaded
@@ -197,7 +200,7 @@ def test_lexical_needs_no_model_and_min_score_cuts(indexed: Path) -> None:
 
 
 def test_similar_excludes_itself(indexed: Path) -> None:
-    searcher = Searcher.open(indexed)
+    searcher = Searcher.open(IndexSettings().locate(indexed))
     target = indexed / "py/datatools/smoothing.py"
     lines = target.read_text().splitlines()
     line = next(i for i, t in enumerate(lines, 1) if "def rolling_mean" in t)
@@ -220,7 +223,7 @@ def test_a_long_definition_is_one_hit_and_similar_skips_all_its_pieces(
         "def row_total(rows):\n    return sum(sum(row) for row in rows)\n\n\n"
         "def weighted_total(rows, weight):\n    return sum(row[0] * weight for row in rows)\n")
     index_root(root, options=IndexOptions(model=str(tiny_model_dir)))
-    searcher = Searcher.open(root)
+    searcher = Searcher.open(IndexSettings().locate(root))
     pieces = searcher.store.chunks("path = 'report.py'")
     assert len(pieces) >= 3 and {p.definition_line for p in pieces} == {1}
     for mode in ("semantic", "lexical", "hybrid"):
@@ -233,7 +236,7 @@ def test_a_long_definition_is_one_hit_and_similar_skips_all_its_pieces(
 
 
 def test_search_errors(indexed: Path, tmp_path: Path) -> None:
-    searcher = Searcher.open(indexed)
+    searcher = Searcher.open(IndexSettings().locate(indexed))
     with pytest.raises(UsageError, match="empty query"):
         searcher.find("  ")
     with pytest.raises(UsageError, match="no indexed files in language 'cobol'") as err:
@@ -256,7 +259,7 @@ def test_search_errors(indexed: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(IndexMissingError, match="no index"):
-        Searcher.open(empty)
+        Searcher.open(IndexSettings().locate(empty))
 
 
 @pytest.mark.parametrize(
@@ -296,7 +299,7 @@ def test_a_text_models_find_query_folds_in_its_views(tmp_path: Path,
     root = tmp_path / "repo"
     shutil.copytree(fixtures_dir / "python", root)
     index_root(root, options=IndexOptions(model="minilm"))
-    searcher = Searcher.open(root)
+    searcher = Searcher.open(IndexSettings().locate(root))
     query = "Returns the mean of a numeric column"
     hits = searcher.find(query, SearchOptions(k=3, mode="semantic"))
     embedder = searcher.handle.get()

@@ -22,20 +22,15 @@ import pytest
 from typer.testing import CliRunner
 
 from codesearch.cli import app
-from codesearch.query.searcher import SearchOptions
-from codesearch.query.server import (
-    PROTOCOL_VERSION,
-    QueryEngine,
-    QueryServer,
-    ServerBusyError,
-    ping,
-    request,
-    runtime_dir,
-    search_via_server_or_local,
-    serve_in_background,
-    socket_path,
-)
-from codesearch.store.store import resolve_index_uri
+from codesearch.config import resolve_index_uri
+from codesearch.embed.pool import EmbedderPool
+from codesearch.hits import Hit
+from codesearch.location import IndexSettings
+from codesearch.query import client
+from codesearch.query.protocol import PROTOCOL_VERSION, request, runtime_dir, socket_path
+from codesearch.query.request import Query, SearchOptions
+from codesearch.query.server import QueryServer, ServerBusyError, serve_in_background
+from codesearch.query.service import QueryService
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 runner = CliRunner()
@@ -44,6 +39,23 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 def cs(*args: str) -> Any:
     return runner.invoke(app, list(args))
+
+
+def service_for(roots: list[Path]) -> QueryService:
+    """What `cs serve ROOTS` runs."""
+    return QueryService([IndexSettings().for_root(r) for r in roots],
+                        pool=EmbedderPool(queries_only=True))
+
+
+def ping(root: Path) -> dict[str, Any] | None:
+    """The ping answer of the `cs serve` / `cs watch` server of ``root``, or None."""
+    location = IndexSettings().for_root(root)
+    return client.ping(socket_path(location.root, location.uri))
+
+
+def find(root: Path, query: str, options: SearchOptions, **kwargs: Any) -> list[Hit]:
+    """`cs find` as the CLI runs it (through a server when one answers), as hits."""
+    return client.answer(Query("find", query, options), root, IndexSettings(), **kwargs).hits
 
 
 def wait_for(check: Callable[[], Any], what: str, deadline: float = 60.0) -> Any:
@@ -71,7 +83,7 @@ class Served:
 
     def __init__(self, roots: list[Path]) -> None:
         self.log: list[str] = []
-        self.server = serve_in_background(QueryEngine(roots), log=self.log.append)
+        self.server = serve_in_background(service_for(roots), log=self.log.append)
         assert self.server.ready.wait(60)
 
     def answered(self) -> int:
@@ -214,7 +226,7 @@ def test_socket_is_private(served: Served, repo: Path) -> None:
 
 def test_a_second_server_for_the_same_root_is_refused(served: Served, repo: Path) -> None:
     with pytest.raises(ServerBusyError, match="already served by process"):
-        QueryServer(QueryEngine([repo])).start()
+        QueryServer(service_for([repo])).start()
     result = cs("serve", str(repo))
     assert result.exit_code == 2
     assert "already served" in result.stderr
@@ -224,14 +236,13 @@ def test_a_second_server_for_the_same_root_is_refused(served: Served, repo: Path
 def test_concurrent_clients_get_their_own_answers(served: Served, repo: Path) -> None:
     queries = ["parse csv", "moving average", "fetch json over http", "hash a file",
                "parse dates", "tokenize text"]
-    expected = {q: search_via_server_or_local("find", repo, q, SearchOptions(k=5),
-                                              use_server=False)[0] for q in queries}
+    expected = {q: find(repo, q, SearchOptions(k=5), no_server=True) for q in queries}
     failures: list[str] = []
 
     def client(i: int) -> None:
         for j in range(4):
             q = queries[(i + j) % len(queries)]
-            hits, _ = search_via_server_or_local("find", repo, q, SearchOptions(k=5))
+            hits = find(repo, q, SearchOptions(k=5))
             if hits != expected[q]:
                 failures.append(q)
 
@@ -260,25 +271,25 @@ def test_protocol(served: Served, repo: Path) -> None:
 
         assert "protocol version" in ask(json.dumps({"v": 99, "op": "ping"}).encode())["decline"]
         assert "bad request" in ask(b"{not json")["decline"]
-        other = {"v": PROTOCOL_VERSION, "op": "find", "root": "/elsewhere", "query": "x"}
+        query = {"op": "find", "text": "parse csv", "options": {"k": 2}}
+        other = {"v": PROTOCOL_VERSION, "op": "answer", "root": "/elsewhere", "query": query}
         assert "not served" in ask(json.dumps(other).encode())["decline"]
-        find = {"v": PROTOCOL_VERSION, "op": "find", "root": str(repo.resolve()),
-                "query": "parse csv", "options": {"k": 2}}
-        answer = ask(json.dumps(find).encode())  # the same connection still works
-        assert answer["ok"] and len(answer["hits"]) == 2
-        wrong_device = dict(find, device="cuda:7")
+        find_request = {"v": PROTOCOL_VERSION, "op": "answer", "root": str(repo.resolve()),
+                "query": query}
+        answer = ask(json.dumps(find_request).encode())  # the same connection still works
+        assert answer["ok"] and len(answer["answer"]["hits"]) == 2
+        wrong_device = dict(find_request, device="cuda:7")
         assert "device" in ask(json.dumps(wrong_device).encode())["decline"]
         # It loads models at one precision (CS_PRECISION, unset here): int8 is another server's.
-        wrong_precision = dict(find, precision="int8")
+        wrong_precision = dict(find_request, precision="int8")
         assert "precision int8 asked" in ask(json.dumps(wrong_precision).encode())["decline"]
         reader.close()
     # A declined request (this server runs on the automatic device, the client asks for "cpu")
     # makes the client work in-process, with the same answer.
     before = served.answered()
-    hits, _ = search_via_server_or_local("find", repo, "parse csv", SearchOptions(k=2),
-                                         device="cpu")
+    hits = find(repo, "parse csv", SearchOptions(k=2), device="cpu")
     assert served.answered() == before + 1 and "device cpu asked" in served.log[-1]
-    assert [h.path for h in hits] == [h["path"] for h in answer["hits"]]
+    assert [h.path for h in hits] == [h["path"] for h in answer["answer"]["hits"]]
 
 
 def test_serve_rejects_a_missing_root(tmp_path: Path) -> None:
@@ -354,8 +365,7 @@ def test_serve_process_lifecycle(repo: Path) -> None:
             wait_for(lambda: (ping(repo) or {}).get("models"), "the second server")
             seen["pid"] = (ping(repo) or {}).get("pid")
             # Not through CliRunner: it swaps sys.stdout, and `cs serve` holds it meanwhile.
-            seen["hits"] = search_via_server_or_local("find", repo, "parse a CSV file",
-                                                      SearchOptions())[0]
+            seen["hits"] = find(repo, "parse a CSV file", SearchOptions())
         finally:
             os.kill(os.getpid(), signal.SIGTERM)
 

@@ -9,19 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codesearch.config import resolve_index_uri
 from codesearch.errors import IndexBusyError, IndexMismatchError, IndexMissingError
 from codesearch.index.indexer import chunk_id
 from codesearch.query.searcher import build_where, lexical_text
-from codesearch.store.store import (
-    ChunkRecord,
-    EmbeddingCache,
-    FileRecord,
-    Manifest,
-    Store,
-    WriterLock,
-    resolve_index_uri,
-    sql_in,
-)
+from codesearch.store.cache import EmbeddingCache
+from codesearch.store.locks import WriterLock
+from codesearch.store.records import ChunkRecord, FileRecord, Manifest, sql_in
+from codesearch.store.store import Store
 
 DIM = 4
 

@@ -27,12 +27,14 @@ import pytest
 from typer.testing import CliRunner
 
 from codesearch.cli import app
+from codesearch.config import resolve_index_uri
 from codesearch.index.indexer import IndexOptions
 from codesearch.index.watch import Watcher, WatchOptions, WatchStatus
+from codesearch.location import IndexSettings
 from codesearch.query.searcher import Searcher, SearchOptions
 from codesearch.source.chunk import chunk_source
 from codesearch.source.discover import Discovery, read_source
-from codesearch.store.store import Store, resolve_index_uri
+from codesearch.store.store import Store
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 runner = CliRunner()
@@ -84,7 +86,7 @@ def texts(root: Path) -> list[str]:
 
 def lexical(root: Path, query: str) -> list[str]:
     """Symbols `cs find --mode lexical` returns for ``query`` (no model needed)."""
-    hits = Searcher.open(root).find(query, SearchOptions(k=5, mode="lexical"))
+    hits = Searcher.open(IndexSettings().locate(root)).find(query, SearchOptions(k=5, mode="lexical"))
     return [h.symbol for h in hits]
 
 
@@ -284,6 +286,7 @@ _READER = r"""
 import json, os, sys
 from pathlib import Path
 from codesearch.store.store import Store
+from codesearch.location import IndexSettings
 uri, stop, started = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
 versions = json.loads(sys.argv[4])
 seen = {name: 0 for name in versions}
@@ -421,7 +424,12 @@ def _cs_watch(root: Path, *args: str) -> tuple[subprocess.Popen[str], _Lines]:
 @pytest.mark.slow
 def test_cs_watch_process_serves_queries_and_stops_cleanly_on_sigterm(
         repo: Path, tiny_model_dir: Path) -> None:
-    from codesearch.query.server import find_server, request
+    from codesearch.location import IndexSettings
+    from codesearch.query.client import find_server
+    from codesearch.query.protocol import request
+    from codesearch.query.request import Query, SearchOptions
+
+    location = IndexSettings().for_root(repo)
 
     proc, events = _cs_watch(repo, "--model", str(tiny_model_dir))
     try:
@@ -433,12 +441,13 @@ def test_cs_watch_process_serves_queries_and_stops_cleanly_on_sigterm(
         batch = events.next_event("batch")
         assert batch["files_new"] == 1 and batch["chunks_embedded"] == 1
         # Queries are answered by the watching process itself, from the latest commit.
-        sock = find_server(repo)
+        sock = find_server(location)
         assert sock is not None
-        answer = request(sock, {"op": "find", "root": str(repo.resolve()),
-                                "query": "served_marker", "options": {"mode": "lexical"},
-                                "model": None, "device": None})
-        assert answer["ok"] and answer["hits"][0]["symbol"] == "served_marker", answer
+        query = Query("find", "served_marker", SearchOptions(mode="lexical"))
+        answer = request(sock, {"op": "answer", "root": str(repo.resolve()),
+                                "query": query.to_dict(), "device": None, "precision": None})
+        assert answer["ok"], answer
+        assert answer["answer"]["hits"][0]["symbol"] == "served_marker", answer
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=DEADLINE)
     finally:
@@ -447,7 +456,7 @@ def test_cs_watch_process_serves_queries_and_stops_cleanly_on_sigterm(
     assert proc.stderr is not None
     assert proc.returncode == 0, proc.stderr.read()
     assert events.next_event("stopped")["files"] == 11
-    assert find_server(repo) is None  # the socket went with it
+    assert find_server(location) is None  # the socket went with it
     # Nothing was left undone, and the writer lock is free again.
     result = runner.invoke(app, ["index", str(repo), "--json"])
     assert result.exit_code == 0, result.output

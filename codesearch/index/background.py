@@ -22,8 +22,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from codesearch import config
+
+if TYPE_CHECKING:  # pragma: no cover
+    from codesearch.index.indexer import IndexOptions
+    from codesearch.location import IndexSettings
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,22 @@ def start(root: Path, index_uri: str, args: Sequence[str]) -> BackgroundJob:
     job = BackgroundJob(proc.pid, str(root), index_uri, str(log), time.time())
     record(job)
     return job
+
+
+def child_args(settings: IndexSettings, options: IndexOptions) -> list[str]:
+    """The ``cs index`` options a background child needs to write the same index the same way
+    (the model as the index records it, so a relative directory means the same there)."""
+    args = ["--json"]
+    where = str(settings.index_dir.expanduser().resolve()) if settings.index_dir else None
+    model = config.model_spec(options.model) if options.model else None
+    for flag, value in (("--model", model), ("--dim", options.dim), ("--device", options.device),
+                        ("--index-dir", where), ("--index-uri", settings.index_uri),
+                        ("--cache-uri", options.cache_uri)):
+        if value is not None:
+            args += [flag, str(value)]
+    for key, value in settings.storage_options.items():
+        args += ["--storage-option", f"{key}={value}"]
+    return args
 
 
 def stop(index_uri: str, wait: float = 60.0) -> BackgroundJob | None:

@@ -35,17 +35,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from codesearch import config
+from codesearch.config import is_remote
 from codesearch.errors import IndexMismatchError, UsageError
-from codesearch.store.store import (
-    DEFAULT_ANN_THRESHOLD,
-    REBUILD_HINT,
-    ChunkRecord,
-    EmbeddingCache,
-    FileRecord,
-    Manifest,
-    Store,
-    is_remote,
-)
+from codesearch.store.cache import EmbeddingCache
+from codesearch.store.records import REBUILD_HINT, ChunkRecord, FileRecord, Manifest
+from codesearch.store.store import DEFAULT_ANN_THRESHOLD, Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from codesearch.embed import Embedder
@@ -874,73 +868,3 @@ def embed_order(root: Path, paths: Sequence[str], records: Mapping[str, FileReco
         return is_test_path(path), -committed, -mtime, path
 
     return sorted(paths, key=key)
-
-
-def index_root(root: Path, *, index_uri: str | None = None, index_dir: str | Path | None = None,
-               storage_options: dict[str, str] | None = None, options: IndexOptions | None = None,
-               progress: ProgressFn | None = None,
-               notify: Callable[[str], None] | None = None,
-               should_stop: Callable[[], bool] | None = None,
-               on_searchable: Callable[[IndexStats], None] | None = None) -> IndexStats:
-    """Index ``root`` into its store (see :func:`codesearch.store.store.resolve_index_uri`);
-    ``should_stop`` and ``on_searchable`` as in :meth:`Indexer.run`."""
-    from codesearch.store.store import resolve_index_uri
-
-    root = root.expanduser()
-    if not root.exists():
-        raise UsageError(f"{root} does not exist")
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a directory", hint="cs index takes a directory")
-    uri = resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri)
-    store = Store.open(uri, storage_options=storage_options)
-    return Indexer(root, store, options, progress=progress, notify=notify).run(
-        should_stop=should_stop, on_searchable=on_searchable)
-
-
-def index_status(root: Path, store: Store) -> dict[str, Any]:
-    """``cs status``: what built the index, its size, the last run, and how many files changed
-    since (by stat: new, modified, removed). IndexMissingError when there is no index."""
-    from codesearch.errors import IndexMissingError
-    from codesearch.source.discover import Discovery
-
-    root = root.resolve()
-    manifest = store.read_manifest()
-    if manifest is None:
-        raise IndexMissingError(f"no index for {root}", hint=f"run `cs index {root}` first")
-    records = store.file_records()
-    the_plan = plan(Discovery(root), records)
-    modified = len(the_plan.candidates) - the_plan.new
-    return {
-        "root": str(root),
-        "index": store.uri,
-        "model": manifest.model,
-        "model_id": manifest.model_id,
-        "revision": manifest.revision,
-        "dim": manifest.dim,
-        "prefix_scheme": manifest.prefix_scheme,
-        "precision": manifest.precision,
-        "chunker_version": manifest.chunker_version,
-        "format_version": manifest.format_version,
-        "files": len(records),
-        "chunks": store.count_chunks(),
-        "coverage": store.coverage_info().to_dict(),
-        "background": _background_of(store.uri),
-        "created_at": manifest.created_at,
-        "last_run_at": manifest.last_run_at,
-        "last_run": manifest.last_run,
-        "changed_since": {
-            "total": len(the_plan.candidates) + len(the_plan.removed),
-            "new": the_plan.new,
-            "modified": modified,
-            "removed": len(the_plan.removed),
-        },
-        "indexes": store.index_info().get("indexes", []),
-    }
-
-
-def _background_of(index_uri: str) -> dict[str, Any] | None:
-    """The index's ``cs index --background`` job as ``cs status`` shows it, or None."""
-    from codesearch.index.background import job_for
-
-    job = job_for(index_uri)
-    return None if job is None else job.to_dict()

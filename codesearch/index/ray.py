@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from codesearch.config import resolve_index_uri
 from codesearch.errors import UsageError
 from codesearch.index.indexer import (
     DOCUMENT_TASK,
@@ -43,7 +44,7 @@ from codesearch.index.indexer import (
     embed_documents,
     plan,
 )
-from codesearch.store.store import Store, resolve_index_uri
+from codesearch.store.store import Store
 
 ENGINES = ("local", "ray")
 # Texts per Ray batch. Each actor batches again by tokens inside (plan_batches), so this only sets

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -46,18 +47,29 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codesearch.errors import CodeSearchError, UsageError
+from codesearch import config
+from codesearch.config import is_remote
+from codesearch.errors import CodeSearchError, StorageError, UsageError
+from codesearch.index.indexer import (
+    EmbedFn,
+    Indexer,
+    IndexOptions,
+    IndexProgress,
+    IndexStats,
+    plan,
+)
+from codesearch.location import IndexSettings
+from codesearch.source.discover import VCS_DIRS, VENDORED_DIRS, Discovery, Skip, SourceFile
+from codesearch.store.records import FileRecord
+from codesearch.store.store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from codesearch.embed import Embedder
-    from codesearch.index.indexer import EmbedFn, IndexOptions, IndexProgress, IndexStats
-    from codesearch.source.discover import Discovery, SourceFile
-    from codesearch.store.store import FileRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +123,6 @@ class BatchResult:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        from dataclasses import asdict
-
         data = asdict(self)
         data["seconds"] = round(self.seconds, 3)
         return data
@@ -178,8 +188,6 @@ class _LostEvents(logging.Handler):
 
 
 def _observer_error(err: OSError) -> CodeSearchError:
-    import errno
-
     if err.errno in (errno.ENOSPC, errno.EMFILE):
         return CodeSearchError(
             f"cannot watch this tree: the system's limit on watched directories was reached "
@@ -210,10 +218,6 @@ class Watcher:
                  loader: Callable[..., Embedder] | None = None,
                  embed_fn: EmbedFn | None = None,
                  on_ready: Callable[[Watcher], None] | None = None) -> None:
-        from codesearch import config
-        from codesearch.index.indexer import Indexer, IndexOptions
-        from codesearch.store.store import is_remote
-
         self.root = Path(root).expanduser().resolve()
         self.store = store
         self.options = options or IndexOptions()
@@ -436,9 +440,6 @@ class Watcher:
     # batches --------------------------------------------------------------------------------
 
     def _process(self, paths: set[str], *, full: bool, defer: bool = False) -> BatchResult:
-        from codesearch.index.indexer import plan
-        from codesearch.source.discover import Discovery
-
         start = time.monotonic()
         records = self.store.file_records()
         if not full:
@@ -524,8 +525,6 @@ class Watcher:
 
     def _optimize(self) -> None:
         """Compact, prune old versions, refresh the indexes (and the embedding cache's)."""
-        from codesearch.errors import StorageError
-
         phase = self._status.phase
         self._set(phase="optimizing")
         try:
@@ -553,8 +552,6 @@ def _never_indexed(rel: str, is_dir: bool) -> bool:
     """Cheap event-time filter: paths inside directories discovery skips by name alone (VCS
     metadata, vendored trees), whatever the ignore files say. Everything else is judged at batch
     time by discovery itself."""
-    from codesearch.source.discover import VCS_DIRS, VENDORED_DIRS
-
     parts = rel.split("/")
     dirs = parts if is_dir else parts[:-1]
     return any(p in VCS_DIRS or p in VENDORED_DIRS or p.endswith(".egg-info") for p in dirs) or (
@@ -580,9 +577,6 @@ def _resolve(root: Path, discovery: Discovery, paths: set[str],
     """What a set of changed paths means for the index: files to re-check (new, or stat changed)
     and indexed paths to drop. Directories are expanded; a changed ignore file re-evaluates the
     directory it governs."""
-    from codesearch.index.indexer import plan
-    from codesearch.source.discover import Skip, SourceFile
-
     keys = sorted(records)
     found: dict[str, SourceFile] = {}
     gone: set[str] = set()
@@ -622,8 +616,6 @@ def _resolve(root: Path, discovery: Discovery, paths: set[str],
 def _walk(root: Path, discovery: Discovery, rel: str) -> dict[str, SourceFile]:
     """The files discovery offers under the directory ``rel`` (judged path by path, pruning
     skipped directories)."""
-    from codesearch.source.discover import SourceFile
-
     out: dict[str, SourceFile] = {}
     base = root / rel
     for dirpath, dirnames, filenames in os.walk(base):
@@ -665,90 +657,21 @@ def stop_on_signals(watcher: Watcher) -> Iterator[None]:
             signal.signal(sig, old)
 
 
-@dataclass
-class ServeResult:
-    """Whether find and similar are served over the local socket during the session."""
-
-    serving: bool = False
-    socket: str | None = None
-    reason: str | None = None  # why not, when not
-
-
-def watch_root(root: Path, *, index_uri: str | None = None,
-               index_dir: str | Path | None = None,
-               storage_options: dict[str, str] | None = None,
+def watch_root(root: Path, settings: IndexSettings | None = None, *,
                options: IndexOptions | None = None, watch_options: WatchOptions | None = None,
                on_status: StatusFn | None = None,
                progress: Callable[[IndexProgress], None] | None = None,
-               notify: Callable[[str], None] | None = None, serve: bool = True,
-               on_serve: Callable[[ServeResult], None] | None = None) -> WatchStatus:
+               notify: Callable[[str], None] | None = None,
+               loader: Callable[..., Embedder] | None = None,
+               on_ready: Callable[[Watcher], None] | None = None) -> WatchStatus:
     """``cs watch``: keep the index of ``root`` current, in this thread, until SIGINT/SIGTERM.
-
-    With ``serve``, find and similar are also answered over the local socket of
-    :mod:`codesearch.query.server` from the end of the catch-up on, sharing the watcher's loaded model;
-    when that is not possible (another server already serves the root, ...) watching goes on
-    without it. ``on_serve`` says which.
-    """
-    from codesearch import config
-    from codesearch.index.indexer import IndexOptions
-    from codesearch.store.store import Store, resolve_index_uri
-
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise UsageError(f"{root} does not exist")
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a directory", hint="cs watch takes a directory")
-    root = root.resolve()
-    uri = resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri)
+    ``loader`` and ``on_ready`` as :class:`Watcher` takes them (``cs watch`` also serves queries
+    through them: :func:`codesearch.query.server.watch_and_serve`)."""
+    location = (settings or IndexSettings()).for_root(root, hint="cs watch takes a directory")
     # A long-lived writer: always start from the latest committed version, whoever made it.
-    store = Store.open(uri, storage_options=storage_options,
+    store = Store.open(location.uri, storage_options=location.storage_options,
                        read_consistency_interval=timedelta(0))
-    options = options or IndexOptions()
-    loader = None
-    servers: list[Any] = []
-    on_ready = None
-    if serve:
-        from codesearch.query.server import EmbedderPool
-
-        # The same device name on both sides, so indexing and queries share one loaded model.
-        options = replace(options, device=options.device or config.default_device())
-        pool = EmbedderPool(notify=notify)
-        loader = pool.load
-
-        def on_ready(watcher: Watcher) -> None:
-            # From the end of the catch-up on: earlier answers would come from a stale index,
-            # and until then cs find works in-process.
-            from codesearch.query.server import QueryEngine, serve_in_background
-
-            result = ServeResult()
-            try:
-                engine = QueryEngine([root], index_dir=index_dir, index_uri=index_uri,
-                                     storage_options=storage_options, device=options.device,
-                                     pool=pool, notify=notify)
-                servers.append(serve_in_background(engine, warm=False))
-            except (CodeSearchError, OSError) as err:  # ServerBusyError: another one serves
-                result.reason = str(err)
-            else:
-                result.serving, result.socket = True, str(engine.roots[root].socket)
-            if on_serve is not None:
-                on_serve(result)
-
-    watcher = Watcher(root, store, options, watch_options, on_status=on_status,
+    watcher = Watcher(location.root, store, options, watch_options, on_status=on_status,
                       progress=progress, notify=notify, loader=loader, on_ready=on_ready)
-    try:
-        with stop_on_signals(watcher):
-            return watcher.run()
-    finally:
-        for server in servers:
-            server.stop()
-
-
-__all__ = [
-    "BatchResult",
-    "ServeResult",
-    "WatchOptions",
-    "WatchStatus",
-    "Watcher",
-    "stop_on_signals",
-    "watch_root",
-]
+    with stop_on_signals(watcher):
+        return watcher.run()

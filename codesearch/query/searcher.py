@@ -17,10 +17,9 @@ Filters (``--lang``, ``--glob``) become a SQL prefilter applied before ranking, 
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,15 +27,10 @@ import numpy as np
 
 from codesearch.errors import IndexMissingError, UsageError
 from codesearch.hits import Hit
-from codesearch.store.store import (
-    REBUILD_HINT,
-    Coverage,
-    Manifest,
-    Store,
-    StoredChunk,
-    sql_in,
-    sql_str,
-)
+from codesearch.location import IndexLocation, parse_location
+from codesearch.query.request import SearchOptions
+from codesearch.store.records import REBUILD_HINT, Coverage, Manifest, StoredChunk, sql_in, sql_str
+from codesearch.store.store import Store
 from codesearch.vocabulary import (
     ABBREVIATIONS,
     IDENTIFIER_RE,
@@ -50,8 +44,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from codesearch.index.indexer import EmbedderHandle
     from codesearch.source.chunk import Chunk
 
-MODES = ("semantic", "lexical", "hybrid")
-QUERY_TASKS = ("nl2code", "code2code", "qa", "code2nl", "code2completion")
 # The defaults, from ../shared/eval dev (bench/quality.py measures every mode;
 # bench/results/quality.md). find: hybrid beats semantic and lexical on every language.
 # similar: hybrid beats semantic on every language; lexical scores higher overall there (the
@@ -97,30 +89,6 @@ UNNAMED_KINDS = ("module", "section", "window")
 # indexes are unchanged. Shared eval, MiniLM, find hybrid: dev .624 -> .633, check split .525 ->
 # .536 (bench/results/quality-log.md row 14).
 QUERY_VIEW_WEIGHTS = (0.25, 0.2)
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    """What every query accepts: ``-k``, ``--lang``, ``--glob``, ``--min-score``, ``--mode``,
-    ``--task`` (None: detected). ``mode`` None: the operation's default (DEFAULT_MODE for find,
-    DEFAULT_SIMILAR_MODE for similar), so every front end (CLI, server, MCP) agrees."""
-
-    k: int = 10
-    languages: tuple[str, ...] = ()
-    globs: tuple[str, ...] = ()
-    min_score: float | None = None
-    mode: str | None = None
-    task: str | None = None
-
-    def validate(self) -> None:
-        """UsageError for values no query can satisfy."""
-        if self.k < 1:
-            raise UsageError(f"-k must be at least 1, got {self.k}")
-        if self.mode is not None and self.mode not in MODES:
-            raise UsageError(f"unknown mode '{self.mode}'", hint="use one of: " + ", ".join(MODES))
-        if self.task is not None and self.task not in QUERY_TASKS:
-            raise UsageError(f"unknown task '{self.task}'",
-                             hint="use one of: " + ", ".join(QUERY_TASKS))
 
 
 # --- pure helpers ------------------------------------------------------------------------------
@@ -394,48 +362,6 @@ def prior(terms: frozenset[str] | None, tests_wanted: bool, symbol: str, path: s
     return bonus
 
 
-def root_for_location(location: str, cwd: Path, *, index_dir: str | Path | None = None) -> Path:
-    """For ``similar FILE:LINE`` without a root: ``cwd`` when it lies in an indexed tree (the
-    usual rules), else the indexed root that holds FILE, so the command works from anywhere;
-    ``cwd`` when neither exists (the search then says what is missing)."""
-    if find_indexed_ancestor(cwd, index_dir=index_dir, include_self=True) is not None:
-        return cwd
-    try:
-        file, _ = parse_location(location)
-    except UsageError:
-        return cwd
-    target = Path(file).expanduser()
-    found = find_indexed_ancestor(target if target.is_absolute() else cwd / target,
-                                  index_dir=index_dir)
-    return found[0] if found else cwd
-
-
-def parse_location(location: str) -> tuple[str, int]:
-    """``FILE:LINE`` -> (file, line). UsageError for anything else."""
-    file, sep, line = location.rpartition(":")
-    if not sep or not file or not line.strip().isdigit():
-        raise UsageError(f"expected FILE:LINE, got '{location}'",
-                         hint="e.g. cs similar src/app.py:42")
-    return file, int(line)
-
-
-def find_indexed_ancestor(path: Path, *, index_dir: str | Path | None = None,
-                          include_self: bool = False) -> tuple[Path, Store] | None:
-    """The nearest proper ancestor of ``path`` (or ``path`` itself with ``include_self``) that
-    has a (local) index, with its store."""
-    from codesearch.store.store import resolve_index_uri
-
-    path = path.resolve()
-    for parent in ([path] if include_self else []) + list(path.parents):
-        uri = resolve_index_uri(parent, index_dir=index_dir)
-        if not Path(uri).is_dir():
-            continue
-        store = Store.open(uri)
-        if store.read_manifest() is not None:
-            return parent, store
-    return None
-
-
 def enclosing_chunk(chunks: Sequence[Chunk], line: int) -> Chunk | None:
     """The smallest chunk containing ``line``; when none does (a blank line between definitions),
     the nearest one."""
@@ -465,36 +391,19 @@ class Searcher:
         self.scope = scope
 
     @classmethod
-    def open(cls, root: Path, *, index_uri: str | None = None, index_dir: str | Path | None = None,
-             storage_options: dict[str, str] | None = None, model: str | None = None,
-             device: str | None = None, store: Store | None = None,
-             loader: Callable[..., Embedder] | None = None,
+    def open(cls, location: IndexLocation, *, model: str | None = None,
+             device: str | None = None, loader: Callable[..., Embedder] | None = None,
              notify: Callable[[str], None] | None = None) -> Searcher:
-        """Open the index of ``root`` and check it can be searched: IndexMissingError when there
-        is none, IndexMismatchError when it was built by another format, chunker or (when
+        """Open the index at ``location`` and check it can be searched: IndexMissingError when
+        there is none, IndexMismatchError when it was built by another format, chunker or (when
         ``model`` is given) model."""
         from codesearch import config
         from codesearch.errors import IndexMismatchError
         from codesearch.index.indexer import handle_for, model_spec
         from codesearch.source.chunk import CHUNKER_VERSION
-        from codesearch.store.store import resolve_index_uri
 
-        root = root.expanduser()
-        if not root.is_dir():
-            raise UsageError(f"{root} is not a directory" if root.exists()
-                             else f"{root} does not exist")
-        scope = None
-        if store is None:
-            uri = resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri)
-            store = Store.open(uri, storage_options=storage_options)
-            if store.read_manifest() is None and not (index_uri or os.environ.get("CS_INDEX_URI")):
-                # Inside an indexed tree (like git): search the nearest indexed ancestor, limited
-                # to the directory that was asked for.
-                found = find_indexed_ancestor(root, index_dir=index_dir)
-                if found is not None:
-                    ancestor, store = found
-                    scope = root.resolve().relative_to(ancestor).as_posix()
-                    root = ancestor
+        root = location.root
+        store = Store.open(location.uri, storage_options=location.storage_options)
         manifest = store.read_manifest()
         if manifest is None:
             raise IndexMissingError(f"no index for {root.resolve()}",
@@ -510,7 +419,7 @@ class Searcher:
                 hint=f"run `cs index {root}` to chunk it again (cached vectors are reused)")
         handle = handle_for(manifest, model_spec(model) if model else None, root.resolve(),
                             device=device, loader=loader, notify=notify)
-        return cls(root, store, manifest, handle, scope)
+        return cls(root, store, manifest, handle, location.scope)
 
     # queries --------------------------------------------------------------------------------
 

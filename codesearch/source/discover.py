@@ -57,6 +57,7 @@ import pathspec
 
 from codesearch.config import DEFAULT_MAX_FILE_BYTES
 from codesearch.errors import CodeSearchError, UsageError
+from codesearch.source.chunk import DEFAULT_MAX_TOKENS, Chunk, chunk_source
 from codesearch.source.languages import language_for_path
 
 VCS = "vcs"
@@ -517,6 +518,24 @@ def sources_for_path(
         resolved, rel, st.st_size, st.st_mtime_ns, language_for_path(rel, first_line)
     )
     return [source], []
+
+
+def chunks_for_path(path: Path, *, max_tokens: int = DEFAULT_MAX_TOKENS,
+                    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+                    ) -> tuple[int, list[Chunk], list[Skip]]:
+    """``cs chunks``: the files behind ``path`` (:func:`sources_for_path`) cut into chunks.
+    Returns how many files were offered, their chunks, and what was skipped (a file that cannot
+    be read is skipped as unreadable)."""
+    files, skipped = sources_for_path(path, max_file_bytes=max_file_bytes)
+    chunks: list[Chunk] = []
+    for source in files:
+        try:
+            text = read_source(source)
+        except UnreadableFileError:
+            skipped.append(Skip(source.rel, UNREADABLE))
+            continue
+        chunks.extend(chunk_source(text, source.rel, source.language, max_tokens=max_tokens))
+    return len(files), chunks, skipped
 
 
 def _content_reason(sample: bytes, *, truncated: bool) -> str | None:

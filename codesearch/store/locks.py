@@ -1,6 +1,7 @@
-"""One writer per index on S3: a lease object in the bucket, taken with a conditional PUT.
+"""One writer per index: :class:`WriterLock` (an ``flock``) on a local index, and on S3
+(:class:`S3WriterLock`) a lease object in the bucket, taken with a conditional PUT.
 
-The local writer lock is an ``flock``, which an object store does not have. LanceDB keeps each
+An object store has no ``flock``. LanceDB keeps each
 table's own commits safe on S3 (a commit is a conditional PUT of the next manifest; a loser retries
 or fails), but a cs run is many commits over three tables plus a read of the ``files`` table at the
 start: two runs interleaving could each diff the tree against a state the other is changing. So cs
@@ -23,6 +24,7 @@ commits rely on the same header there).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -31,10 +33,12 @@ import time
 import uuid
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 from codesearch.errors import IndexBusyError, StorageError
+from codesearch.store.failures import storage_error
 
 LOCK_NAME = ".cs-writer.lock"
 DEFAULT_LEASE_S = 120.0
@@ -237,3 +241,57 @@ def remote_writer_lock(uri: str, storage_options: Mapping[str, str] | None = Non
                            hint="build the index on s3:// (or a local path); find, similar and "
                                 "status read any store LanceDB supports")
     return S3WriterLock(uri, storage_options)
+
+
+class WriterLock:
+    """One writer per index: an exclusive ``flock`` on ``<index>/.cs-writer.lock``.
+
+    The kernel drops the lock when the process dies, so a kill -9 never leaves a stale lock. Object
+    stores have no such primitive; :meth:`Store.writer_lock` takes a lease object there instead
+    (:mod:`codesearch.store.locks`).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, wait: float = 0.0) -> None:
+        """Take the lock, polling up to ``wait`` seconds; IndexBusyError names the holder's pid."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # an unwritable index directory fails here first
+            raise storage_error("lock", str(self.path.parent), err) from err
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+                    os.close(fd)
+                    raise IndexBusyError(
+                        f"another cs process (pid {holder}) is writing this index",
+                        hint="wait for it to finish (or stop `cs watch`), then retry",
+                    ) from None
+                time.sleep(0.1)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as err:  # a full disk
+            os.close(fd)
+            raise storage_error("lock", str(self.path.parent), err) from err
+        self._fd = fd
+
+    def release(self) -> None:
+        """Drop the lock (closing the descriptor releases the flock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> WriterLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

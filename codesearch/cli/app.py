@@ -1,0 +1,53 @@
+"""The typer application every command registers on, and its one way out on error: a
+CodeSearchError becomes one stderr line (and its hint) with its exit code; Ctrl-C exits 130."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import typer
+from typer.core import TyperGroup
+
+from codesearch.errors import CodeSearchError, ExitCode
+from codesearch.render import print_error
+
+
+class _Group(TyperGroup):
+    """Turns CodeSearchError and Ctrl-C into one stderr line and a named exit code, for every
+    command (also under typer's CliRunner, which bypasses main())."""
+
+    def invoke(self, ctx: Any) -> Any:  # click's Context (typer vendors its own click)
+        try:
+            return super().invoke(ctx)
+        except CodeSearchError as err:
+            _error(err)
+        except KeyboardInterrupt:
+            print("Interrupted.", file=sys.stderr)
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+
+
+def _error(err: CodeSearchError) -> NoReturn:
+    """Print one error line (and its hint) to stderr, then exit with its code."""
+    print_error(err)
+    raise typer.Exit(int(err.exit_code))
+
+
+def sub_app(help_text: str) -> typer.Typer:
+    """A command group (``cs model ...``, ``cs server ...``) with the same error handling."""
+    return typer.Typer(cls=_Group, help=help_text, no_args_is_help=True)
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="cs",
+    help="Search a code base by meaning. Index with `cs index`, then `cs find \"what it does\"`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Search a code base by meaning."""

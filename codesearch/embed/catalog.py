@@ -1,0 +1,100 @@
+"""``cs model list | pull | info``: the presets with their licences, sizes and cache state, a
+download into the cache, and what a model is (presets without loading anything)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from codesearch.config import default_model
+from codesearch.embed.hub import cache_state, fetch
+from codesearch.embed.presets import PRESETS, preset_for_hub_id
+from codesearch.embed.resolve import resolve_model
+from codesearch.errors import ModelError
+
+Notify = Callable[[str], None]
+
+
+def preset_rows() -> list[dict[str, Any]]:
+    """One row per preset: name, whether it is the default, hub id and revision, size, dims,
+    licence, and whether (and where) it is on this machine."""
+    rows: list[dict[str, Any]] = []
+    for preset in PRESETS.values():
+        state = cache_state(preset)
+        rows.append({
+            "name": preset.name,
+            "default": preset.name == default_model(),
+            "hub_id": preset.hub_id,
+            "revision": preset.revision,
+            "params": preset.params,
+            "dims": list(preset.dims),
+            "default_dim": preset.default_dim,
+            "licence": preset.licence,
+            "size_bytes": state.size_bytes or preset.approx_bytes,
+            "cached": state.cached,
+            "source": state.source,
+            "path": str(state.path) if state.path else None,
+        })
+    return rows
+
+
+def pull(name: str | None, notify: Notify | None = None) -> str:
+    """Download ``name`` (a preset or hub id, ``@revision`` allowed; default: the default model)
+    into the Hugging Face cache at its pinned revision; returns the line to print."""
+    target = name or default_model()
+    hub_id, _, revision = target.partition("@")
+    preset = PRESETS.get(target) or preset_for_hub_id(hub_id)
+    if preset is not None:
+        state = cache_state(preset)
+        if state.cached and not revision:
+            return f"{preset.name} is already available ({state.source}): {state.path}"
+        hub_id, revision = preset.hub_id, revision or preset.revision
+        if notify is not None:
+            notify(f"{preset.name}: licence {preset.licence}.")
+    elif "/" not in hub_id:
+        raise ModelError(
+            f"unknown model '{target}'",
+            hint=f"use a preset ({', '.join(PRESETS)}) or a hub id like org/name",
+        )
+    path = fetch(hub_id, revision or "main", name=target, notify=notify)
+    return f"{target}: {path}"
+
+
+def model_info(name: str | None, notify: Notify | None = None) -> dict[str, Any]:
+    """What ``name`` (a preset, hub id or local directory; default: the default model) is:
+    where it comes from, licence, dims, pooling, prefix scheme, cache state."""
+    target = name or default_model()
+    if target in PRESETS:
+        p = PRESETS[target]
+        state = cache_state(p)
+        return {
+            "name": p.name,
+            "hub_id": p.hub_id,
+            "revision": p.revision,
+            "description": p.description,
+            "params": p.params,
+            "licence": p.licence,
+            "dims": list(p.dims),
+            "default_dim": p.default_dim,
+            "pooling": p.pooling,
+            "prefix_scheme": p.prefix_scheme,
+            "max_length": p.max_length,
+            "cached": state.cached,
+            "source": state.source,
+            "path": str(state.path) if state.path else None,
+            "size_bytes": state.size_bytes if state.cached else p.approx_bytes,
+        }
+    r = resolve_model(target, notify=notify)
+    return {
+        "name": r.name,
+        "model_id": r.model_id,
+        "revision": r.revision,
+        "licence": r.licence,
+        "dims": list(r.dims),
+        "default_dim": r.default_dim,
+        "pooling": r.pooling,
+        "prefix_scheme": r.prefix_scheme,
+        "max_length": r.max_length,
+        "cached": True,
+        "path": str(r.path),
+    }
