@@ -209,7 +209,7 @@ def test_server_follows_a_rebuild_with_another_dim(served: Served, repo: Path,
     assert via.exit_code == 0, via.output
     assert via.stdout == local.stdout
     assert served.answered() == 2
-    assert any("dim 32" in m for m in served.server.engine.pool.loaded())
+    assert any("dim 32" in m for m in served.server.service.info()["models"])
 
 
 def test_socket_is_private(served: Served, repo: Path) -> None:

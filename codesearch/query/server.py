@@ -399,13 +399,17 @@ def serve_in_background(service: QueryService, *, warm: bool = True,
 
 
 def _describe(request: Mapping[str, Any], response: Mapping[str, Any], seconds: float) -> str:
-    """One log line per request: op, argument, outcome, time."""
-    arg = request.get("query") or request.get("location") or ""
+    """One log line per request: op (find, similar, status...), argument, outcome, time."""
+    query = request.get("query")
+    op, arg = request.get("op"), ""
+    if isinstance(query, dict):
+        op, arg = query.get("op", op), query.get("text", "")
     if response.get("ok"):
-        outcome = f"{len(response['hits'])} hits" if "hits" in response else "ok"
+        answer = response.get("answer")
+        outcome = f"{len(answer['hits'])} hits" if isinstance(answer, dict) else "ok"
     else:
         outcome = str(response.get("decline") or response.get("error", {}).get("message"))
-    return f"{request.get('op')} {arg!r} -> {outcome} in {1000 * seconds:.0f} ms"
+    return f"{op} {arg!r} -> {outcome} in {1000 * seconds:.0f} ms"
 
 
 def _send(conn: socket.socket, message: Mapping[str, Any]) -> None:
