@@ -12,10 +12,10 @@ Environment variables (all optional):
 - ``CS_QUANTIZED_DIR``: where int8 builds of models live (default ``<cache>/quantized``).
 
 The warm server's switches (``CS_NO_SERVER``, ``CS_SERVER_AUTOSTART``, ``CS_SERVER_IDLE``) are read
-by :mod:`codesearch.query.client`.
+by :mod:`codesearch.query.client` and :mod:`codesearch.query.protocol`.
 
-Nothing here imports more than the standard library and platformdirs: the warm-query client
-(:mod:`codesearch.query.client`) finds indexes with these functions alone.
+Nothing here imports more than the standard library and platformdirs: every warm query finds its
+index with these functions (through :mod:`codesearch.location`).
 """
 
 from __future__ import annotations
@@ -63,11 +63,16 @@ def is_remote(uri: str) -> bool:
     return "://" in uri and not uri.startswith("file://")
 
 
+def explicit_index_uri(index_uri: str | None = None) -> str | None:
+    """The one index named by ``--index-uri`` (``index_uri``), else by CS_INDEX_URI, else None."""
+    return index_uri or os.environ.get("CS_INDEX_URI") or None
+
+
 def resolve_index_uri(root: Path, *, index_dir: str | Path | None = None,
                       index_uri: str | None = None) -> str:
     """Where the index of ``root`` lives: ``index_uri`` (or CS_INDEX_URI) names the database itself;
     otherwise a per-root directory under ``index_dir`` (or CS_INDEX_DIR, or the user cache)."""
-    uri = index_uri or os.environ.get("CS_INDEX_URI")
+    uri = explicit_index_uri(index_uri)
     if uri:
         return uri if is_remote(uri) else str(Path(uri.removeprefix("file://")).expanduser())
     default = index_dir_for(root)

@@ -12,7 +12,6 @@ imports the standard library, :mod:`codesearch.config` and :mod:`codesearch.erro
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,7 +82,7 @@ class IndexSettings:
     @property
     def explicit_uri(self) -> str | None:
         """The exact index named by --index-uri or CS_INDEX_URI, if any."""
-        return self.index_uri or os.environ.get("CS_INDEX_URI") or None
+        return config.explicit_index_uri(self.index_uri)
 
     def for_root(self, root: Path, hint: str | None = None) -> IndexLocation:
         """The index of exactly ``root`` (a directory, else a UsageError with ``hint``; it need

@@ -21,6 +21,7 @@ from codesearch.cli.options import (
     index_settings,
     notice,
 )
+from codesearch.render import IndexProgressBar, WatchDisplay, print_index_stats
 
 
 @app.command("index")
@@ -70,7 +71,6 @@ def index_cmd(
     resume."""
     from codesearch.index import run
     from codesearch.index.indexer import IndexOptions
-    from codesearch.render import IndexProgressBar, print_index_stats
 
     settings = index_settings(index_dir, index_uri, storage_option)
     run_options = run.RunOptions(engine, ray_address, ray_workers, background)
@@ -117,7 +117,6 @@ def watch_cmd(
     from codesearch.index.indexer import IndexOptions
     from codesearch.index.watch import WatchOptions, watch_root
     from codesearch.query.server import watch_and_serve
-    from codesearch.render import WatchDisplay
 
     settings = index_settings(index_dir, index_uri, storage_option)
     options = IndexOptions(model=model, dim=dim, device=device, rebuild=rebuild)

@@ -25,7 +25,7 @@ from codesearch.cli.options import (
 from codesearch.errors import ExitCode
 from codesearch.query import client
 from codesearch.query.request import Op, Query
-from codesearch.render import print_answer
+from codesearch.render import print_answer, print_status
 
 K = Annotated[int, typer.Option("-k", "--top", help="How many results.")]
 Lang = Annotated[list[str] | None, typer.Option("--lang", help="Only these languages "
@@ -131,7 +131,6 @@ def status_cmd(
 ) -> None:
     """Show the index of ROOT: model, dim, files, chunks, last run, files changed since."""
     from codesearch.query.service import QueryService
-    from codesearch.render import print_status
 
     location = index_settings(index_dir, index_uri, storage_option).locate(root)
     print_status(QueryService().status(location), as_json=as_json)

@@ -25,6 +25,7 @@ from codesearch.cli.options import (
     notice,
 )
 from codesearch.query import client, protocol
+from codesearch.render import print_servers
 
 server_app = sub_app("Show and stop the query servers that answer cs find and cs similar warm.")
 app.add_typer(server_app, name="server")
@@ -79,8 +80,6 @@ def server_status_cmd(
     Automatic servers are started by the first `cs find` or `cs similar` of an index directory
     and exit after CS_SERVER_IDLE seconds without a request (default 900). Stale sockets left by
     a crashed server are removed."""
-    from codesearch.render import print_servers
-
     servers = client.list_servers()
     if as_json:
         typer.echo(json.dumps([{"socket": str(s.socket), "auto": s.auto, **(s.info or {})}

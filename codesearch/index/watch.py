@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 from codesearch import config
 from codesearch.config import is_remote
-from codesearch.errors import CodeSearchError, StorageError, UsageError
+from codesearch.errors import CodeSearchError, StorageError
 from codesearch.index.indexer import (
     EmbedFn,
     Indexer,
@@ -63,7 +63,7 @@ from codesearch.index.indexer import (
     IndexStats,
     plan,
 )
-from codesearch.location import IndexSettings
+from codesearch.location import IndexSettings, require_directory
 from codesearch.source.discover import VCS_DIRS, VENDORED_DIRS, Discovery, Skip, SourceFile
 from codesearch.store.records import FileRecord
 from codesearch.store.store import Store
@@ -286,8 +286,7 @@ class Watcher:
         when it was built differently (unless ``rebuild``), CodeSearchError when the tree cannot
         be watched."""
         try:
-            if not self.root.is_dir():
-                raise UsageError(f"{self.root} is not a directory")
+            require_directory(self.root)
             with self.indexer.lock():
                 self.indexer.prepare()
                 self._set(phase="catch-up", files=self.store.count_files(),

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from codesearch import config
 from codesearch.store.failures import storage_errors
@@ -59,8 +60,6 @@ class EmbeddingCache:
         except ValueError:
             if not create:
                 return None
-            import pyarrow as pa
-
             schema = pa.schema(
                 [("hash", pa.string()), (VECTOR, pa.list_(pa.float32(), self.dim))],
                 metadata={"cs_identity": json.dumps(self.identity, sort_keys=True)},
@@ -88,8 +87,6 @@ class EmbeddingCache:
 
     def put(self, hashes: Sequence[str], vectors: np.ndarray) -> None:
         """Store vectors (one row per hash) in one commit."""
-        import pyarrow as pa
-
         if not len(hashes):
             return
         data = pa.Table.from_pydict(

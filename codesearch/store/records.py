@@ -8,22 +8,20 @@ The tables (one LanceDB database per indexed root, see :mod:`codesearch.store.st
 - ``files``: one row per indexed file (path, mtime_ns, size, hash, language, chunks, indexed_at);
 - ``manifest``: key/value rows recording what built the index and the last run's summary.
 
-pyarrow is imported only by the conversions (the records themselves are light).
+The records are plain dataclasses; the conversions use pyarrow, as LanceDB does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from codesearch import config
 from codesearch.errors import IndexMismatchError
-
-if TYPE_CHECKING:  # pragma: no cover - typing only; pyarrow loads lazily
-    import pyarrow as pa
 
 CHUNKS = "chunks"
 FILES = "files"
@@ -196,8 +194,6 @@ def sql_in(column: str, values: Sequence[str]) -> str:
 
 
 def chunk_schema(dim: int) -> pa.Schema:
-    import pyarrow as pa
-
     return pa.schema([
         ("id", pa.string()),
         ("path", pa.string()),
@@ -216,8 +212,6 @@ def chunk_schema(dim: int) -> pa.Schema:
 
 
 def file_schema() -> pa.Schema:
-    import pyarrow as pa
-
     return pa.schema([
         ("path", pa.string()),
         ("mtime_ns", pa.int64()),
@@ -230,22 +224,16 @@ def file_schema() -> pa.Schema:
 
 
 def manifest_schema() -> pa.Schema:
-    import pyarrow as pa
-
     return pa.schema([("key", pa.string()), ("value", pa.string())])
 
 
 def vectors_to_arrow(vectors: np.ndarray, dim: int) -> pa.FixedSizeListArray:
-    import pyarrow as pa
-
     flat = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1)
     return pa.FixedSizeListArray.from_arrays(pa.array(flat, type=pa.float32()), dim)
 
 
 def vectors_from_arrow(column: Any, dim: int) -> np.ndarray:
     """A fixed-size-list column -> (n, dim) float32 matrix, without a Python loop."""
-    import pyarrow as pa
-
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks() if column.num_chunks else pa.array([], column.type)
     if len(column) == 0:
@@ -255,8 +243,6 @@ def vectors_from_arrow(column: Any, dim: int) -> np.ndarray:
 
 def chunks_to_arrow(chunks: Sequence[ChunkRecord], vectors: np.ndarray, dim: int,
                      embedded: Sequence[bool] | None = None) -> pa.Table:
-    import pyarrow as pa
-
     if vectors.shape != (len(chunks), dim):
         raise ValueError(f"expected vectors of shape {(len(chunks), dim)}, got {vectors.shape}")
     schema = chunk_schema(dim)
@@ -268,8 +254,6 @@ def chunks_to_arrow(chunks: Sequence[ChunkRecord], vectors: np.ndarray, dim: int
 
 
 def files_to_arrow(files: Sequence[FileRecord]) -> pa.Table:
-    import pyarrow as pa
-
     cols = {name: [getattr(f, name) for f in files] for name in file_schema().names}
     return pa.Table.from_pydict(cols, schema=file_schema())
 

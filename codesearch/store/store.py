@@ -33,18 +33,17 @@ an index or cache can live on an object store.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-
-if TYPE_CHECKING:  # pragma: no cover - typing only; lancedb and pyarrow load lazily
-    import pyarrow as pa
+import pyarrow as pa
 
 from codesearch import config
 from codesearch.errors import (
@@ -211,8 +210,6 @@ class Store:
 
     def write_manifest(self, manifest: Manifest) -> None:
         """Replace the manifest in one commit."""
-        import pyarrow as pa
-
         items = asdict(manifest)
         data = pa.Table.from_pydict(
             {"key": list(items), "value": [json.dumps(v, sort_keys=True) for v in items.values()]},
@@ -313,8 +310,6 @@ class Store:
     def writer_active(self) -> bool | None:
         """True when some process holds this index's writer lock (tested with a shared,
         non-blocking flock that is dropped at once); None on an object store."""
-        import fcntl
-
         if config.is_remote(self.uri):
             return None
         path = Path(self.uri) / ".cs-writer.lock"
@@ -345,8 +340,6 @@ class Store:
         """Give the rows ``ids`` their vectors in ONE commit (readers see the whole batch or
         none of it). Only the vector columns are written; an id that is no longer in the index
         (its file changed meanwhile) is ignored, never re-inserted."""
-        import pyarrow as pa
-
         table = self._table(CHUNKS)
         if table is None or not len(ids):
             return
