@@ -21,17 +21,11 @@ from codesearch.location import IndexSettings
 from codesearch.query.searcher import Searcher, SearchOptions, fuse, unembedded_semantic
 from codesearch.store.records import CHUNKS, EMBEDDED, FileRecord
 from codesearch.store.store import Store
-from tests.test_index import _many_files, cs, expected_chunks, index, store_of, stored_chunks
+from tests.support.cli import cs
+from tests.test_index import _many_files, expected_chunks, index, store_of, stored_chunks
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 QUERIES = ["mean of a list of numbers", "parse csv rows", "binomial coefficient", "def median"]
-
-
-@pytest.fixture
-def repo(tmp_path: Path, fixtures_dir: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(fixtures_dir / "python", root)
-    return root
 
 
 def indexer(root: Path, model: Path, **options: object) -> Indexer:
