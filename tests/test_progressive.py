@@ -130,7 +130,8 @@ def test_phase_two_resumes_and_ends_equal_to_a_one_shot_index(
     monkeypatch.setenv("CS_HOME", str(tmp_path / "other-home"))
     index(repo, "--model", str(tiny_model_dir))
     assert ranked(repo) == resumed
-    assert ranked(repo, "semantic") and Searcher.open(IndexSettings().locate(repo)).coverage().complete
+    assert ranked(repo, "semantic")
+    assert Searcher.open(IndexSettings().locate(repo)).coverage().complete
 
 
 def test_embed_order_recent_first_tests_last(tmp_path: Path) -> None:

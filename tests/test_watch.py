@@ -71,7 +71,8 @@ def texts(root: Path) -> list[str]:
 
 def lexical(root: Path, query: str) -> list[str]:
     """Symbols `cs find --mode lexical` returns for ``query`` (no model needed)."""
-    hits = Searcher.open(IndexSettings().locate(root)).find(query, SearchOptions(k=5, mode="lexical"))
+    searcher = Searcher.open(IndexSettings().locate(root))
+    hits = searcher.find(query, SearchOptions(k=5, mode="lexical"))
     return [h.symbol for h in hits]
 
 
