@@ -19,10 +19,9 @@ from typing import Any
 import pytest
 
 from codesearch import config
-from codesearch.hits import Hit
 from codesearch.location import IndexSettings
 from codesearch.query import client, protocol
-from codesearch.query.request import Answer, Query, SearchOptions
+from codesearch.query.request import Query, SearchOptions
 from codesearch.query.server import handle
 from codesearch.query.service import QueryService
 from tests.support.cli import cs
@@ -297,34 +296,3 @@ def test_nothing_listens_on_a_network_port() -> None:
         assert "AF_INET" not in text and "AF_INET6" not in text
     assert "AF_UNIX" in (REPO_ROOT / "codesearch" / "query" / "protocol.py").read_text()
 
-
-# --- the light client mirrors the core -----------------------------------------------------------
-
-
-def test_answers_and_queries_survive_the_wire() -> None:
-    # What a server sends (through JSON) is what the client rebuilds and renders: every hit
-    # field, the score unrounded.
-    hit = Hit("a/b.py", 3, 9, "f", "python", "function", 0.123456789, "def f():\n    pass")
-    answer = Answer([hit], Path("/repo"), {"embedded": 1, "total": 2})
-    back = Answer.from_dict(json.loads(json.dumps(answer.to_dict())))
-    assert back == answer and back.hits[0].to_dict() == hit.to_dict()
-    full = SearchOptions(k=3, languages=("go", "rust"), globs=("src/*", "!*_test.go"),
-                         min_score=0.2, mode="lexical", task="code2code")
-    query = Query("similar", "a.py:3", full, "/models/m", Path("/work"))
-    assert Query.from_dict(json.loads(json.dumps(query.to_dict()))) == query
-    with pytest.raises(ValueError, match="unknown op"):
-        Query.from_dict({"op": "delete", "text": "x"})
-
-
-def test_switches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CS_SERVER_AUTOSTART")
-    assert client.servers_enabled() and client.autostart_enabled()
-    assert not client.servers_enabled(no_server=True)
-    monkeypatch.setenv("CS_NO_SERVER", "1")
-    assert not client.servers_enabled()
-    monkeypatch.setenv("CS_SERVER_AUTOSTART", "0")
-    assert not client.autostart_enabled()
-    monkeypatch.setenv("CS_SERVER_IDLE", "42")
-    assert protocol.idle_seconds() == 42
-    monkeypatch.setenv("CS_SERVER_IDLE", "soon")
-    assert protocol.idle_seconds() == protocol.DEFAULT_IDLE_SECONDS
