@@ -253,24 +253,3 @@ def test_stop_ends_the_background_job_after_its_batch(
     assert out["chunks_embedded"] <= total - embedded
     assert stored_chunks(root) == expected_chunks(root)
 
-
-def test_the_progress_bar_names_the_phases_and_counts_chunks(
-        repo: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from codesearch.index.indexer import IndexProgress
-    from codesearch.render import IndexProgressBar
-
-    events: list[IndexProgress] = []
-    with IndexProgressBar(enabled=True) as bar:
-        def both(event: IndexProgress) -> None:
-            events.append(event)
-            bar(event)
-
-        Indexer(repo, Store.open(resolve_index_uri(repo)), IndexOptions(model=str(tiny_model_dir)),
-                progress=both).run()
-    phases = list(dict.fromkeys(e.phase for e in events))
-    assert phases == ["scan", "chunk", "optimize", "embed"]
-    embeds = [e for e in events if e.phase == "embed"]
-    total = embeds[0].chunks_to_embed
-    assert total > 0 and all(e.chunks_to_embed == total for e in embeds)
-    counts = [e.chunks_embedded for e in embeds]
-    assert counts == sorted(counts) and counts[-1] == total
