@@ -57,6 +57,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 # --- sample repositories: copies of fixtures/ in the test's tmp_path ---------------------------
+# Both trees live at tmp_path/repo (tests name paths around it): a test takes one or the other.
 
 
 @pytest.fixture
