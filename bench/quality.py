@@ -12,8 +12,9 @@ What it does, in order:
    ../shared/eval, with both hit rules (overlap and strict), so every number means what score.py's
    would;
 5. adds the BM25 and grep references by running ``score.py --baseline bm25|grep``;
-6. writes ``bench/results/quality.json`` and ``bench/results/quality.md`` (the README table) and
-   prints the table.
+6. writes ``bench/results/quality.json`` (the summary: every table and number) and
+   ``bench/results/quality.md`` (the README table), prints the table, and puts the per-query ranks
+   in ``bench/results/runs/quality-ranks.json`` (git-ignored, like every file under runs/).
 
 ``--via-cli N`` also runs N queries per corpus and mode through the real ``cs find ... --json`` /
 ``cs similar ... --json`` subprocess, via score.py, and fails unless every rank equals the
@@ -339,6 +340,19 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def split_ranks(report: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The report without its per-query ranks (the summary: every table and number, what
+    ``--compare`` reads), and the ranks alone under the same keys (``tasks.TASK.ranks``, what
+    ``bench/replica.py --compare`` reads) with what identifies the run."""
+    summary = {**report, "tasks": {task: {k: v for k, v in res.items() if k != "ranks"}
+                                   for task, res in report["tasks"].items()}}
+    ranks: dict[str, Any] = {k: report[k] for k in ("split", "split_name", "model", "limit", "k",
+                                                    "code_fingerprint") if k in report}
+    ranks["tasks"] = {task: {"ranks": res["ranks"]} for task, res in report["tasks"].items()
+                      if "ranks" in res}
+    return summary, ranks
+
+
 def compare(report: dict[str, Any], other: dict[str, Any]) -> str:
     """Per-language MRR@10 before -> after, for every mode both runs have (find task)."""
     lines = []
@@ -388,7 +402,8 @@ def main(argv: list[str] | None = None) -> int:
                          "faster for one-query batches on a busy machine, same vectors)")
     ap.add_argument("--no-baselines", action="store_true", help="skip the BM25/grep references")
     ap.add_argument("--out", type=Path, default=HERE / "results")
-    ap.add_argument("--tag", help="write results/runs/TAG.json (+.md) instead of quality.json")
+    ap.add_argument("--tag", help="write results/runs/TAG.json (+.md; per-query ranks included: "
+                                  "runs/ is git-ignored) instead of quality.json")
     ap.add_argument("--compare", type=Path, help="a previous report: print MRR deltas against it")
     a = ap.parse_args(argv)
 
@@ -473,17 +488,21 @@ def main(argv: list[str] | None = None) -> int:
 
     report["wall_seconds"] = round(time.time() - t_start, 1)
     md = markdown(report)
-    if a.tag:
+    if a.tag:  # a run of its own, git-ignored: the whole report
         out_json = a.out / "runs" / f"{a.tag}.json"
-    else:
+        written = {out_json: report}
+    else:  # the committed summary; its per-query ranks beside the runs, git-ignored
         out_json = a.out / "quality.json"
-    out_json.parent.mkdir(parents=True, exist_ok=True)
-    out_json.write_text(json.dumps(report, indent=2) + "\n")
+        summary, ranks_only = split_ranks(report)
+        written = {out_json: summary, a.out / "runs" / "quality-ranks.json": ranks_only}
+    for path, data in written.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2) + "\n")
     out_json.with_suffix(".md").write_text(md + "\n")
     print(md)
     if previous is not None:
         print(compare(report, previous))
-    print(f"(wrote {out_json}; {report['wall_seconds']}s)", file=sys.stderr)
+    print(f"(wrote {', '.join(map(str, written))}; {report['wall_seconds']}s)", file=sys.stderr)
     return 1 if a.via_cli and report["via_cli"]["mismatches"] else 0
 
 

@@ -1,9 +1,12 @@
-"""Shared fixtures: every test gets its own cs home; models are built or loaded once per session."""
+"""Shared fixtures: every test gets its own cs home; models are built or loaded once per session;
+the sample repositories most tests work on (``repo``, ``indexed_repo``, ``py_go_repo``,
+``indexed_py_go_repo``). Helpers to import are in tests/support/ (``cli.cs``, ``wait.wait_for``)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,6 +54,49 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.support.tiny_model import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"))
+
+
+# --- sample repositories: copies of fixtures/ in the test's tmp_path ---------------------------
+# Both trees live at tmp_path/repo (tests name paths around it): a test takes one or the other.
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """fixtures/python (a README and the datatools package, 10 files) copied to ``tmp_path/repo``;
+    not indexed."""
+    root = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "python", root)
+    return root
+
+
+@pytest.fixture
+def indexed_repo(repo: Path, tiny_model_dir: Path) -> Path:
+    """``repo`` indexed with the tiny model by ``cs index --json`` (in this process)."""
+    from tests.support.cli import cs
+
+    result = cs("index", str(repo), "--model", str(tiny_model_dir), "--json")
+    assert result.exit_code == 0, result.output
+    return repo
+
+
+@pytest.fixture
+def py_go_repo(tmp_path: Path) -> Path:
+    """fixtures/python and fixtures/go as ``py/`` and ``go/`` of one root, ``tmp_path/repo``; not
+    indexed."""
+    root = tmp_path / "repo"
+    shutil.copytree(FIXTURES / "python", root / "py")
+    shutil.copytree(FIXTURES / "go", root / "go")
+    return root
+
+
+@pytest.fixture
+def indexed_py_go_repo(py_go_repo: Path, tiny_model_dir: Path) -> Path:
+    """``py_go_repo`` indexed with the tiny model by ``cs index --json`` (in this process)."""
+    from tests.support.cli import cs
+
+    result = cs("index", str(py_go_repo), "--model", str(tiny_model_dir), "--json")
+    assert result.exit_code == 0, result.output
+    return py_go_repo
 
 
 _CPU_DTYPE_MEMO: dict[str, object] = {}

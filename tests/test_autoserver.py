@@ -12,45 +12,25 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from codesearch import config
-from codesearch.cli import app
-from codesearch.hits import Hit
 from codesearch.location import IndexSettings
 from codesearch.query import client, protocol
-from codesearch.query.request import Answer, Query, SearchOptions
+from codesearch.query.request import Query, SearchOptions
 from codesearch.query.server import handle
 from codesearch.query.service import QueryService
+from tests.support.cli import cs
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
-runner = CliRunner()
 REPO_ROOT = Path(__file__).resolve().parent.parent
 HEAVY = {"torch", "transformers", "lancedb", "pyarrow", "numpy", "pandas"}
-
-
-def wait_for(check: Callable[[], Any], what: str, deadline: float = 120.0) -> Any:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def repo(tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(fixtures_dir / "python", root)
-    result = runner.invoke(app, ["index", str(root), "--model", str(tiny_model_dir), "--json"])
-    assert result.exit_code == 0, result.output
-    return root
+DEADLINE = 120.0  # a server loading its model on a loaded 2-core machine
 
 
 @pytest.fixture
@@ -97,7 +77,7 @@ def ready_auto_server() -> dict[str, Any]:
         servers = auto_servers()
         return servers[0].info if servers and servers[0].info.get("ready") else None
 
-    return wait_for(ready, "the automatic server to load its model")
+    return wait_for("the automatic server to load its model", ready, deadline=DEADLINE)
 
 
 def log_text() -> str:
@@ -109,18 +89,17 @@ def log_text() -> str:
 
 @pytest.mark.slow
 def test_second_query_is_answered_by_the_server_the_first_started(
-        env: dict[str, str], repo: Path) -> None:
-    expected = runner.invoke(app, ["find", "moving average", "--path", str(repo), "--json",
-                                   "--no-server"])
+        env: dict[str, str], indexed_repo: Path) -> None:
+    expected = cs("find", "moving average", "--path", str(indexed_repo), "--json", "--no-server")
     assert expected.exit_code == 0
-    first = cs_process(env, "find", "parse a CSV file", "--path", str(repo), "--json")
+    first = cs_process(env, "find", "parse a CSV file", "--path", str(indexed_repo), "--json")
     assert first.returncode == 0, first.stderr[-2000:]
     assert json.loads(first.stdout), "the first query answers in-process, with hits"
     info = ready_auto_server()
     assert info["kind"] == "auto" and info["requests"] == 0
-    assert info["roots"] == [str(repo.resolve())] and info["build"] == protocol.build_id()
+    assert info["roots"] == [str(indexed_repo.resolve())] and info["build"] == protocol.build_id()
 
-    second = cs_process(env, "find", "moving average", "--path", str(repo), "--json",
+    second = cs_process(env, "find", "moving average", "--path", str(indexed_repo), "--json",
                         importtime=True)
     assert second.returncode == 0, second.stderr[-2000:]
     assert second.stdout == expected.stdout  # byte for byte what the in-process path prints
@@ -133,7 +112,7 @@ def test_second_query_is_answered_by_the_server_the_first_started(
     assert not modules & HEAVY, modules & HEAVY  # ...and the warm client imports nothing heavy
 
     # similar from inside the tree (the root found from FILE), and cs server status / stop.
-    sim = cs_process(env, "similar", "datatools/stats.py:5", "--json", "-k", "3", cwd=repo)
+    sim = cs_process(env, "similar", "datatools/stats.py:5", "--json", "-k", "3", cwd=indexed_repo)
     assert sim.returncode == 0, sim.stderr[-2000:]
     status = cs_process(env, "server", "status", "--json")
     (listed,) = json.loads(status.stdout)
@@ -166,36 +145,41 @@ def test_a_served_answer_says_how_complete_the_index_is(
 
 
 @pytest.mark.slow
-def test_idle_server_exits_by_itself(env: dict[str, str], repo: Path) -> None:
+def test_idle_server_exits_by_itself(env: dict[str, str], indexed_repo: Path) -> None:
     env["CS_SERVER_IDLE"] = "2"
-    assert cs_process(env, "find", "parse csv", "--path", str(repo), "--mode", "lexical",
+    assert cs_process(env, "find", "parse csv", "--path", str(indexed_repo), "--mode", "lexical",
                       "--json").returncode == 0
-    wait_for(lambda: "ready: " in log_text(), "the server to load its model")
-    wait_for(lambda: "no request for 2s; exiting" in log_text(), "the idle server to exit")
-    wait_for(lambda: "stopped" in log_text(), "the server to stop")
+    wait_for("the server to load its model", lambda: "ready: " in log_text(), deadline=DEADLINE)
+    wait_for("the idle server to exit", lambda: "no request for 2s; exiting" in log_text(),
+             deadline=DEADLINE)
+    wait_for("the server to stop", lambda: "stopped" in log_text(), deadline=DEADLINE)
     (sock,) = protocol.runtime_dir().glob("auto-*.lock")
-    wait_for(lambda: not protocol.lock_is_held(sock), "its lock to be released")
+    wait_for("its lock to be released", lambda: not protocol.lock_is_held(sock),
+             deadline=DEADLINE)
     assert not list(protocol.runtime_dir().glob("*.sock"))
 
 
 @pytest.mark.slow
-def test_a_stale_socket_or_another_build_is_replaced(env: dict[str, str], repo: Path) -> None:
-    query = ("find", "parse csv", "--path", str(repo), "--json")
+def test_a_stale_socket_or_another_build_is_replaced(env: dict[str, str],
+                                                     indexed_repo: Path) -> None:
+    query = ("find", "parse csv", "--path", str(indexed_repo), "--json")
     assert cs_process(env, *query).returncode == 0
     first = ready_auto_server()
     # A client of another build: the server declines and exits; the next query starts another.
     (server,) = auto_servers()
-    answer = protocol.request(server.socket, {"op": "answer", "root": str(repo.resolve()),
+    answer = protocol.request(server.socket, {"op": "answer", "root": str(indexed_repo.resolve()),
                                               "query": Query("find", "x").to_dict(),
                                               "build": "0.0.0+other"})
     assert answer["build_mismatch"] and not answer["ok"]
-    wait_for(lambda: not protocol.lock_is_held(server.socket), "the old build to exit")
+    wait_for("the old build to exit", lambda: not protocol.lock_is_held(server.socket),
+             deadline=DEADLINE)
     assert cs_process(env, *query).returncode == 0
     second = ready_auto_server()
     assert second["pid"] != first["pid"]
     # kill -9 leaves the socket behind; the next query works in-process and starts a fresh one.
     os.kill(second["pid"], signal.SIGKILL)
-    wait_for(lambda: not protocol.lock_is_held(server.socket), "the killed server's lock")
+    wait_for("the killed server's lock", lambda: not protocol.lock_is_held(server.socket),
+             deadline=DEADLINE)
     assert server.socket.exists()
     assert cs_process(env, *query).returncode == 0
     third = ready_auto_server()
@@ -203,8 +187,8 @@ def test_a_stale_socket_or_another_build_is_replaced(env: dict[str, str], repo: 
 
 
 @pytest.mark.slow
-def test_no_server_switches_start_nothing(env: dict[str, str], repo: Path) -> None:
-    query = ("find", "parse csv", "--path", str(repo), "--json", "--mode", "lexical")
+def test_no_server_switches_start_nothing(env: dict[str, str], indexed_repo: Path) -> None:
+    query = ("find", "parse csv", "--path", str(indexed_repo), "--json", "--mode", "lexical")
     assert cs_process(env, *query, "--no-server").returncode == 0
     assert cs_process(dict(env, CS_NO_SERVER="1"), *query).returncode == 0
     assert cs_process(dict(env, CS_SERVER_AUTOSTART="0"), *query).returncode == 0
@@ -217,12 +201,12 @@ def test_no_server_switches_start_nothing(env: dict[str, str], repo: Path) -> No
 # --- what a query imports ------------------------------------------------------------------------
 
 
-def test_lexical_queries_and_status_never_import_the_model(repo: Path) -> None:
+def test_lexical_queries_and_status_never_import_the_model(indexed_repo: Path) -> None:
     """Without a server (CS_SERVER_AUTOSTART=0 here): in-process, but no torch."""
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    lexical = cs_process(env, "find", "parse csv", "--path", str(repo), "--mode", "lexical",
+    lexical = cs_process(env, "find", "parse csv", "--path", str(indexed_repo), "--mode", "lexical",
                          "--json", importtime=True)
-    status = cs_process(env, "status", str(repo), importtime=True)
+    status = cs_process(env, "status", str(indexed_repo), importtime=True)
     for proc in (lexical, status):
         assert proc.returncode == 0, proc.stderr[-2000:]
         modules = imported(proc.stderr)
@@ -233,18 +217,18 @@ def test_lexical_queries_and_status_never_import_the_model(repo: Path) -> None:
 # --- security ------------------------------------------------------------------------------------
 
 
-def test_the_automatic_server_serves_indexed_roots_only(repo: Path, tmp_path: Path,
+def test_the_automatic_server_serves_indexed_roots_only(indexed_repo: Path, tmp_path: Path,
                                                         tiny_model_dir: Path) -> None:
     """An automatic server answers for any root indexed in its index directory, and declines
     every other root."""
     other = tmp_path / "other"
-    shutil.copytree(repo, other)
-    result = runner.invoke(app, ["index", str(other), "--model", str(tiny_model_dir), "--json"])
+    shutil.copytree(indexed_repo, other)
+    result = cs("index", str(other), "--model", str(tiny_model_dir), "--json")
     assert result.exit_code == 0, result.output
     plain = tmp_path / "plain"
     plain.mkdir()
     index_set = Path(config.index_root_dir())
-    service = QueryService([IndexSettings().for_root(repo)], index_set=index_set)
+    service = QueryService([IndexSettings().for_root(indexed_repo)], index_set=index_set)
     find = {"v": protocol.PROTOCOL_VERSION, "op": "answer", "precision": None,
             "query": Query("find", "parse csv", SearchOptions(k=2, mode="lexical")).to_dict()}
     assert handle(service, {**find, "root": str(other.resolve())})["ok"]
@@ -257,8 +241,8 @@ def test_the_automatic_server_serves_indexed_roots_only(repo: Path, tmp_path: Pa
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0,
                     reason="needs root to act as a second user")
-def test_another_user_cannot_connect(env: dict[str, str], repo: Path) -> None:
-    assert cs_process(env, "find", "parse csv", "--path", str(repo), "--json",
+def test_another_user_cannot_connect(env: dict[str, str], indexed_repo: Path) -> None:
+    assert cs_process(env, "find", "parse csv", "--path", str(indexed_repo), "--json",
                       "--mode", "lexical").returncode == 0
     ready_auto_server()
     (server,) = auto_servers()
@@ -312,34 +296,3 @@ def test_nothing_listens_on_a_network_port() -> None:
         assert "AF_INET" not in text and "AF_INET6" not in text
     assert "AF_UNIX" in (REPO_ROOT / "codesearch" / "query" / "protocol.py").read_text()
 
-
-# --- the light client mirrors the core -----------------------------------------------------------
-
-
-def test_answers_and_queries_survive_the_wire() -> None:
-    # What a server sends (through JSON) is what the client rebuilds and renders: every hit
-    # field, the score unrounded.
-    hit = Hit("a/b.py", 3, 9, "f", "python", "function", 0.123456789, "def f():\n    pass")
-    answer = Answer([hit], Path("/repo"), {"embedded": 1, "total": 2})
-    back = Answer.from_dict(json.loads(json.dumps(answer.to_dict())))
-    assert back == answer and back.hits[0].to_dict() == hit.to_dict()
-    full = SearchOptions(k=3, languages=("go", "rust"), globs=("src/*", "!*_test.go"),
-                         min_score=0.2, mode="lexical", task="code2code")
-    query = Query("similar", "a.py:3", full, "/models/m", Path("/work"))
-    assert Query.from_dict(json.loads(json.dumps(query.to_dict()))) == query
-    with pytest.raises(ValueError, match="unknown op"):
-        Query.from_dict({"op": "delete", "text": "x"})
-
-
-def test_switches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CS_SERVER_AUTOSTART")
-    assert client.servers_enabled() and client.autostart_enabled()
-    assert not client.servers_enabled(no_server=True)
-    monkeypatch.setenv("CS_NO_SERVER", "1")
-    assert not client.servers_enabled()
-    monkeypatch.setenv("CS_SERVER_AUTOSTART", "0")
-    assert not client.autostart_enabled()
-    monkeypatch.setenv("CS_SERVER_IDLE", "42")
-    assert protocol.idle_seconds() == 42
-    monkeypatch.setenv("CS_SERVER_IDLE", "soon")
-    assert protocol.idle_seconds() == protocol.DEFAULT_IDLE_SECONDS

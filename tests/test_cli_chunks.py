@@ -6,21 +6,18 @@ import json
 import shutil
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from codesearch.cli import app
 from codesearch.source.chunk import chunk_source
+from tests.support.cli import cs
 from tests.test_discover import EXPECTED_FILES, EXPECTED_SKIPS, IGNORE_RULES, materialize
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-runner = CliRunner()
 
 JSON_KEYS = ["path", "language", "kind", "symbol", "start_line", "end_line", "text", "hash"]
 
 
 def test_json_for_one_file(tmp_path: Path) -> None:
     shutil.copy(FIXTURES / "python" / "datatools" / "stats.py", tmp_path / "stats.py")
-    result = runner.invoke(app, ["chunks", str(tmp_path / "stats.py"), "--json"])
+    result = cs("chunks", str(tmp_path / "stats.py"), "--json")
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)
     assert all(list(row) == JSON_KEYS for row in rows)
@@ -35,7 +32,7 @@ def test_json_for_one_file(tmp_path: Path) -> None:
 
 def test_tree_json_follows_discovery_and_counts_skips(tmp_path: Path) -> None:
     repo = materialize(IGNORE_RULES, tmp_path / "repo")
-    result = runner.invoke(app, ["chunks", str(repo), "--json"])
+    result = cs("chunks", str(repo), "--json")
     assert result.exit_code == 0, result.stderr
     paths = {row["path"] for row in json.loads(result.stdout)}
     assert paths <= set(EXPECTED_FILES)
@@ -49,7 +46,7 @@ def test_tree_json_follows_discovery_and_counts_skips(tmp_path: Path) -> None:
 
 def test_verbose_lists_every_skip(tmp_path: Path) -> None:
     repo = materialize(IGNORE_RULES, tmp_path / "repo")
-    result = runner.invoke(app, ["chunks", str(repo), "--verbose", "--json"])
+    result = cs("chunks", str(repo), "--verbose", "--json")
     assert result.exit_code == 0, result.stderr
     for rel, reason in EXPECTED_SKIPS.items():
         assert f"skipped {rel} ({reason})" in result.stderr.splitlines()
@@ -57,7 +54,7 @@ def test_verbose_lists_every_skip(tmp_path: Path) -> None:
 
 def test_plain_output_shows_location_kind_symbol_and_text(tmp_path: Path) -> None:
     (tmp_path / "util.py").write_text('def greet(name):\n    return f"hello {name}"\n')
-    result = runner.invoke(app, ["chunks", str(tmp_path / "util.py")])
+    result = cs("chunks", str(tmp_path / "util.py"))
     assert result.exit_code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith("── util.py:1-2  function  greet  (python, ~")
@@ -66,20 +63,20 @@ def test_plain_output_shows_location_kind_symbol_and_text(tmp_path: Path) -> Non
 
 def test_an_explicit_file_is_chunked_even_if_ignored(tmp_path: Path) -> None:
     repo = materialize(IGNORE_RULES, tmp_path / "repo")
-    result = runner.invoke(app, ["chunks", str(repo / "app" / "scratch.py"), "--json"])
+    result = cs("chunks", str(repo / "app" / "scratch.py"), "--json")
     assert result.exit_code == 0, result.stderr
     assert [row["path"] for row in json.loads(result.stdout)] == ["app/scratch.py"]
 
 
 def test_bad_paths_are_one_line_errors(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["chunks", str(tmp_path / "missing.py")])
+    result = cs("chunks", str(tmp_path / "missing.py"))
     assert result.exit_code == 2
     assert (
         result.stderr.splitlines()[0] == f"error: no such file or directory: {tmp_path}/missing.py"
     )
 
     (tmp_path / "blob.py").write_bytes(b"\x00\x01binary")
-    result = runner.invoke(app, ["chunks", str(tmp_path / "blob.py")])
+    result = cs("chunks", str(tmp_path / "blob.py"))
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"error: {tmp_path}/blob.py is a binary file",
@@ -87,7 +84,7 @@ def test_bad_paths_are_one_line_errors(tmp_path: Path) -> None:
     ]
 
     (tmp_path / "huge.py").write_text("x = 1\n" * 50)
-    result = runner.invoke(app, ["chunks", str(tmp_path / "huge.py"), "--max-file-bytes", "100"])
+    result = cs("chunks", str(tmp_path / "huge.py"), "--max-file-bytes", "100")
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {tmp_path}/huge.py is too large (300 bytes")
     assert result.stdout == ""
@@ -95,7 +92,7 @@ def test_bad_paths_are_one_line_errors(tmp_path: Path) -> None:
 
 def test_broken_utf8_file_is_chunked_with_replacement(tmp_path: Path) -> None:
     (tmp_path / "legacy.py").write_bytes(b"# caf\xe9\n\n\ndef price(item):\n    return 1\n")
-    result = runner.invoke(app, ["chunks", str(tmp_path / "legacy.py"), "--json"])
+    result = cs("chunks", str(tmp_path / "legacy.py"), "--json")
     assert result.exit_code == 0, result.stderr
     rows = json.loads(result.stdout)
     assert [(r["symbol"], r["start_line"], r["end_line"]) for r in rows] == [("price", 4, 5)]
@@ -106,7 +103,7 @@ def test_max_tokens_option_splits_long_definitions(tmp_path: Path) -> None:
     (tmp_path / "long.py").write_text(
         f"def long(value):\n    total = 0\n{body}\n    return total\n"
     )
-    default = json.loads(runner.invoke(app, ["chunks", str(tmp_path), "--json"]).stdout)
-    small = runner.invoke(app, ["chunks", str(tmp_path), "--json", "--max-tokens", "100"])
+    default = json.loads(cs("chunks", str(tmp_path), "--json").stdout)
+    small = cs("chunks", str(tmp_path), "--json", "--max-tokens", "100")
     assert small.exit_code == 0, small.stderr
     assert len(json.loads(small.stdout)) > len(default) >= 2

@@ -6,49 +6,34 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from codesearch.cli import app
 from codesearch.location import IndexSettings
+from tests.support.cli import cs
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
-runner = CliRunner()
 HIT_KEYS = {"path", "start_line", "end_line", "symbol", "language", "kind", "score", "text"}
-
-
-def cs(*args: str) -> Any:
-    return runner.invoke(app, list(args))
 
 
 def line_of(path: Path, needle: str) -> int:
     return next(i for i, t in enumerate(path.read_text().splitlines(), 1) if needle in t)
 
 
-@pytest.fixture
-def repo(tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(fixtures_dir / "python", root / "py")
-    shutil.copytree(fixtures_dir / "go", root / "go")
-    result = cs("index", str(root), "--model", str(tiny_model_dir))
-    assert result.exit_code == 0, result.output
-    return root
-
-
-def test_find_json_grep_and_rich(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    result = cs("find", "arithmetic mean of a column", "--path", str(repo), "--json", "-k", "4")
+def test_find_json_grep_and_rich(indexed_py_go_repo: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    result = cs("find", "arithmetic mean of a column", "--path", str(indexed_py_go_repo), "--json",
+                "-k", "4")
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)
     assert len(hits) == 4 and all(set(h) == HIT_KEYS for h in hits)
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     for h in hits:  # paths relative to the root; text is exactly the file's lines
-        lines = (repo / h["path"]).read_text().splitlines()
+        lines = (indexed_py_go_repo / h["path"]).read_text().splitlines()
         assert h["text"] == "\n".join(lines[h["start_line"] - 1:h["end_line"]])
 
-    monkeypatch.chdir(repo)
+    monkeypatch.chdir(indexed_py_go_repo)
     result = cs("find", "arithmetic mean of a column", "--grep", "-k", "4")
     assert result.exit_code == 0, result.output
     expected = [f"{h['path']}:{h['start_line']}:{h['symbol'] or h['kind']}" for h in hits]
@@ -61,21 +46,25 @@ def test_find_json_grep_and_rich(repo: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert f"{hits[0]['score']:.3f}" in first
 
 
-def test_find_exit_codes(repo: Path) -> None:
-    result = cs("find", "zzqx vvkw", "--path", str(repo), "--mode", "lexical", "--json")
+def test_find_exit_codes(indexed_py_go_repo: Path) -> None:
+    result = cs("find", "zzqx vvkw", "--path", str(indexed_py_go_repo), "--mode", "lexical",
+                "--json")
     assert result.exit_code == 1 and json.loads(result.stdout) == []
-    result = cs("find", "zzqx vvkw", "--path", str(repo), "--mode", "lexical")
+    result = cs("find", "zzqx vvkw", "--path", str(indexed_py_go_repo), "--mode", "lexical")
     assert result.exit_code == 1 and "No results" in result.stderr
-    result = cs("find", "mean", "--path", str(repo), "--min-score", "2")
+    result = cs("find", "mean", "--path", str(indexed_py_go_repo), "--min-score", "2")
     assert result.exit_code == 1
     for args, message in [
-        (("find", "   ", "--path", str(repo)), "empty query"),
-        (("find", "x", "--path", str(repo), "--mode", "fuzzy"), "unknown mode 'fuzzy'"),
-        (("find", "x", "--path", str(repo), "--task", "poetry"), "unknown task 'poetry'"),
-        (("find", "x", "--path", str(repo), "-k", "0"), "-k must be at least 1"),
-        (("find", "x", "--path", str(repo), "--lang", "cobol"), "no indexed files in language"),
-        (("find", "x", "--path", str(repo / "nope")), "does not exist"),
-        (("find", "x", "--path", str(repo.parent)), "no index for"),
+        (("find", "   ", "--path", str(indexed_py_go_repo)), "empty query"),
+        (("find", "x", "--path", str(indexed_py_go_repo), "--mode", "fuzzy"),
+         "unknown mode 'fuzzy'"),
+        (("find", "x", "--path", str(indexed_py_go_repo), "--task", "poetry"),
+         "unknown task 'poetry'"),
+        (("find", "x", "--path", str(indexed_py_go_repo), "-k", "0"), "-k must be at least 1"),
+        (("find", "x", "--path", str(indexed_py_go_repo), "--lang", "cobol"),
+         "no indexed files in language"),
+        (("find", "x", "--path", str(indexed_py_go_repo / "nope")), "does not exist"),
+        (("find", "x", "--path", str(indexed_py_go_repo.parent)), "no index for"),
     ]:
         result = cs(*args)
         assert result.exit_code == 2, (args, result.output)
@@ -83,62 +72,65 @@ def test_find_exit_codes(repo: Path) -> None:
         assert result.stderr.startswith("error: ")
 
 
-def test_find_filters(repo: Path) -> None:
-    result = cs("find", "push onto a stack", "--path", str(repo), "--lang", "go", "--json",
-                "-k", "3")
+def test_find_filters(indexed_py_go_repo: Path) -> None:
+    result = cs("find", "push onto a stack", "--path", str(indexed_py_go_repo), "--lang", "go",
+                "--json", "-k", "3")
     hits = json.loads(result.stdout)
     assert len(hits) == 3 and {h["language"] for h in hits} == {"go"}
-    result = cs("find", "parse", "--path", str(repo), "--glob", "py/**", "--glob", "!*cli.py",
-                "--json", "-k", "50")
+    result = cs("find", "parse", "--path", str(indexed_py_go_repo), "--glob", "py/**",
+                "--glob", "!*cli.py", "--json", "-k", "50")
     paths = {h["path"] for h in json.loads(result.stdout)}
     assert paths and all(p.startswith("py/") and not p.endswith("cli.py") for p in paths)
     # A directory inside an indexed root searches that root, limited to the directory.
-    result = cs("find", "push onto a stack", "--path", str(repo / "py"), "--json", "-k", "50")
+    result = cs("find", "push onto a stack", "--path", str(indexed_py_go_repo / "py"), "--json",
+                "-k", "50")
     assert result.exit_code == 0, result.output
     paths = {h["path"] for h in json.loads(result.stdout)}
     assert paths and all(p.startswith("py/") for p in paths)
-    status = json.loads(cs("status", str(repo / "go" / "stack"), "--json").stdout)
-    assert status["root"] == str(repo.resolve())
+    status = json.loads(cs("status", str(indexed_py_go_repo / "go" / "stack"), "--json").stdout)
+    assert status["root"] == str(indexed_py_go_repo.resolve())
 
 
-def test_similar_cli(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    smoothing = repo / "py/datatools/smoothing.py"
+def test_similar_cli(indexed_py_go_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    smoothing = indexed_py_go_repo / "py/datatools/smoothing.py"
     line = line_of(smoothing, "def rolling_mean")
-    result = cs("similar", f"{smoothing}:{line}", "--path", str(repo), "--json", "-k", "50")
+    result = cs("similar", f"{smoothing}:{line}", "--path", str(indexed_py_go_repo), "--json",
+                "-k", "50")
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)
     assert hits and not any(h["path"] == "py/datatools/smoothing.py" and h["start_line"] == line
                             for h in hits)
-    monkeypatch.chdir(repo / "py")  # FILE is relative to the working directory
-    result = cs("similar", f"datatools/smoothing.py:{line}", "--path", str(repo), "--grep")
+    monkeypatch.chdir(indexed_py_go_repo / "py")  # FILE is relative to the working directory
+    result = cs("similar", f"datatools/smoothing.py:{line}", "--path", str(indexed_py_go_repo),
+                "--grep")
     assert result.exit_code == 0, result.output
     n = len(smoothing.read_text().splitlines())
     for location, message in [
         (f"datatools/smoothing.py:{n + 5}", f"line {n + 5} is out of range"),
         ("datatools/missing.py:3", "no such file"),
         ("datatools/smoothing.py", "expected FILE:LINE"),
-        (f"{repo.parent}/outside.py:1", "outside the indexed root"),
+        (f"{indexed_py_go_repo.parent}/outside.py:1", "outside the indexed root"),
     ]:
-        (repo.parent / "outside.py").write_text("x = 1\n")
-        result = cs("similar", location, "--path", str(repo))
+        (indexed_py_go_repo.parent / "outside.py").write_text("x = 1\n")
+        result = cs("similar", location, "--path", str(indexed_py_go_repo))
         assert result.exit_code == 2 and message in result.stderr, (location, result.stderr)
 
 
-def test_status(repo: Path) -> None:
-    result = cs("status", str(repo), "--json")
+def test_status(indexed_py_go_repo: Path) -> None:
+    result = cs("status", str(indexed_py_go_repo), "--json")
     assert result.exit_code == 0, result.output
     status = json.loads(result.stdout)
     assert status["dim"] == 64 and status["files"] > 0 and status["chunks"] > 0
     assert status["changed_since"] == {"total": 0, "new": 0, "modified": 0, "removed": 0}
     assert status["last_run"]["files_changed"] == status["files"]
-    (repo / "py/datatools/new.py").write_text("def fresh():\n    return 1\n")
-    (repo / "go/stack/stack.go").write_text("package stack\n")
-    (repo / "py/datatools/net.py").unlink()
-    status = json.loads(cs("status", str(repo), "--json").stdout)
+    (indexed_py_go_repo / "py/datatools/new.py").write_text("def fresh():\n    return 1\n")
+    (indexed_py_go_repo / "go/stack/stack.go").write_text("package stack\n")
+    (indexed_py_go_repo / "py/datatools/net.py").unlink()
+    status = json.loads(cs("status", str(indexed_py_go_repo), "--json").stdout)
     assert status["changed_since"] == {"total": 3, "new": 1, "modified": 1, "removed": 1}
-    result = cs("status", str(repo))
+    result = cs("status", str(indexed_py_go_repo))
     assert "changed since: 3 files (1 new, 1 modified, 1 removed)" in result.stdout
-    result = cs("status", str(repo.parent))
+    result = cs("status", str(indexed_py_go_repo.parent))
     assert result.exit_code == 2 and "no index for" in result.stderr
 
 
@@ -228,16 +220,16 @@ def test_minilm_chunk_vectors_fold_in_their_views(minilm_repo: Path) -> None:
 
 
 def test_similar_from_outside_the_tree_uses_the_root_holding_the_file(
-        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        indexed_py_go_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No --path and a cwd outside any indexed tree: the indexed root that holds FILE answers,
     whole (not limited to FILE's directory); paths print relative to the cwd."""
-    stats = repo / "py/datatools/stats.py"
+    stats = indexed_py_go_repo / "py/datatools/stats.py"
     line = line_of(stats, "def mean_of_column") + 2
-    monkeypatch.chdir(repo.parent)
+    monkeypatch.chdir(indexed_py_go_repo.parent)
     result = cs("similar", f"repo/py/datatools/stats.py:{line}", "--grep", "-k", "20")
     assert result.exit_code == 0, result.output
     paths = [row.split(":")[0] for row in result.stdout.splitlines()]
     assert paths and all(p.startswith("repo/") for p in paths)
     assert any(p.startswith("repo/go/") for p in paths)  # the whole tree, not one directory
-    result = cs("similar", str(repo.parent / "elsewhere.py") + ":3")
+    result = cs("similar", str(indexed_py_go_repo.parent / "elsewhere.py") + ":3")
     assert result.exit_code == 2 and "no index" in result.output

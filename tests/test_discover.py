@@ -27,7 +27,9 @@ def materialize(src: Path, dest: Path) -> Path:
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> Path:
+def ignore_rules_repo(tmp_path: Path) -> Path:
+    """fixtures/ignore-rules materialized (``dot-x`` names turned into ``.x``): a tree of ignore
+    files, secrets, vendored and odd files, unlike the other fixture repositories (conftest)."""
     return materialize(IGNORE_RULES, tmp_path / "repo")
 
 
@@ -82,14 +84,14 @@ EXPECTED_SKIPS = {
 }
 
 
-def test_every_rule_of_the_fixture_repository(repo: Path) -> None:
-    files, skips = walk(repo)
+def test_every_rule_of_the_fixture_repository(ignore_rules_repo: Path) -> None:
+    files, skips = walk(ignore_rules_repo)
     assert files == EXPECTED_FILES  # sorted, stable order
     assert skips == EXPECTED_SKIPS
 
 
-def test_counts_tally_skips_by_reason(repo: Path) -> None:
-    discovery = Discovery(repo)
+def test_counts_tally_skips_by_reason(ignore_rules_repo: Path) -> None:
+    discovery = Discovery(ignore_rules_repo)
     list(discovery)
     counts = discovery.counts()
     assert counts["secret"] == 6
@@ -100,12 +102,12 @@ def test_counts_tally_skips_by_reason(repo: Path) -> None:
     assert discovery.counts() == counts
 
 
-def test_source_file_fields_and_languages(repo: Path) -> None:
-    by_rel = {f.rel: f for f in Discovery(repo)}
+def test_source_file_fields_and_languages(ignore_rules_repo: Path) -> None:
+    by_rel = {f.rel: f for f in Discovery(ignore_rules_repo)}
     main = by_rel["app/main.py"]
-    assert main.path == (repo / "app" / "main.py").resolve()
-    assert main.size == (repo / "app" / "main.py").stat().st_size
-    assert main.mtime_ns == (repo / "app" / "main.py").stat().st_mtime_ns
+    assert main.path == (ignore_rules_repo / "app" / "main.py").resolve()
+    assert main.size == (ignore_rules_repo / "app" / "main.py").stat().st_size
+    assert main.mtime_ns == (ignore_rules_repo / "app" / "main.py").stat().st_mtime_ns
     assert main.language == "python"
     assert by_rel["scripts/run"].language == "python"  # from its #! line
     assert by_rel["docs/guide.md"].language == "markdown"
@@ -113,8 +115,8 @@ def test_source_file_fields_and_languages(repo: Path) -> None:
     assert by_rel[".gitignore"].language is None
 
 
-def test_include_vendored_and_secrets(repo: Path) -> None:
-    files, skips = walk(repo, include_vendored=True, include_secrets=True)
+def test_include_vendored_and_secrets(ignore_rules_repo: Path) -> None:
+    files, skips = walk(ignore_rules_repo, include_vendored=True, include_secrets=True)
     assert {
         ".env",
         ".env.production",
@@ -132,19 +134,19 @@ def test_include_vendored_and_secrets(repo: Path) -> None:
     assert skips[".git/"] == "vcs"  # never searched
 
 
-def test_build_dist_and_venv_dirs_are_vendored(repo: Path) -> None:
+def test_build_dist_and_venv_dirs_are_vendored(ignore_rules_repo: Path) -> None:
     # made here: the project's own .gitignore keeps build/, dist/ and .venv/ out of the fixture
     for name in ("build", "dist", ".venv", "pkg.egg-info", "__pycache__"):
-        (repo / "app" / name).mkdir()
-        (repo / "app" / name / "x.py").write_text("x = 1\n")
-    _, skips = walk(repo)
+        (ignore_rules_repo / "app" / name).mkdir()
+        (ignore_rules_repo / "app" / name / "x.py").write_text("x = 1\n")
+    _, skips = walk(ignore_rules_repo)
     for name in ("build", "dist", ".venv", "pkg.egg-info", "__pycache__"):
         assert skips[f"app/{name}/"] == "vendored"
 
 
-def test_gitignore_above_the_root_applies(repo: Path) -> None:
+def test_gitignore_above_the_root_applies(ignore_rules_repo: Path) -> None:
     # indexing a subdirectory of a repository still obeys the repository's outer ignore files
-    files, skips = walk(repo / "app")
+    files, skips = walk(ignore_rules_repo / "app")
     assert skips["cache.tmp"] == "gitignored"  # *.tmp from the top .gitignore
     assert skips["scratch.py"] == "gitignored"
     assert "keep.tmp" in files  # re-included by app/.gitignore
@@ -159,27 +161,27 @@ def test_gitignore_outside_a_repository_is_not_inherited(tmp_path: Path) -> None
     assert files == ["a.py"]
 
 
-def test_size_cap_is_configurable(repo: Path) -> None:
-    big = repo / "app" / "big.py"
+def test_size_cap_is_configurable(ignore_rules_repo: Path) -> None:
+    big = ignore_rules_repo / "app" / "big.py"
     big.write_text("x = 1\n" * 400_000)  # 2.4 MB, over the 1 MiB default
-    _, skips = walk(repo)
+    _, skips = walk(ignore_rules_repo)
     assert skips["app/big.py"] == "too large"
-    files, skips = walk(repo, max_file_bytes=64)
+    files, skips = walk(ignore_rules_repo, max_file_bytes=64)
     assert skips["app/main.py"] == "too large"
     assert "app/util.py" in files  # 47 bytes
 
 
-def test_symlinks_are_never_followed(repo: Path, tmp_path: Path) -> None:
+def test_symlinks_are_never_followed(ignore_rules_repo: Path, tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret_code.py").write_text("def leaked(): pass\n")
-    (repo / "out_dir").symlink_to(outside)
-    (repo / "out_file.py").symlink_to(outside / "secret_code.py")
-    (repo / "alias.py").symlink_to(repo / "app" / "main.py")
-    (repo / "dangling.py").symlink_to(repo / "missing.py")
-    (repo / "self.py").symlink_to(repo / "self.py")  # a loop of one
-    (repo / "app" / "loop").symlink_to(repo)  # a directory loop
-    files, skips = walk(repo)
+    (ignore_rules_repo / "out_dir").symlink_to(outside)
+    (ignore_rules_repo / "out_file.py").symlink_to(outside / "secret_code.py")
+    (ignore_rules_repo / "alias.py").symlink_to(ignore_rules_repo / "app" / "main.py")
+    (ignore_rules_repo / "dangling.py").symlink_to(ignore_rules_repo / "missing.py")
+    (ignore_rules_repo / "self.py").symlink_to(ignore_rules_repo / "self.py")  # a loop of one
+    (ignore_rules_repo / "app" / "loop").symlink_to(ignore_rules_repo)  # a directory loop
+    files, skips = walk(ignore_rules_repo)
     assert skips["out_dir"] == "symlink outside root"
     assert skips["out_file.py"] == "symlink outside root"
     assert skips["alias.py"] == "symlink"  # its target is indexed under its own path
@@ -189,9 +191,9 @@ def test_symlinks_are_never_followed(repo: Path, tmp_path: Path) -> None:
     assert files == EXPECTED_FILES
 
 
-def test_fifo_is_not_read(repo: Path) -> None:
-    os.mkfifo(repo / "app" / "pipe.py")  # opening it would block forever
-    _, skips = walk(repo)
+def test_fifo_is_not_read(ignore_rules_repo: Path) -> None:
+    os.mkfifo(ignore_rules_repo / "app" / "pipe.py")  # opening it would block forever
+    _, skips = walk(ignore_rules_repo)
     assert skips["app/pipe.py"] == "not a regular file"
 
 
@@ -231,10 +233,10 @@ def test_unreadable_files_and_directories_are_skipped() -> None:
         shutil.rmtree(base)
 
 
-def test_read_source_keeps_line_numbers_for_broken_utf8(repo: Path) -> None:
-    legacy = next(f for f in Discovery(repo) if f.rel == "app/legacy.py")
+def test_read_source_keeps_line_numbers_for_broken_utf8(ignore_rules_repo: Path) -> None:
+    legacy = next(f for f in Discovery(ignore_rules_repo) if f.rel == "app/legacy.py")
     text = read_source(legacy)
-    raw_lines = (repo / "app" / "legacy.py").read_bytes().split(b"\n")
+    raw_lines = (ignore_rules_repo / "app" / "legacy.py").read_bytes().split(b"\n")
     assert len(text.split("\n")) == len(raw_lines)
     assert text.split("\n")[0] == "# caf\ufffd menu"
     assert text.split("\n")[4] == "def price(item):"
@@ -280,12 +282,12 @@ def test_missing_or_file_root_is_a_usage_error(tmp_path: Path) -> None:
         ("./app/main.py", False),
     ],
 )
-def test_is_ignored(repo: Path, rel: str, ignored: bool) -> None:
-    assert is_ignored(repo, rel) is ignored
+def test_is_ignored(ignore_rules_repo: Path, rel: str, ignored: bool) -> None:
+    assert is_ignored(ignore_rules_repo, rel) is ignored
 
 
-def test_check_agrees_with_the_walk(repo: Path) -> None:
-    discovery = Discovery(repo)
+def test_check_agrees_with_the_walk(ignore_rules_repo: Path) -> None:
+    discovery = Discovery(ignore_rules_repo)
     walked = {f.rel: f for f in discovery}
     for rel, source in walked.items():
         assert discovery.check(rel) == source

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from codesearch.cli import app
 from codesearch.embed import TASKS, EmbedderSpec, load_embedder
 from codesearch.embed.batching import pad_batch, plan_batches
 from codesearch.embed.pooling import cls_pool, last_token_pool, mean_pool, truncate_normalize
 from codesearch.errors import ModelError, UsageError
+from tests.support.cli import cs
 
 # The model card's prefixes, typed out independently of codesearch/embed/presets.py.
 CARD_PREFIXES = {
@@ -291,7 +290,7 @@ def test_offline_not_cached_preset_says_how_to_fix(
         load_embedder("someorg/some-model")
     with pytest.raises(ModelError, match=r"\(jinaai/jina-code-embeddings-0.5b\) is not cached"):
         load_embedder("jinaai/jina-code-embeddings-0.5b@v1")
-    result = CliRunner().invoke(app, ["embed", "--model", "jina-code-1.5b", "hello"])
+    result = cs("embed", "--model", "jina-code-1.5b", "hello")
     assert result.exit_code == 2
     assert "error: model 'jina-code-1.5b' (jinaai/jina-code-embeddings-1.5b) is not cached" in (
         result.stderr
@@ -303,11 +302,8 @@ def test_offline_not_cached_preset_says_how_to_fix(
 
 def test_cli_embed_json_matches_library(tiny_model_dir: Path) -> None:
     texts = ["def add(a, b): return a + b", "sum two numbers", "x"]
-    result = CliRunner().invoke(
-        app,
-        ["embed", *texts, "--model", str(tiny_model_dir), "--dim", "32", "--task", "qa",
-         "--side", "document", "--device", "cpu", "--dtype", "float32", "--json"],
-    )  # fmt: skip
+    result = cs("embed", *texts, "--model", str(tiny_model_dir), "--dim", "32", "--task", "qa",
+                "--side", "document", "--device", "cpu", "--dtype", "float32", "--json")
     assert result.exit_code == 0, result.output
     vectors = json.loads(result.stdout)
     assert len(vectors) == 3 and all(len(v) == 32 for v in vectors)
@@ -318,21 +314,19 @@ def test_cli_embed_json_matches_library(tiny_model_dir: Path) -> None:
 
 
 def test_cli_embed_errors(tiny_model_dir: Path) -> None:
-    runner = CliRunner()
-    result = runner.invoke(app, ["embed", "x", "--model", str(tiny_model_dir), "--dim", "100"])
+    result = cs("embed", "x", "--model", str(tiny_model_dir), "--dim", "100")
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"error: dimension 100 is not available for {tiny_model_dir}",
         "hint: valid dimensions: 32, 64",
     ]
-    result = runner.invoke(app, ["embed", "x", "--side", "both"])
+    result = cs("embed", "x", "--side", "both")
     assert result.exit_code == 2 and "error: unknown side 'both'" in result.stderr
 
 
 def test_cli_model_list_and_info(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
-    runner = CliRunner()
-    result = runner.invoke(app, ["model", "list", "--json"])
+    result = cs("model", "list", "--json")
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)}
     assert set(rows) == {"jina-code-0.5b", "jina-code-1.5b", "minilm"}
@@ -341,12 +335,12 @@ def test_cli_model_list_and_info(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert rows["jina-code-1.5b"]["dims"] == [128, 256, 512, 1024, 1536]
     assert rows["jina-code-0.5b"]["cached"] is False
     assert rows["minilm"]["cached"] is True and rows["minilm"]["source"] == "package"
-    table = runner.invoke(app, ["model", "list"])
+    table = cs("model", "list")
     assert "CC-BY-NC-4.0" in table.stdout and "not cached" in table.stdout
-    info = runner.invoke(app, ["model", "info", "jina-code-0.5b"])
+    info = cs("model", "info", "jina-code-0.5b")
     assert info.exit_code == 0
     assert "Find the most relevant code snippet given the following query:\\n" in info.stdout
-    pull = runner.invoke(app, ["model", "pull", "jina-code-0.5b"])
+    pull = cs("model", "pull", "jina-code-0.5b")
     assert pull.exit_code == 2 and "cs model pull jina-code-0.5b" in pull.stderr
 
 

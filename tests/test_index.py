@@ -16,20 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from codesearch.cli import app
 from codesearch.config import resolve_index_uri
 from codesearch.source.chunk import chunk_source
 from codesearch.source.discover import Discovery, read_source
 from codesearch.store.store import Store
+from tests.support.cli import cs
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
-runner = CliRunner()
-
-
-def cs(*args: str) -> Any:
-    return runner.invoke(app, list(args))
 
 
 def index(root: Path, *args: str) -> dict[str, Any]:
@@ -53,13 +47,6 @@ def expected_chunks(root: Path) -> list[tuple[str, int, int, str]]:
 
 def stored_chunks(root: Path) -> list[tuple[str, int, int, str]]:
     return sorted((c.path, c.start_line, c.end_line, c.hash) for c in store_of(root).chunks())
-
-
-@pytest.fixture
-def repo(tmp_path: Path, fixtures_dir: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(fixtures_dir / "python", root)
-    return root
 
 
 def test_first_and_second_run(repo: Path, tiny_model_dir: Path) -> None:

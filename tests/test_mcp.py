@@ -6,36 +6,24 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from codesearch.cli import app
+from tests.support.cli import cs
 
 pytest.importorskip("mcp")
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
-runner = CliRunner()
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def cs_json(*args: str) -> Any:
-    result = runner.invoke(app, list(args))
+    result = cs(*args)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
-
-
-@pytest.fixture
-def repo(tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(fixtures_dir / "python", root / "py")
-    shutil.copytree(fixtures_dir / "go", root / "go")
-    cs_json("index", str(root), "--model", str(tiny_model_dir), "--json")
-    return root
 
 
 async def _session_calls(repo: Path, model: Path) -> dict[str, Any]:
@@ -79,10 +67,10 @@ def _structured(result: Any) -> Any:
 
 
 @pytest.mark.slow
-def test_mcp_tools_end_to_end(repo: Path, tiny_model_dir: Path) -> None:
+def test_mcp_tools_end_to_end(indexed_py_go_repo: Path, tiny_model_dir: Path) -> None:
     import anyio
 
-    out = anyio.run(_session_calls, repo, tiny_model_dir)
+    out = anyio.run(_session_calls, indexed_py_go_repo, tiny_model_dir)
 
     tools = out["tools"]
     assert set(tools) == {"search_code", "find_similar", "index_status"}
@@ -94,23 +82,24 @@ def test_mcp_tools_end_to_end(repo: Path, tiny_model_dir: Path) -> None:
     assert tools["search_code"].output_schema is not None
 
     search = _structured(out["search"])
-    assert search["root"] == str(repo.resolve())
+    assert search["root"] == str(indexed_py_go_repo.resolve())
     assert search["hits"] == cs_json("find", "push a value onto a stack", "-k", "4",
-                                     "--path", str(repo), "--json")
+                                     "--path", str(indexed_py_go_repo), "--json")
     assert len(search["hits"]) == 4
 
     filtered = _structured(out["search_filtered"])["hits"]
     assert filtered == cs_json("find", "parse a CSV file", "-k", "3", "--lang", "python",
-                               "--glob", "py/datatools/*.py", "--path", str(repo), "--json")
+                               "--glob", "py/datatools/*.py", "--path", str(indexed_py_go_repo),
+                               "--json")
     assert filtered and all(h["path"].startswith("py/datatools/") for h in filtered)
 
     similar = _structured(out["similar"])["hits"]
-    assert similar == cs_json("similar", str(repo / "py/datatools/stats.py") + ":5", "-k", "3",
-                              "--path", str(repo), "--json")
+    assert similar == cs_json("similar", str(indexed_py_go_repo / "py/datatools/stats.py") + ":5",
+                              "-k", "3", "--path", str(indexed_py_go_repo), "--json")
     assert len(similar) == 3
 
     status = _structured(out["status"])
-    expected = cs_json("status", str(repo), "--json")
+    expected = cs_json("status", str(indexed_py_go_repo), "--json")
     assert status == expected
     assert status["files"] > 0 and status["chunks"] > 0
     assert status["model"] == str(tiny_model_dir)

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,17 +18,11 @@ from codesearch.location import IndexSettings
 from codesearch.query.searcher import Searcher, SearchOptions, fuse, unembedded_semantic
 from codesearch.store.records import CHUNKS, EMBEDDED, FileRecord
 from codesearch.store.store import Store
-from tests.test_index import _many_files, cs, expected_chunks, index, store_of, stored_chunks
+from tests.support.cli import cs
+from tests.test_index import expected_chunks, index, store_of, stored_chunks
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 QUERIES = ["mean of a list of numbers", "parse csv rows", "binomial coefficient", "def median"]
-
-
-@pytest.fixture
-def repo(tmp_path: Path, fixtures_dir: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(fixtures_dir / "python", root)
-    return root
 
 
 def indexer(root: Path, model: Path, **options: object) -> Indexer:
@@ -136,7 +127,8 @@ def test_phase_two_resumes_and_ends_equal_to_a_one_shot_index(
     monkeypatch.setenv("CS_HOME", str(tmp_path / "other-home"))
     index(repo, "--model", str(tiny_model_dir))
     assert ranked(repo) == resumed
-    assert ranked(repo, "semantic") and Searcher.open(IndexSettings().locate(repo)).coverage().complete
+    assert ranked(repo, "semantic")
+    assert Searcher.open(IndexSettings().locate(repo)).coverage().complete
 
 
 def test_embed_order_recent_first_tests_last(tmp_path: Path) -> None:
@@ -186,96 +178,3 @@ def test_an_index_without_the_embedded_column_works_and_is_migrated(
     assert EMBEDDED in store_of(repo)._table(CHUNKS).schema.names
     assert out["chunks_with_vectors"] == out["chunks_total"]
 
-
-# --- background --------------------------------------------------------------------------------
-
-
-def _status(root: Path) -> dict:
-    result = cs("status", str(root), "--json")
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def test_background_returns_searchable_and_finishes_detached(
-        tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
-    root = tmp_path / "big"
-    _many_files(root, fixtures_dir, 4)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    done = subprocess.run([sys.executable, "-m", "codesearch", "index", str(root), "--model",
-                           str(tiny_model_dir), "--background", "--json"],
-                          capture_output=True, text=True, env=env, timeout=120)
-    assert done.returncode == 0, done.stderr
-    stats = json.loads(done.stdout)
-    assert stats["chunks_embedded"] == 0 and stats["chunks_total"] > 0
-    assert "embedding in the background (pid" in done.stderr
-    assert stored_chunks(root) == expected_chunks(root)  # searchable by words right away
-    job = _status(root)["background"]
-    assert job is not None and Path(job["log"]).exists()
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not _status(root)["coverage"]["complete"]:
-        time.sleep(0.2)
-    status = _status(root)
-    assert status["coverage"]["complete"], Path(job["log"]).read_text()[-2000:]
-    while time.monotonic() < deadline and _status(root)["background"] is not None:
-        time.sleep(0.1)  # the job removes its state file as it exits
-    assert _status(root)["background"] is None
-    log = Path(job["log"]).read_text()
-    assert '"stopped": false' in log and f'"chunks_embedded": {stats["chunks_total"]}' in log
-    result = cs("index", str(root), "--stop")
-    assert result.exit_code == 0 and "no background indexing is running" in result.stderr
-    rows = store_of(root).chunks()
-    assert len({r.id for r in rows}) == len(rows) == stats["chunks_total"]
-
-
-def test_stop_ends_the_background_job_after_its_batch(
-        tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
-    root = tmp_path / "big"
-    _many_files(root, fixtures_dir, 6)
-    index(root, "--model", str(tiny_model_dir), "--batch-files", "2")
-    store = store_of(root)
-    # Take every vector away (they stay in the cache only if embedded before: use a fresh one).
-    table = store._table(CHUNKS)
-    dim = int(table.schema.field("vector").type.list_size)
-    table.update(values_sql={EMBEDDED: "false", "vector": "[" + ",".join(["0.0"] * dim) + "]"})
-    shutil.rmtree(Path(os.environ["CS_HOME"]) / "embeddings")
-    from codesearch.index import background
-    job = background.start(root.resolve(), store.uri, ["--json"])
-    assert _status(root)["background"]["pid"] == job.pid
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and store_of(root).coverage()[0] == 0:
-        time.sleep(0.05)  # stop it once it is embedding (its SIGTERM handler is in place)
-    stopped = background.stop(store.uri, wait=120)
-    embedded, total = store_of(root).coverage()
-    log = Path(job.log).read_text()
-    if stopped is not None:  # else it had already finished everything
-        assert not stopped.running()
-        assert '"stopped": true' in log or embedded == total, log[-2000:]
-    assert 0 < embedded <= total and "Traceback" not in log
-    assert _status(root)["background"] is None  # it removed its state file on the way out
-    out = index(root)  # resumes whatever the job left
-    assert out["chunks_with_vectors"] == out["chunks_total"] == total
-    assert out["chunks_embedded"] <= total - embedded
-    assert stored_chunks(root) == expected_chunks(root)
-
-
-def test_the_progress_bar_names_the_phases_and_counts_chunks(
-        repo: Path, tiny_model_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from codesearch.index.indexer import IndexProgress
-    from codesearch.render import IndexProgressBar
-
-    events: list[IndexProgress] = []
-    with IndexProgressBar(enabled=True) as bar:
-        def both(event: IndexProgress) -> None:
-            events.append(event)
-            bar(event)
-
-        Indexer(repo, Store.open(resolve_index_uri(repo)), IndexOptions(model=str(tiny_model_dir)),
-                progress=both).run()
-    phases = list(dict.fromkeys(e.phase for e in events))
-    assert phases == ["scan", "chunk", "optimize", "embed"]
-    embeds = [e for e in events if e.phase == "embed"]
-    total = embeds[0].chunks_to_embed
-    assert total > 0 and all(e.chunks_to_embed == total for e in embeds)
-    counts = [e.chunks_embedded for e in embeds]
-    assert counts == sorted(counts) and counts[-1] == total

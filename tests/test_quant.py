@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from codesearch.cli import app
 from codesearch.embed import load_embedder
 from codesearch.embed.pooling import truncate_normalize
 from codesearch.errors import UsageError
 from codesearch.store.records import Manifest
+from tests.support.cli import cs
 from tests.test_embed import TEXTS  # lengths differ a lot: every batch has real padding
 
 pytest.importorskip("onnxruntime")
@@ -154,7 +153,7 @@ def test_unknown_precision_is_one_error(tiny_model_dir: Path,
     monkeypatch.setenv("CS_PRECISION", "int4")
     with pytest.raises(UsageError, match="unknown precision 'int4'"):
         load_embedder(str(tiny_model_dir), device="cpu")
-    result = CliRunner().invoke(app, ["embed", "--precision", "int4", "hi"])
+    result = cs("embed", "--precision", "int4", "hi")
     assert result.exit_code == 2 and "unknown precision 'int4'" in result.output
 
 
@@ -173,11 +172,10 @@ def test_index_records_precision_and_never_mixes(tmp_path: Path, fixtures_dir: P
                                                  tiny_model_dir: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CS_PRECISION", "auto")  # restored after the test: --precision sets it
-    runner = CliRunner()
     root = tmp_path / "repo"
     shutil.copytree(fixtures_dir / "python", root)
-    result = runner.invoke(app, ["index", str(root), "--model", str(tiny_model_dir),
-                                 "--precision", "int8", "--json"])
+    result = cs("index", str(root), "--model", str(tiny_model_dir),
+                "--precision", "int8", "--json")
     assert result.exit_code == 0, result.output
     from codesearch.config import resolve_index_uri
     from codesearch.store.store import Store
@@ -187,14 +185,14 @@ def test_index_records_precision_and_never_mixes(tmp_path: Path, fixtures_dir: P
 
     # Without --precision the index's own int8 is used for the query.
     monkeypatch.setenv("CS_PRECISION", "auto")
-    result = runner.invoke(app, ["find", "mean of a column", "--path", str(root), "--json",
-                                 "--no-server"])
+    result = cs("find", "mean of a column", "--path", str(root), "--json",
+                "--no-server")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)
 
     # Asking for float vectors against an int8 index: one line, and the fix.
-    result = runner.invoke(app, ["find", "mean of a column", "--path", str(root),
-                                 "--precision", "fp32", "--no-server"])
+    result = cs("find", "mean of a column", "--path", str(root),
+                "--precision", "fp32", "--no-server")
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert lines[0] == ("error: the index was built differently: "
@@ -213,11 +211,10 @@ def test_a_float_index_keeps_float_queries_when_auto_would_pick_int8(
     from codesearch.query.request import Query
     from codesearch.query.service import QueryService
 
-    runner = CliRunner()
     root = tmp_path / "repo"
     shutil.copytree(fixtures_dir / "python", root)
     monkeypatch.setenv("CS_PRECISION", "fp32")
-    result = runner.invoke(app, ["index", str(root), "--model", str(tiny_model_dir), "--json"])
+    result = cs("index", str(root), "--model", str(tiny_model_dir), "--json")
     assert result.exit_code == 0, result.output
     monkeypatch.delenv("CS_PRECISION")
     # Measure auto once with a query process's threads, then remember int8 as its choice.
@@ -228,8 +225,8 @@ def test_a_float_index_keeps_float_queries_when_auto_would_pick_int8(
                                 for key, choice in choices.items()}))
     assert query_loader()(str(tiny_model_dir), dim=64, device="cpu").precision == "int8"
 
-    result = runner.invoke(app, ["find", "mean of a column", "--path", str(root), "--json",
-                                 "--no-server"])
+    result = cs("find", "mean of a column", "--path", str(root), "--json",
+                "--no-server")
     assert result.exit_code == 0, result.output
     location = IndexSettings().for_root(root)
     served = QueryService([location], pool=EmbedderPool(queries_only=True))

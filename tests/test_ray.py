@@ -5,27 +5,24 @@ cache, and the CLI's --engine flag."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 pytest.importorskip("ray.data", reason="the ray extra (ray[data]) is not installed")
 
-from codesearch.cli import app  # noqa: E402
 from codesearch.index.indexer import IndexOptions  # noqa: E402
 from codesearch.index.ray import RayOptions, index_root_ray  # noqa: E402
 from codesearch.index.run import index_root  # noqa: E402
 from codesearch.location import IndexSettings  # noqa: E402
 from codesearch.store.store import Store  # noqa: E402
+from tests.support.cli import cs  # noqa: E402
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("cpu_dtype_memo")]
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +36,6 @@ def ray_local() -> Iterator[None]:
         ray.shutdown()
 
 
-@pytest.fixture
-def repo(tmp_path: Path, fixtures_dir: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(fixtures_dir / "python", root / "py")
-    shutil.copytree(fixtures_dir / "go", root / "go")
-    return root
-
-
 def rows(uri: str) -> dict[str, np.ndarray]:
     out = {}
     for c in Store.open(uri).chunks(with_vectors=True):
@@ -55,16 +44,16 @@ def rows(uri: str) -> dict[str, np.ndarray]:
     return out
 
 
-def test_ray_engine_matches_local_and_reuses_cache(ray_local: None, repo: Path,
+def test_ray_engine_matches_local_and_reuses_cache(ray_local: None, py_go_repo: Path,
                                                    tmp_path: Path) -> None:
-    local = index_root(repo, settings=IndexSettings(index_dir=tmp_path / "local"),
+    local = index_root(py_go_repo, settings=IndexSettings(index_dir=tmp_path / "local"),
                        options=IndexOptions(model="minilm"))
     # Through the CLI, with a cache of its own so that Ray really embeds everything. One Ray run
     # only: on 2 cores each one costs tens of seconds of actor start-up.
     cache = str(tmp_path / "ray-cache")
-    result = runner.invoke(app, ["index", str(repo), "--engine", "ray", "--ray-workers", "2",
-                                 "--json", "--index-dir", str(tmp_path / "ray"),
-                                 "--cache-uri", cache, "--model", "minilm"])
+    result = cs("index", str(py_go_repo), "--engine", "ray", "--ray-workers", "2",
+                "--json", "--index-dir", str(tmp_path / "ray"),
+                "--cache-uri", cache, "--model", "minilm")
     assert result.exit_code == 0, result.output
     first = json.loads(result.stdout)
     assert first["chunks_embedded"] == local.chunks_embedded > 0
@@ -80,7 +69,7 @@ def test_ray_engine_matches_local_and_reuses_cache(ray_local: None, repo: Path,
 
     opts = IndexOptions(model="minilm", cache_uri=cache)
     ray_opts = RayOptions(workers=2)
-    ray_index = IndexSettings(index_dir=tmp_path / "ray").for_root(repo)
+    ray_index = IndexSettings(index_dir=tmp_path / "ray").for_root(py_go_repo)
     again = index_root_ray(ray_index, options=opts, ray_options=ray_opts)
     assert again.chunks_embedded == 0 and again.files_changed == 0  # unchanged tree: nothing
 
@@ -92,7 +81,7 @@ def test_ray_engine_matches_local_and_reuses_cache(ray_local: None, repo: Path,
     assert rows(rebuilt.index).keys() == a.keys()
 
 
-def test_cli_engine_choices(repo: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["index", str(repo / "go"), "--engine", "spark",
-                                 "--index-dir", str(tmp_path / "idx")])
+def test_cli_engine_choices(py_go_repo: Path, tmp_path: Path) -> None:
+    result = cs("index", str(py_go_repo / "go"), "--engine", "spark",
+                "--index-dir", str(tmp_path / "idx"))
     assert result.exit_code == 2 and "local, ray" in result.stderr

@@ -37,7 +37,9 @@ import pytest
 from codesearch.config import resolve_index_uri
 from codesearch.source.discover import Discovery
 from codesearch.store.store import Store
-from tests.test_index import _many_files, cs, expected_chunks, index, store_of, stored_chunks
+from tests.support.cli import cs
+from tests.support.wait import wait_for
+from tests.test_index import _many_files, expected_chunks, index, store_of, stored_chunks
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 DEADLINE = 120.0  # generous: a loaded 2-core machine; each wait normally ends in seconds
@@ -81,24 +83,6 @@ def assert_clean_index(root: Path) -> None:
 def store_of_dir(root: Path, index_dir: Path) -> Store:
     """The store of ``root`` under ``--index-dir index_dir``."""
     return Store.open(resolve_index_uri(root, index_dir=index_dir))
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout: float = DEADLINE) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; last value: {value!r}"[:2000])
-        time.sleep(0.02)
-
-
-@pytest.fixture
-def repo(tmp_path: Path, fixtures_dir: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(fixtures_dir / "python", root)
-    return root
 
 
 # --- interruption ----------------------------------------------------------------------------
@@ -282,7 +266,8 @@ def test_ctrl_c_in_phase_two_says_how_far_it_got_and_resumes(
     try:
         # Phase 1 ends with its summary in the manifest, just before phase 2 starts.
         wait_for("phase 1 to end", lambda: proc.poll() is not None or (
-            _searchable(root) and (store_of(root).read_manifest() or _NO_RUN).last_run))
+            _searchable(root) and (store_of(root).read_manifest() or _NO_RUN).last_run),
+            deadline=DEADLINE)
     finally:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate()
@@ -361,7 +346,8 @@ def _reader(root: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     report: dict[str, Any] = {}
     try:
-        wait_for("the reader's first answers", lambda: started.exists() or proc.poll() is not None)
+        wait_for("the reader's first answers", lambda: started.exists() or proc.poll() is not None,
+                 deadline=DEADLINE)
         yield report
         stop.write_text("1")
         out, err = proc.communicate(timeout=DEADLINE)
@@ -396,7 +382,7 @@ def test_find_in_a_loop_while_another_process_commits(
                     result = subprocess.run([*CS, "index", str(repo), "--json"],
                                             capture_output=True, text=True, timeout=DEADLINE)
                     assert result.returncode == 0, result.stderr
-                wait_for(f"flip {i}", partial(_flip_is, repo, want))
+                wait_for(f"flip {i}", partial(_flip_is, repo, want), deadline=DEADLINE)
         finally:
             if watch is not None:
                 watch.send_signal(signal.SIGTERM)
@@ -417,7 +403,7 @@ def test_two_cs_index_processes_never_interleave(tmp_path: Path, fixtures_dir: P
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for("the first writer to hold the lock",
              lambda: lock_file.exists() and lock_file.read_text() == str(first.pid)
-             or first.poll() is not None)
+             or first.poll() is not None, deadline=DEADLINE)
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=DEADLINE)
     first_running_then = first.poll() is None
     out, err = first.communicate(timeout=DEADLINE)

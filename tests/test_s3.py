@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,12 +20,9 @@ import pytest
 boto3 = pytest.importorskip("boto3", reason="the s3 extra (boto3) is not installed")
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed")
 
-from typer.testing import CliRunner  # noqa: E402
-
-from codesearch.cli import app  # noqa: E402
+from tests.support.cli import cs  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
-runner = CliRunner()
 REPO_ROOT = Path(__file__).resolve().parent.parent
 QUERIES = ("arithmetic mean of a column", "parse a configuration file", "http request handler")
 
@@ -64,14 +60,6 @@ def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return name
 
 
-@pytest.fixture
-def repo(tmp_path: Path, fixtures_dir: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(fixtures_dir / "python", root / "py")
-    shutil.copytree(fixtures_dir / "go", root / "go")
-    return root
-
-
 def cs_process(*args: str, env: dict[str, str] | None = None) -> Any:
     """The real CLI in a separate process (another machine's view of the bucket)."""
     result = subprocess.run([sys.executable, "-m", "codesearch", *args], capture_output=True,
@@ -81,16 +69,16 @@ def cs_process(*args: str, env: dict[str, str] | None = None) -> Any:
     return result
 
 
-def cs(*args: str) -> Any:
-    """The real CLI in this process (each extra process costs seconds of imports)."""
-    result = runner.invoke(app, list(args))
+def cs_ok(*args: str) -> Any:
+    """The real CLI in this process (each extra process costs seconds of imports); exit code 0 or
+    1 (no hits), never an error."""
+    result = cs(*args)
     assert result.exit_code in (0, 1), result.output
     return result
 
 
 def find_hits(root: Path, query: str, *index_args: str) -> list[dict[str, Any]]:
-    result = runner.invoke(app, ["find", query, "--path", str(root), "--json", "-k", "6",
-                                 *index_args])
+    result = cs("find", query, "--path", str(root), "--json", "-k", "6", *index_args)
     assert result.exit_code in (0, 1), result.output
     return json.loads(result.stdout)
 
@@ -107,7 +95,7 @@ def index_hashes(uri: str) -> set[str]:
     return {c.hash for c in Store.open(uri).chunks()}
 
 
-def test_s3_index_search_reindex_matches_local(repo: Path, bucket: str, tmp_path: Path,
+def test_s3_index_search_reindex_matches_local(py_go_repo: Path, bucket: str, tmp_path: Path,
                                                tiny_model_dir: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # One precision for every run, in-process and subprocess: `auto` measures speed, and a loaded
@@ -116,7 +104,7 @@ def test_s3_index_search_reindex_matches_local(repo: Path, bucket: str, tmp_path
     monkeypatch.setenv("CS_PRECISION", "fp32")
     uri = f"s3://{bucket}/team/idx"
     cache = f"s3://{bucket}/team/cache"
-    first = cs_process("index", str(repo), "--index-uri", uri, "--cache-uri", cache,
+    first = cs_process("index", str(py_go_repo), "--index-uri", uri, "--cache-uri", cache,
                        "--model", str(tiny_model_dir), "--json")
     stats = json.loads(first.stdout)
     assert stats["index"] == uri and stats["files_changed"] > 0
@@ -124,26 +112,26 @@ def test_s3_index_search_reindex_matches_local(repo: Path, bucket: str, tmp_path
 
     # A developer's machine: nothing cached locally, the CI's cache in the bucket -> embeds nothing.
     local = tmp_path / "local-index"
-    result = runner.invoke(app, ["index", str(repo), "--index-dir", str(local),
-                                 "--cache-uri", cache, "--json"] + ["--model", str(tiny_model_dir)])
+    result = cs("index", str(py_go_repo), "--index-dir", str(local),
+                "--cache-uri", cache, "--json", "--model", str(tiny_model_dir))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["chunks_embedded"] == 0
 
     # Searched from another process, the shared index answers exactly as the local one.
-    remote = json.loads(cs_process("find", QUERIES[0], "--path", str(repo), "--index-uri", uri,
-                                   "--json", "-k", "6").stdout)
+    remote = json.loads(cs_process("find", QUERIES[0], "--path", str(py_go_repo),
+                                   "--index-uri", uri, "--json", "-k", "6").stdout)
     assert remote
-    same_hits(remote, find_hits(repo, QUERIES[0], "--index-dir", str(local)))
+    same_hits(remote, find_hits(py_go_repo, QUERIES[0], "--index-dir", str(local)))
     for query in QUERIES[1:]:
-        same_hits(find_hits(repo, query, "--index-uri", uri),
-                  find_hits(repo, query, "--index-dir", str(local)))
-    status = cs("status", str(repo), "--index-uri", uri, "--json")
+        same_hits(find_hits(py_go_repo, query, "--index-uri", uri),
+                  find_hits(py_go_repo, query, "--index-dir", str(local)))
+    status = cs_ok("status", str(py_go_repo), "--index-uri", uri, "--json")
     assert json.loads(status.stdout)["changed_since"]["total"] == 0
 
     # Change one file: only its new chunks are embedded.
     from codesearch.source.chunk import chunk_source
-    target = next(p for p in sorted((repo / "py").rglob("*.py")) if p.stat().st_size > 200)
-    rel = target.relative_to(repo).as_posix()
+    target = next(p for p in sorted((py_go_repo / "py").rglob("*.py")) if p.stat().st_size > 200)
+    rel = target.relative_to(py_go_repo).as_posix()
     target.write_text(target.read_text() + "\n\ndef freshly_added_helper(values):\n"
                       "    \"\"\"Sum of squares of the values.\"\"\"\n"
                       "    return sum(v * v for v in values)\n")
@@ -151,29 +139,28 @@ def test_s3_index_search_reindex_matches_local(repo: Path, bucket: str, tmp_path
     new_hashes = {c.content_hash for c in chunk_source(target.read_text(), rel, "python")}
     expected = len(new_hashes - before)
     assert expected >= 1
-    status = json.loads(cs("status", str(repo), "--index-uri", uri, "--json").stdout)
+    status = json.loads(cs_ok("status", str(py_go_repo), "--index-uri", uri, "--json").stdout)
     assert status["changed_since"]["modified"] == 1
-    second = json.loads(cs("index", str(repo), "--index-uri", uri, "--cache-uri", cache,
-                           "--json").stdout)
+    second = json.loads(cs_ok("index", str(py_go_repo), "--index-uri", uri, "--cache-uri", cache,
+                              "--json").stdout)
     assert second["files_changed"] == 1 and second["files_unchanged"] == stats["files_changed"] - 1
     assert second["chunks_embedded"] == expected
 
-    result = runner.invoke(app, ["index", str(repo), "--index-dir", str(local),
-                                 "--cache-uri", cache, "--json"])
+    result = cs("index", str(py_go_repo), "--index-dir", str(local), "--cache-uri", cache, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["chunks_embedded"] == 0  # the CI run cached the new chunk
     for query in (*QUERIES, "sum of squares"):
-        same_hits(find_hits(repo, query, "--index-uri", uri),
-                  find_hits(repo, query, "--index-dir", str(local)))
+        same_hits(find_hits(py_go_repo, query, "--index-uri", uri),
+                  find_hits(py_go_repo, query, "--index-dir", str(local)))
 
     # similar works on the shared index too.
-    result = runner.invoke(app, ["similar", f"{target}:{len(target.read_text().splitlines())}",
-                                 "--path", str(repo), "--index-uri", uri, "--json", "-k", "3"])
+    result = cs("similar", f"{target}:{len(target.read_text().splitlines())}",
+                "--path", str(py_go_repo), "--index-uri", uri, "--json", "-k", "3")
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)) == 3
 
 
-def test_storage_options_instead_of_environment(repo: Path, bucket: str, s3_endpoint: str,
+def test_storage_options_instead_of_environment(py_go_repo: Path, bucket: str, s3_endpoint: str,
                                                 tiny_model_dir: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
@@ -183,16 +170,16 @@ def test_storage_options_instead_of_environment(repo: Path, bucket: str, s3_endp
     opts = [f"aws_endpoint={s3_endpoint}", "aws_access_key_id=testing",
             "aws_secret_access_key=testing", "aws_region=us-east-1", "allow_http=true"]
     flags = [arg for o in opts for arg in ("--storage-option", o)]
-    result = runner.invoke(app, ["index", str(repo / "go"), "--index-uri", uri, "--json",
-                                 "--model", str(tiny_model_dir), *flags])
+    result = cs("index", str(py_go_repo / "go"), "--index-uri", uri, "--json",
+                "--model", str(tiny_model_dir), *flags)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["chunks_total"] > 0
-    result = runner.invoke(app, ["status", str(repo / "go"), "--index-uri", uri, "--json", *flags])
+    result = cs("status", str(py_go_repo / "go"), "--index-uri", uri, "--json", *flags)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["files"] > 0
 
 
-def test_one_writer_at_a_time_and_stale_lock_expires(repo: Path, bucket: str,
+def test_one_writer_at_a_time_and_stale_lock_expires(py_go_repo: Path, bucket: str,
                                                      tiny_model_dir: Path) -> None:
     from codesearch.store.locks import LOCK_NAME, S3WriterLock
 
@@ -200,8 +187,8 @@ def test_one_writer_at_a_time_and_stale_lock_expires(repo: Path, bucket: str,
     holder = S3WriterLock(uri, lease=30)
     holder.acquire()
     try:
-        result = runner.invoke(app, ["index", str(repo / "go"), "--index-uri", uri,
-                                     "--model", str(tiny_model_dir)])
+        result = cs("index", str(py_go_repo / "go"), "--index-uri", uri,
+                    "--model", str(tiny_model_dir))
         assert result.exit_code != 0
         assert "is writing the index" in result.stderr and holder.owner in result.stderr
         with pytest.raises(Exception, match="is writing the index"):
@@ -218,8 +205,8 @@ def test_one_writer_at_a_time_and_stale_lock_expires(repo: Path, bucket: str,
     with pytest.raises(Exception, match="dead-host:1"):
         S3WriterLock(uri, lease=30).acquire()
     time.sleep(2.5)
-    result = runner.invoke(app, ["index", str(repo / "go"), "--index-uri", uri,
-                                 "--model", str(tiny_model_dir), "--json"])
+    result = cs("index", str(py_go_repo / "go"), "--index-uri", uri,
+                "--model", str(tiny_model_dir), "--json")
     assert result.exit_code == 0, result.output
     with pytest.raises(s3.exceptions.ClientError):  # and released it when done
         s3.head_object(Bucket=bucket, Key=f"locked/{LOCK_NAME}")

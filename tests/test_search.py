@@ -167,18 +167,8 @@ def test_kind_prior_ranks_definitions_first_exactly(tmp_path: Path) -> None:
     assert not searcher.handle.loaded
 
 
-@pytest.fixture
-def indexed(tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> Path:
-    """Python and Go fixtures in one root, indexed with the tiny model."""
-    root = tmp_path / "repo"
-    shutil.copytree(fixtures_dir / "python", root / "py")
-    shutil.copytree(fixtures_dir / "go", root / "go")
-    index_root(root, options=IndexOptions(model=str(tiny_model_dir)))
-    return root
-
-
-def test_filters_apply_before_ranking(indexed: Path) -> None:
-    searcher = Searcher.open(IndexSettings().locate(indexed))
+def test_filters_apply_before_ranking(indexed_py_go_repo: Path) -> None:
+    searcher = Searcher.open(IndexSettings().locate(indexed_py_go_repo))
     for mode in ("semantic", "lexical", "hybrid"):
         hits = searcher.find("push a value on the stack", SearchOptions(k=3, mode=mode,
                                                                        languages=("go",)))
@@ -191,17 +181,17 @@ def test_filters_apply_before_ranking(indexed: Path) -> None:
     assert hits and all(not h.path.endswith(".py") for h in hits)
 
 
-def test_lexical_needs_no_model_and_min_score_cuts(indexed: Path) -> None:
-    searcher = Searcher.open(IndexSettings().locate(indexed))
+def test_lexical_needs_no_model_and_min_score_cuts(indexed_py_go_repo: Path) -> None:
+    searcher = Searcher.open(IndexSettings().locate(indexed_py_go_repo))
     hits = searcher.find("mean of column", SearchOptions(k=5, mode="lexical"))
     assert hits[0].symbol == "mean_of_column"
     assert not searcher.handle.loaded
     assert searcher.find("mean of column", SearchOptions(mode="lexical", min_score=1e9)) == []
 
 
-def test_similar_excludes_itself(indexed: Path) -> None:
-    searcher = Searcher.open(IndexSettings().locate(indexed))
-    target = indexed / "py/datatools/smoothing.py"
+def test_similar_excludes_itself(indexed_py_go_repo: Path) -> None:
+    searcher = Searcher.open(IndexSettings().locate(indexed_py_go_repo))
+    target = indexed_py_go_repo / "py/datatools/smoothing.py"
     lines = target.read_text().splitlines()
     line = next(i for i, t in enumerate(lines, 1) if "def rolling_mean" in t)
     hits = searcher.similar(f"{target}:{line + 2}", SearchOptions(k=50))
@@ -235,8 +225,8 @@ def test_a_long_definition_is_one_hit_and_similar_skips_all_its_pieces(
     assert hits and all(h.path != "report.py" for h in hits)
 
 
-def test_search_errors(indexed: Path, tmp_path: Path) -> None:
-    searcher = Searcher.open(IndexSettings().locate(indexed))
+def test_search_errors(indexed_py_go_repo: Path, tmp_path: Path) -> None:
+    searcher = Searcher.open(IndexSettings().locate(indexed_py_go_repo))
     with pytest.raises(UsageError, match="empty query"):
         searcher.find("  ")
     with pytest.raises(UsageError, match="no indexed files in language 'cobol'") as err:
@@ -244,7 +234,7 @@ def test_search_errors(indexed: Path, tmp_path: Path) -> None:
     assert "go" in (err.value.hint or "") and "python" in (err.value.hint or "")
     with pytest.raises(UsageError, match="unknown mode"):
         searcher.find("x", SearchOptions(mode="fuzzy"))
-    stats = indexed / "py/datatools/stats.py"
+    stats = indexed_py_go_repo / "py/datatools/stats.py"
     n = len(stats.read_text().splitlines())
     with pytest.raises(UsageError, match=f"line {n + 1} is out of range: .* has {n} lines"):
         searcher.similar(f"{stats}:{n + 1}")
@@ -255,7 +245,7 @@ def test_search_errors(indexed: Path, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="outside the indexed root"):
         searcher.similar(f"{outside}:1")
     with pytest.raises(UsageError, match="no such file"):
-        searcher.similar(f"{indexed}/nope.py:1")
+        searcher.similar(f"{indexed_py_go_repo}/nope.py:1")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(IndexMissingError, match="no index"):

@@ -6,22 +6,18 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
-from codesearch.cli import app
 from codesearch.config import resolve_index_uri
 from codesearch.embed.pool import EmbedderPool
 from codesearch.hits import Hit
@@ -31,14 +27,11 @@ from codesearch.query.protocol import PROTOCOL_VERSION, request, runtime_dir, so
 from codesearch.query.request import Query, SearchOptions
 from codesearch.query.server import QueryServer, ServerBusyError, serve_in_background
 from codesearch.query.service import QueryService
+from tests.support.cli import cs
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
-runner = CliRunner()
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def cs(*args: str) -> Any:
-    return runner.invoke(app, list(args))
 
 
 def service_for(roots: list[Path]) -> QueryService:
@@ -58,26 +51,6 @@ def find(root: Path, query: str, options: SearchOptions, **kwargs: Any) -> list[
     return client.answer(Query("find", query, options), root, IndexSettings(), **kwargs).hits
 
 
-def wait_for(check: Callable[[], Any], what: str, deadline: float = 60.0) -> Any:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def repo(tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> Path:
-    """The Python fixture repository, indexed with the tiny model."""
-    root = tmp_path / "repo"
-    shutil.copytree(fixtures_dir / "python", root)
-    result = cs("index", str(root), "--model", str(tiny_model_dir), "--json")
-    assert result.exit_code == 0, result.output
-    return root
-
-
 class Served:
     """A server on a background thread of this process, recording the requests it answers."""
 
@@ -91,8 +64,8 @@ class Served:
 
 
 @pytest.fixture
-def served(repo: Path) -> Iterator[Served]:
-    s = Served([repo])
+def served(indexed_repo: Path) -> Iterator[Served]:
+    s = Served([indexed_repo])
     yield s
     s.server.stop()
 
@@ -112,9 +85,9 @@ FIND_CASES = [
 
 
 @pytest.mark.parametrize("args", FIND_CASES, ids=lambda a: a[1][:20])
-def test_find_through_server_equals_in_process(served: Served, repo: Path,
+def test_find_through_server_equals_in_process(served: Served, indexed_repo: Path,
                                                 args: tuple[str, ...]) -> None:
-    via, local = both(*args, "--path", str(repo))
+    via, local = both(*args, "--path", str(indexed_repo))
     assert served.answered() == 1, "the first command must have gone through the server"
     assert (via.exit_code, via.stdout, via.stderr) == (local.exit_code, local.stdout,
                                                        local.stderr)
@@ -126,8 +99,8 @@ def test_find_through_server_equals_in_process(served: Served, repo: Path,
 
 
 def test_similar_through_server_resolves_paths_from_the_client_cwd(
-        served: Served, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(repo / "datatools")
+        served: Served, indexed_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(indexed_repo / "datatools")
     via, local = both("similar", "stats.py:5", "--path", "..", "--json", "-k", "4")
     assert served.answered() == 1
     assert via.exit_code == 0, via.output
@@ -137,10 +110,10 @@ def test_similar_through_server_resolves_paths_from_the_client_cwd(
 
 
 def test_find_from_a_subdirectory_uses_the_server_of_the_indexed_root(
-        served: Served, repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        served: Served, indexed_repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Like git: inside an indexed tree, --path . searches the enclosing index, limited to the
     subdirectory; the server of that root answers, limited the same way."""
-    monkeypatch.chdir(repo / "datatools")
+    monkeypatch.chdir(indexed_repo / "datatools")
     via, local = both("find", "parse a CSV file", "--json", "-k", "50")
     assert served.answered() == 1
     assert via.exit_code == 0, via.output
@@ -157,10 +130,10 @@ def test_find_from_a_subdirectory_uses_the_server_of_the_indexed_root(
     ],
 )
 def test_errors_through_server_are_the_in_process_errors(
-        served: Served, repo: Path, monkeypatch: pytest.MonkeyPatch,
+        served: Served, indexed_repo: Path, monkeypatch: pytest.MonkeyPatch,
         args: tuple[str, ...]) -> None:
-    monkeypatch.chdir(repo)
-    via, local = both(*args, "--path", str(repo))
+    monkeypatch.chdir(indexed_repo)
+    via, local = both(*args, "--path", str(indexed_repo))
     assert served.answered() == 1
     assert via.exit_code == local.exit_code == 2
     assert via.stderr == local.stderr and via.stderr.startswith("error: ")
@@ -181,15 +154,15 @@ def test_a_server_started_before_the_first_index_gives_the_in_process_error(
         s.server.stop()
 
 
-def test_server_sees_a_reindex_from_another_writer(served: Served, repo: Path) -> None:
+def test_server_sees_a_reindex_from_another_writer(served: Served, indexed_repo: Path) -> None:
     query = ("find", "convert degrees celsius to fahrenheit", "--json", "-k", "50",
-             "--path", str(repo))
+             "--path", str(indexed_repo))
     before = json.loads(cs(*query).stdout)
     assert all(h["path"] != "datatools/units.py" for h in before)
-    (repo / "datatools" / "units.py").write_text(
+    (indexed_repo / "datatools" / "units.py").write_text(
         "def celsius_to_fahrenheit(c):\n    return c * 9 / 5 + 32\n", encoding="utf-8")
-    (repo / "datatools" / "hashing.py").unlink()
-    assert cs("index", str(repo), "--json").exit_code == 0
+    (indexed_repo / "datatools" / "hashing.py").unlink()
+    assert cs("index", str(indexed_repo), "--json").exit_code == 0
     via, local = both(*query)
     after = json.loads(via.stdout)
     assert via.stdout == local.stdout
@@ -198,12 +171,12 @@ def test_server_sees_a_reindex_from_another_writer(served: Served, repo: Path) -
     assert served.answered() == 2
 
 
-def test_server_follows_a_rebuild_with_another_dim(served: Served, repo: Path,
+def test_server_follows_a_rebuild_with_another_dim(served: Served, indexed_repo: Path,
                                                    tiny_model_dir: Path) -> None:
-    query = ("find", "parse csv", "--json", "--path", str(repo))
+    query = ("find", "parse csv", "--json", "--path", str(indexed_repo))
     assert cs(*query).exit_code == 0
-    result = cs("index", str(repo), "--rebuild", "--dim", "32", "--model", str(tiny_model_dir),
-                "--json")
+    result = cs("index", str(indexed_repo), "--rebuild", "--dim", "32", "--model",
+                str(tiny_model_dir), "--json")
     assert result.exit_code == 0, result.output
     via, local = both(*query)
     assert via.exit_code == 0, via.output
@@ -212,37 +185,37 @@ def test_server_follows_a_rebuild_with_another_dim(served: Served, repo: Path,
     assert any("dim 32" in m for m in served.server.service.info()["models"])
 
 
-def test_socket_is_private(served: Served, repo: Path) -> None:
+def test_socket_is_private(served: Served, indexed_repo: Path) -> None:
     (path,) = served.server.socket_paths
-    assert path == socket_path(repo, resolve_index_uri(repo))
+    assert path == socket_path(indexed_repo, resolve_index_uri(indexed_repo))
     assert path.parent == runtime_dir()
     assert stat.S_ISSOCK(path.stat().st_mode)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     served.server.stop()
     assert not path.exists()
-    assert ping(repo) is None
+    assert ping(indexed_repo) is None
 
 
-def test_a_second_server_for_the_same_root_is_refused(served: Served, repo: Path) -> None:
+def test_a_second_server_for_the_same_root_is_refused(served: Served, indexed_repo: Path) -> None:
     with pytest.raises(ServerBusyError, match="already served by process"):
-        QueryServer(service_for([repo])).start()
-    result = cs("serve", str(repo))
+        QueryServer(service_for([indexed_repo])).start()
+    result = cs("serve", str(indexed_repo))
     assert result.exit_code == 2
     assert "already served" in result.stderr
-    assert ping(repo) is not None  # the first one is untouched
+    assert ping(indexed_repo) is not None  # the first one is untouched
 
 
-def test_concurrent_clients_get_their_own_answers(served: Served, repo: Path) -> None:
+def test_concurrent_clients_get_their_own_answers(served: Served, indexed_repo: Path) -> None:
     queries = ["parse csv", "moving average", "fetch json over http", "hash a file",
                "parse dates", "tokenize text"]
-    expected = {q: find(repo, q, SearchOptions(k=5), no_server=True) for q in queries}
+    expected = {q: find(indexed_repo, q, SearchOptions(k=5), no_server=True) for q in queries}
     failures: list[str] = []
 
     def client(i: int) -> None:
         for j in range(4):
             q = queries[(i + j) % len(queries)]
-            hits = find(repo, q, SearchOptions(k=5))
+            hits = find(indexed_repo, q, SearchOptions(k=5))
             if hits != expected[q]:
                 failures.append(q)
 
@@ -255,10 +228,10 @@ def test_concurrent_clients_get_their_own_answers(served: Served, repo: Path) ->
     assert served.answered() == 32
 
 
-def test_protocol(served: Served, repo: Path) -> None:
+def test_protocol(served: Served, indexed_repo: Path) -> None:
     (path,) = served.server.socket_paths
     info = request(path, {"op": "ping"})
-    assert info["ok"] and info["server"]["roots"] == [str(repo.resolve())]
+    assert info["ok"] and info["server"]["roots"] == [str(indexed_repo.resolve())]
     assert info["server"]["pid"] == os.getpid()
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -274,7 +247,7 @@ def test_protocol(served: Served, repo: Path) -> None:
         query = {"op": "find", "text": "parse csv", "options": {"k": 2}}
         other = {"v": PROTOCOL_VERSION, "op": "answer", "root": "/elsewhere", "query": query}
         assert "not served" in ask(json.dumps(other).encode())["decline"]
-        find_request = {"v": PROTOCOL_VERSION, "op": "answer", "root": str(repo.resolve()),
+        find_request = {"v": PROTOCOL_VERSION, "op": "answer", "root": str(indexed_repo.resolve()),
                 "query": query}
         answer = ask(json.dumps(find_request).encode())  # the same connection still works
         assert answer["ok"] and len(answer["answer"]["hits"]) == 2
@@ -287,7 +260,7 @@ def test_protocol(served: Served, repo: Path) -> None:
     # A declined request (this server runs on the automatic device, the client asks for "cpu")
     # makes the client work in-process, with the same answer.
     before = served.answered()
-    hits = find(repo, "parse csv", SearchOptions(k=2), device="cpu")
+    hits = find(indexed_repo, "parse csv", SearchOptions(k=2), device="cpu")
     assert served.answered() == before + 1 and "device cpu asked" in served.log[-1]
     assert [h.path for h in hits] == [h["path"] for h in answer["answer"]["hits"]]
 
@@ -312,8 +285,8 @@ def _start_serve(repo: Path) -> subprocess.Popen[str]:
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
-        wait_for(lambda: (ping(repo) or {}).get("models") or proc.poll() is not None,
-                 "cs serve to load its model")
+        wait_for("cs serve to load its model",
+                 lambda: (ping(repo) or {}).get("models") or proc.poll() is not None)
     except AssertionError:
         proc.kill()
         raise
@@ -334,16 +307,16 @@ def _imported(importtime_stderr: str) -> set[str]:
 
 
 @pytest.mark.slow
-def test_serve_process_lifecycle(repo: Path) -> None:
+def test_serve_process_lifecycle(indexed_repo: Path) -> None:
     """A `cs serve` process answers a fresh `cs find` process that never imports torch; after a
     kill -9 its socket file stays, clients work in-process, and the next `cs serve` removes the
     stale file, serves, and on SIGTERM exits 0 and removes its socket."""
-    local = cs("find", "parse a CSV file", "--path", str(repo), "--json", "--no-server")
+    local = cs("find", "parse a CSV file", "--path", str(indexed_repo), "--json", "--no-server")
     assert local.exit_code == 0
-    sock = socket_path(repo, resolve_index_uri(repo))
+    sock = socket_path(indexed_repo, resolve_index_uri(indexed_repo))
 
-    server = _start_serve(repo)
-    warm = _client_find(repo)
+    server = _start_serve(indexed_repo)
+    warm = _client_find(indexed_repo)
     assert warm.returncode == 0, warm.stderr[-2000:]
     assert warm.stdout == local.stdout
     modules = _imported(warm.stderr)
@@ -353,8 +326,9 @@ def test_serve_process_lifecycle(repo: Path) -> None:
     server.kill()  # kill -9: no cleanup at all
     server.wait(30)
     assert stat.S_ISSOCK(sock.stat().st_mode), "a crashed server leaves its socket behind"
-    assert ping(repo) is None
-    cold = cs("find", "parse a CSV file", "--path", str(repo), "--json")  # refused: in-process
+    assert ping(indexed_repo) is None
+    # refused: in-process
+    cold = cs("find", "parse a CSV file", "--path", str(indexed_repo), "--json")
     assert (cold.exit_code, cold.stdout) == (0, local.stdout)
 
     # The next server, here `cs serve` run by this (main) thread so it handles the signal itself.
@@ -362,16 +336,16 @@ def test_serve_process_lifecycle(repo: Path) -> None:
 
     def then_sigterm() -> None:
         try:
-            wait_for(lambda: (ping(repo) or {}).get("models"), "the second server")
-            seen["pid"] = (ping(repo) or {}).get("pid")
+            wait_for("the second server", lambda: (ping(indexed_repo) or {}).get("models"))
+            seen["pid"] = (ping(indexed_repo) or {}).get("pid")
             # Not through CliRunner: it swaps sys.stdout, and `cs serve` holds it meanwhile.
-            seen["hits"] = find(repo, "parse a CSV file", SearchOptions())
+            seen["hits"] = find(indexed_repo, "parse a CSV file", SearchOptions())
         finally:
             os.kill(os.getpid(), signal.SIGTERM)
 
     timer = threading.Timer(0.1, then_sigterm)
     timer.start()
-    result = cs("serve", str(repo))
+    result = cs("serve", str(indexed_repo))
     timer.join(60)
     assert result.exit_code == 0, result.output
     assert "Stopped." in result.stderr

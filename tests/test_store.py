@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codesearch.config import resolve_index_uri
 from codesearch.errors import IndexBusyError, IndexMismatchError, IndexMissingError
 from codesearch.index.indexer import chunk_id
 from codesearch.query.searcher import build_where, lexical_text
@@ -210,18 +209,6 @@ def test_second_writer_is_refused(tmp_path: Path) -> None:
     lock = WriterLock(tmp_path / "x.lock")
     lock.acquire()
     lock.release()
-
-
-def test_index_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root = tmp_path / "repo"
-    root.mkdir()
-    default = resolve_index_uri(root)
-    assert Path(default).name.startswith("repo-")
-    assert resolve_index_uri(root, index_dir=tmp_path / "ix") == str(
-        tmp_path / "ix" / Path(default).name)
-    assert resolve_index_uri(root, index_uri="s3://bucket/team") == "s3://bucket/team"
-    monkeypatch.setenv("CS_INDEX_URI", str(tmp_path / "shared"))
-    assert resolve_index_uri(root) == str(tmp_path / "shared")
 
 
 def test_ann_index_past_the_threshold(store: Store) -> None:

@@ -21,12 +21,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any
 
 import pytest
-from typer.testing import CliRunner
 
-from codesearch.cli import app
 from codesearch.config import resolve_index_uri
 from codesearch.index.indexer import IndexOptions
 from codesearch.index.watch import Watcher, WatchOptions, WatchStatus
@@ -35,27 +33,14 @@ from codesearch.query.searcher import Searcher, SearchOptions
 from codesearch.source.chunk import chunk_source
 from codesearch.source.discover import Discovery, read_source
 from codesearch.store.store import Store
+from tests.support.cli import cs
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
-runner = CliRunner()
 DEADLINE = 60.0  # generous: a loaded CI machine; normally each wait ends in well under a second
-T = TypeVar("T")
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def wait_for(what: str, probe: Callable[[], T], ok: Callable[[T], bool] = bool,
-             timeout: float = DEADLINE) -> T:
-    """Poll ``probe`` until ``ok`` holds for its value; fail with the last value on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if ok(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}; last value: {value!r}"[:2000])
-        time.sleep(0.02)
 
 
 def expected_chunks(root: Path) -> list[tuple[str, int, int, str]]:
@@ -86,15 +71,9 @@ def texts(root: Path) -> list[str]:
 
 def lexical(root: Path, query: str) -> list[str]:
     """Symbols `cs find --mode lexical` returns for ``query`` (no model needed)."""
-    hits = Searcher.open(IndexSettings().locate(root)).find(query, SearchOptions(k=5, mode="lexical"))
+    searcher = Searcher.open(IndexSettings().locate(root))
+    hits = searcher.find(query, SearchOptions(k=5, mode="lexical"))
     return [h.symbol for h in hits]
-
-
-@pytest.fixture
-def repo(tmp_path: Path, fixtures_dir: Path) -> Path:
-    root = tmp_path / "repo"
-    shutil.copytree(fixtures_dir / "python", root)
-    return root
 
 
 @contextmanager
@@ -268,8 +247,8 @@ def test_a_burst_of_500_files_converges_in_few_batches(repo: Path, tiny_model_di
         store = Store.open(resolve_index_uri(repo))  # reads the version current now
 
         # Counts equal a clean `cs index` of the same tree.
-        result = runner.invoke(app, ["index", str(repo), "--json", "--model", str(tiny_model_dir),
-                                     "--index-dir", str(tmp_path / "clean")])
+        result = cs("index", str(repo), "--json", "--model", str(tiny_model_dir),
+                    "--index-dir", str(tmp_path / "clean"))
         assert result.exit_code == 0, result.output
         clean = json.loads(result.stdout)
         assert clean["chunks_total"] == store.count_chunks()
@@ -368,7 +347,7 @@ def test_stop_finishes_the_commit_in_progress_and_the_next_run_the_rest(
     assert len([p for p in Store.open(resolve_index_uri(repo)).file_records()
                 if p.startswith("incoming/")]) == 2
 
-    result = runner.invoke(app, ["index", str(repo), "--json"])
+    result = cs("index", str(repo), "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert out["files_new"] == 18 and out["files_changed"] == 18 and out["files_removed"] == 0
@@ -377,10 +356,10 @@ def test_stop_finishes_the_commit_in_progress_and_the_next_run_the_rest(
 
 def test_cs_index_is_refused_while_watching(repo: Path, tiny_model_dir: Path) -> None:
     with watching(repo, tiny_model_dir):
-        result = runner.invoke(app, ["index", str(repo)])
+        result = cs("index", str(repo))
         assert result.exit_code == 2
         assert f"pid {os.getpid()}" in result.stderr and "cs watch" in result.stderr
-    result = runner.invoke(app, ["index", str(repo), "--json"])
+    result = cs("index", str(repo), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["files_changed"] == 0
 
@@ -458,7 +437,7 @@ def test_cs_watch_process_serves_queries_and_stops_cleanly_on_sigterm(
     assert events.next_event("stopped")["files"] == 11
     assert find_server(location) is None  # the socket went with it
     # Nothing was left undone, and the writer lock is free again.
-    result = runner.invoke(app, ["index", str(repo), "--json"])
+    result = cs("index", str(repo), "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["files_changed"] == 0
     converged(repo, "after the watcher stopped")
