@@ -15,8 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from codesearch.index.indexer import Indexer, IndexOptions, embed_order, git_recency
-from codesearch.query.searcher import Searcher, SearchOptions, fuse, unembedded_semantic
+from codesearch.index.indexer import Indexer, IndexOptions
+from codesearch.index.order import embed_order, git_recency
+from codesearch.query.ranking import fuse, unembedded_semantic
+from codesearch.query.searcher import Searcher, SearchOptions
 from codesearch.store.store import CHUNKS, EMBEDDED, FileRecord, Store, resolve_index_uri
 from tests.test_index import _many_files, cs, expected_chunks, index, store_of, stored_chunks
 

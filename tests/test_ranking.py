@@ -10,13 +10,11 @@ from pathlib import Path
 import pytest
 
 from codesearch.index.indexer import IndexOptions, index_root
-from codesearch.query import searcher as search
-from codesearch.query.searcher import (
+from codesearch.query import ranking
+from codesearch.query.ranking import (
     NAME_BOOST,
     NAMESAKE_BOOST,
     TEST_PENALTY,
-    Searcher,
-    SearchOptions,
     is_test_path,
     name_coverage,
     name_key,
@@ -25,6 +23,7 @@ from codesearch.query.searcher import (
     query_terms,
     wants_tests,
 )
+from codesearch.query.searcher import Searcher, SearchOptions
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 
@@ -168,7 +167,7 @@ def test_hybrid_similar_adds_the_namesake_prior_to_each_namesake(
         return {h.path: h.score for h in hits}
 
     with_prior = scores()
-    monkeypatch.setattr(search, "NAMESAKE_BOOST", 0.0)
+    monkeypatch.setattr(ranking, "NAMESAKE_BOOST", 0.0)
     without = scores()
     assert set(with_prior) == set(without) == {"v2/table.py", "v3/table.py", "v4/table.py"}
     split = NAMESAKE_BOOST / math.sqrt(2)
@@ -195,5 +194,5 @@ def test_hybrid_similar_gives_prose_sections_no_namesakes(
 
     with_prior = scores()
     assert with_prior
-    monkeypatch.setattr(search, "NAMESAKE_BOOST", 0.0)
+    monkeypatch.setattr(ranking, "NAMESAKE_BOOST", 0.0)
     assert scores() == pytest.approx(with_prior)

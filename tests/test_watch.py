@@ -27,6 +27,7 @@ import pytest
 from typer.testing import CliRunner
 
 from codesearch.cli import app
+from codesearch.documents import content_hash
 from codesearch.index.indexer import IndexOptions
 from codesearch.index.watch import Watcher, WatchOptions, WatchStatus
 from codesearch.query.searcher import Searcher, SearchOptions
@@ -61,7 +62,7 @@ def expected_chunks(root: Path) -> list[tuple[str, int, int, str]]:
     out = []
     for f in Discovery(root):
         for c in chunk_source(read_source(f), f.rel, f.language):
-            out.append((c.path, c.start_line, c.end_line, c.content_hash))
+            out.append((c.path, c.start_line, c.end_line, content_hash(c)))
     return sorted(out)
 
 

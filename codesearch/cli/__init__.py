@@ -464,8 +464,8 @@ def index_cmd(
                                    should_stop=lambda: stopping["asked"],
                                    on_searchable=lambda s: searchable.update(at=s.seconds))
                 if background and stats.chunks_with_vectors < stats.chunks_total:
+                    from codesearch.config import model_spec
                     from codesearch.index import background as jobs
-                    from codesearch.index.indexer import model_spec
 
                     args = _index_args(model_spec(stats.model) if stats.model else None, dim,
                                        device, index_dir, index_uri, storage_option, cache_uri)

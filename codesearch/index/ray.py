@@ -30,19 +30,22 @@ from typing import Any
 
 import numpy as np
 
-from codesearch.errors import UsageError
-from codesearch.index.indexer import (
+from codesearch.documents import (
     DOCUMENT_TASK,
     Document,
+    chunk_documents,
+    document_style,
+    embed_documents,
+)
+from codesearch.errors import UsageError
+from codesearch.index.indexer import (
     Indexer,
     IndexOptions,
     IndexProgress,
     IndexStats,
     ProgressFn,
-    chunk_documents,
-    embed_documents,
-    plan,
 )
+from codesearch.index.plan import plan
 from codesearch.store.store import Store, resolve_index_uri
 
 ENGINES = ("local", "ray")
@@ -79,7 +82,7 @@ class RayOptions:
 
 class EmbedActor:
     """One model per actor process; Ray Data calls it with batches of ``{"i", "text"}`` rows, plus
-    ``view0``, ``view1``... for a writing with short views (see indexer.embed_documents)."""
+    ``view0``, ``view1``... for a writing with short views (see documents.embed_documents)."""
 
     def __init__(self, model: str, dim: int | None, device: str | None, dtype: str | None,
                  threads: int, precision: str | None = None) -> None:
@@ -137,7 +140,7 @@ def _worker_env() -> dict[str, str]:
 def ray_embed(docs: Sequence[Document], *, model: str, dim: int | None, device: str | None,
               dtype: str | None = None, precision: str | None = None,
               opts: RayOptions | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Embed chunk ``docs`` (document side, as indexer.embed_documents) on Ray; yields
+    """Embed chunk ``docs`` (document side, as documents.embed_documents) on Ray; yields
     ``(indices, vectors)`` blocks as they finish,
     covering every index exactly once. ``model`` must resolve on every worker (a preset or hub id
     in each node's cache, or a directory every node can read). ``dtype`` (None: each actor's
@@ -184,7 +187,7 @@ def _missing_docs(indexer: Indexer) -> _Pending:
     """What a run of ``indexer`` would embed: the documents of chunks of changed files whose
     content hash is in neither the index (for that file) nor the embedding cache. Call after
     ``prepare()``."""
-    from codesearch.source.chunk import chunk_source, document_style
+    from codesearch.source.chunk import chunk_source
     from codesearch.source.discover import Discovery, read_source
 
     assert indexer.cache is not None and indexer.manifest is not None

@@ -231,7 +231,7 @@ class QueryEngine:
                  device: str | None = None, model: str | None = None,
                  pool: EmbedderPool | None = None, notify: Notify | None = None,
                  index_set: Path | None = None) -> None:
-        from codesearch.index.indexer import model_spec
+        from codesearch.config import model_spec
         from codesearch.store.store import resolve_index_uri
 
         if not roots and index_set is None:
