@@ -19,10 +19,11 @@ A whole-tree run (``cs index``) has two phases, so the tree is searchable in sec
   never duplicates.
 - One writer per index (:meth:`codesearch.store.store.Store.writer_lock`).
 
-The embedding step is a pure batch function (documents.EmbedFn: texts -> vectors) so another engine
-(a Ray actor pool) can replace the local loop without touching the rest. What the model and the
-full-text index read is codesearch.documents; whether a model fits the index, embed.handle; which
-files changed, index.plan.
+The embedding step is a pure batch function (documents.EmbedFn: texts -> vectors), and what phase 2
+still has to embed is one method (:meth:`Indexer.missing_documents`), so another engine (Ray,
+index/ray.py) embeds exactly that without touching the rest. What the model and the full-text index
+read is codesearch.documents; whether a model fits the index, embed.handle; which files changed,
+index.plan.
 """
 
 from __future__ import annotations
@@ -262,12 +263,15 @@ class Indexer:
     # whole tree -----------------------------------------------------------------------------
 
     def run(self, *, should_stop: Callable[[], bool] | None = None,
-            on_searchable: Callable[[IndexStats], None] | None = None) -> IndexStats:
+            on_searchable: Callable[[IndexStats], None] | None = None,
+            defer: bool | None = None) -> IndexStats:
         """Index the whole root: the usual entry point (``cs index``). Takes the lock itself.
 
         Phase 1 ends with the whole tree lexically searchable (``on_searchable`` is called then,
         still under the lock); phase 2 (unless ``options.embed`` is off) embeds what is missing
-        until done or ``should_stop()`` turns true between two batches."""
+        until done or ``should_stop()`` turns true between two batches. ``defer``: whether phase 1
+        leaves every new vector to phase 2 (None: when the change is big, see below; True for an
+        engine whose phase 2 embeds elsewhere)."""
         if not self.root.is_dir():
             raise UsageError(f"{self.root} is not a directory")
         start = time.monotonic()
@@ -284,8 +288,9 @@ class Indexer:
             self.stats.files_new = the_plan.new
             # Two phases when embedding may take long (a new index, or more than a batch of files
             # changed); a small incremental run embeds in place, so every commit is complete.
-            defer = (not records or self.stats.rebuilt
-                     or len(the_plan.candidates) > self.options.batch_files)
+            if defer is None:
+                defer = (not records or self.stats.rebuilt
+                         or len(the_plan.candidates) > self.options.batch_files)
             self._apply(the_plan.candidates, the_plan.removed, records, defer=defer)
             self._finish(start)
             self.stats.seconds_searchable = self.stats.seconds
@@ -492,13 +497,8 @@ class Indexer:
             filled += len(known)
             self.stats.chunks_reused += len(known)
             missing = [m for m in missing if m[2] not in cached]
-        by_path: dict[str, list[tuple[str, str]]] = {}
-        for chunk_id_, path, h in missing:
-            by_path.setdefault(path, []).append((chunk_id_, h))
         records = self.store.file_records()
-        if self._recency is None:
-            self._recency = git_recency(self.root) or {}
-        order = embed_order(self.root, list(by_path), records, recency=self._recency)
+        order = self._by_file_in_embed_order(missing, records)
         to_embed = len({h for _, _, h in missing})
         self._progress(IndexProgress("embed", chunks_to_embed=to_embed))
         embedded = 0
@@ -535,11 +535,11 @@ class Indexer:
             wanted = int(rate * self.options.embed_batch_seconds)
             return max(EMBED_BATCH_MIN, min(self.options.batch_chunks, wanted))
 
-        for path in order:
+        for path, wanted in order:
             if stop():
                 break
             docs = self._documents_of(path, records.get(path))
-            for chunk_id_, h in by_path[path]:
+            for chunk_id_, h in wanted:
                 if docs is None or h not in docs:
                     self.stats.chunks_unresolved += 1
                     continue
@@ -553,6 +553,40 @@ class Indexer:
         if pending_ids and not stop():
             commit()
         return filled
+
+    def missing_documents(self) -> dict[str, Document]:
+        """hash -> document of every chunk still without a vector that the shared cache cannot
+        give either: exactly what :meth:`fill_vectors` would embed now, in its order (a file
+        changed since it was chunked is left out, as fill_vectors leaves it). For an engine that
+        embeds them elsewhere (index/ray.py) and puts the vectors into the cache, where
+        fill_vectors then finds them. Call while holding the lock, after :meth:`prepare`."""
+        assert self.cache is not None
+        missing = self.store.missing_vectors()
+        if not missing:
+            return {}
+        cached = self.cache.get(sorted({h for _, _, h in missing}))
+        missing = [m for m in missing if m[2] not in cached]
+        records = self.store.file_records()
+        docs: dict[str, Document] = {}
+        for path, wanted in self._by_file_in_embed_order(missing, records):
+            found = self._documents_of(path, records.get(path))
+            for _, h in wanted:
+                if found is not None and h in found:
+                    docs.setdefault(h, found[h])
+        return docs
+
+    def _by_file_in_embed_order(self, missing: Sequence[tuple[str, str, str]],
+                                records: dict[str, FileRecord]
+                                ) -> list[tuple[str, list[tuple[str, str]]]]:
+        """``missing`` (id, path, hash) grouped by file as (path, [(id, hash)]), the files in
+        index.order.embed_order (git history read once per indexer)."""
+        by_path: dict[str, list[tuple[str, str]]] = {}
+        for chunk_id_, path, h in missing:
+            by_path.setdefault(path, []).append((chunk_id_, h))
+        if self._recency is None:
+            self._recency = git_recency(self.root) or {}
+        order = embed_order(self.root, list(by_path), records, recency=self._recency)
+        return [(path, by_path[path]) for path in order]
 
     def _documents_of(self, path: str, record: FileRecord | None) -> dict[str, Document] | None:
         """hash -> document for the chunks of ``path`` as it is on disk, or None when it is gone
