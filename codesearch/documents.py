@@ -191,7 +191,8 @@ VIEW_WEIGHTS = (0.2, 0.1)
 
 class EmbedFn(Protocol):
     """The embedding step as a batch function: document texts -> (n, dim) float32 L2-normalised
-    vectors, in order; ``progress(k)`` as k more texts finish. A Ray engine supplies its own."""
+    vectors, in order; ``progress(k)`` as k more texts finish. :func:`embed_batch` over a loaded
+    model, or whatever an Indexer is given instead (``embed_fn``: a benchmark's stand-in)."""
 
     def __call__(self, texts: Sequence[str],
                  progress: Callable[[int], None] | None = None) -> np.ndarray: ...

@@ -1,4 +1,4 @@
-"""The ranking, as pure functions: query rows -> ranked rows, no IO and no model.
+"""The ranking, as pure functions: candidate rows -> ranked rows, no IO and no model.
 
 - :func:`detect_task`: which side of the model a query is (``nl2code`` or ``code2code``);
 - :func:`build_where`: ``--lang`` and ``--glob`` as the SQL prefilter every candidate search uses;
