@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from codesearch.query.searcher import build_where
+from codesearch.query.ranking import build_where
 from codesearch.store.records import ChunkRecord, FileRecord, Manifest
 from codesearch.store.store import Store
 

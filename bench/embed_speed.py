@@ -3,8 +3,9 @@
 FLOPs do not depend on the weights, so a Qwen2 model built from the 0.5B config (hidden 896, 24
 layers, 14 heads, 2 KV heads, MLP 4864, vocab 151936) times exactly like the real one, offline.
 
-Chunks come from a real tree (this Python's standard library, cut by codesearch.source.chunk as `cs index`
-cuts it), tokenised by a byte-level BPE trained on that tree. It measures, on one seeded sample:
+Chunks come from a real tree (this Python's standard library, cut by codesearch.source.chunk as
+`cs index` cuts it), tokenised by a byte-level BPE trained on that tree. It measures, on one seeded
+sample:
 
 - the pipeline (``embed_documents``: tokenise, sort by length, batch by token budget, forward,
   pool, truncate, normalise, restore order): chunks/s, real tokens/s;
@@ -43,7 +44,8 @@ from bench._models import QWEN25_05B, train_bpe  # noqa: E402
 
 def collect_chunks(max_files: int) -> tuple[list[str], str]:
     """Embedding texts of every chunk in the first ``max_files`` stdlib .py files."""
-    from codesearch.source.chunk import chunk_source, embedding_text
+    from codesearch.documents import embedding_text
+    from codesearch.source.chunk import chunk_source
 
     lib = Path(sysconfig.get_paths()["stdlib"])
     files = sorted(lib.glob("*.py"))[:max_files]

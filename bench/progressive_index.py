@@ -15,8 +15,8 @@ before the stop are still there (what the next ``cs index`` resumes from).
 ``quality``: dev find MRR@10 (the shared eval, scored with bench/quality.py's machinery) with
 MiniLM as the vectors arrive: on fully built dev indexes, the chunks phase 2 would embed last are
 marked as having no vector (``embedded`` false, zero vector: exactly what a partial index holds),
-in phase-2 order (:func:`codesearch.index.indexer.embed_order`), at 0/25/50/75/100%; lexical mode is the
-reference. The indexes are copies (``--home``), so the originals are never touched.
+in phase-2 order (:func:`codesearch.index.order.embed_order`), at 0/25/50/75/100%; lexical mode is
+the reference. The indexes are copies (``--home``), so the originals are never touched.
 
     python bench/progressive_index.py timing --model minilm
     python bench/progressive_index.py timing --model qwen05b --max-seconds 300
@@ -101,7 +101,8 @@ def watch_index(root: Path, model: str, home: Path, max_seconds: float) -> dict[
     from codesearch.config import resolve_index_uri
     from codesearch.errors import CodeSearchError
     from codesearch.location import IndexSettings
-    from codesearch.query.searcher import Searcher, SearchOptions
+    from codesearch.query.request import SearchOptions
+    from codesearch.query.searcher import Searcher
     from codesearch.store.store import Store
 
     env = dict(os.environ, CS_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -231,7 +232,7 @@ def mark_unembedded(root: Path, share_embedded: float) -> tuple[int, int]:
     phase 2 goes) and mark the rest as waiting for theirs. Reversible: the vectors are saved in
     the shared cache by hash, and :func:`restore` puts them back."""
     from codesearch.config import resolve_index_uri
-    from codesearch.index.indexer import embed_order, git_recency
+    from codesearch.index.order import embed_order, git_recency
     from codesearch.store.records import CHUNKS, EMBEDDED, VECTOR, sql_in
     from codesearch.store.store import Store
 

@@ -4,10 +4,12 @@
 What it does, in order:
 1. builds the split if it is missing (``make_corpus.py --split dev``);
 2. indexes every tree of the split with cs (``repo/`` for find, ``pair/`` for similar) into a
-   private CS_HOME, through the same code ``cs index`` runs (:class:`codesearch.index.indexer.Indexer`),
-   loading the model once for all trees; the shared embedding cache makes re-indexing cheap;
+   private CS_HOME, through the same code ``cs index`` runs
+   (:class:`codesearch.index.indexer.Indexer`), loading the model once for all trees; the shared
+   embedding cache makes re-indexing cheap;
 3. runs every query in-process through the code ``cs find --json`` / ``cs similar --json`` run
-   (:meth:`codesearch.query.searcher.Searcher.find` / ``.similar`` -> ``Hit.to_dict``), for each mode;
+   (:meth:`codesearch.query.searcher.Searcher.find` / ``.similar`` -> ``Hit.to_dict``), for each
+   mode;
 4. scores them with score.py's own functions (``clean``, ``rank_of``, ``table``), imported from
    ../shared/eval, with both hit rules (overlap and strict), so every number means what score.py's
    would;
@@ -102,16 +104,15 @@ def code_fingerprint() -> str:
     lexical texts); when it changes, the bench's indexes are rebuilt from the embedding cache."""
     import inspect
 
-    from codesearch.index import indexer
-    from codesearch.query import searcher as search
+    from codesearch.index import plan
 
     h = hashlib.sha256()
-    for rel in ("codesearch/source/chunk.py", "codesearch/source/languages.py",
-                "codesearch/source/discover.py"):
+    for rel in ("codesearch/source/chunk.py", "codesearch/documents.py",
+                "codesearch/source/languages.py", "codesearch/source/discover.py"):
         p = PROJECT / rel
         if p.exists():
             h.update(p.read_bytes())
-    for fn in (search.lexical_text, indexer.chunk_records):
+    for fn in (plan.chunk_records,):
         h.update(inspect.getsource(fn).encode())
     return h.hexdigest()[:16]
 
@@ -177,7 +178,8 @@ def run_task(score: Any, split: Path, corpora: list[str], task: str, modes: list
     groups[mode][hit] maps score.py group names to rank lists; ranks[mode][id] = (overlap,
     strict) ranks."""
     from codesearch.location import IndexSettings
-    from codesearch.query.searcher import Searcher, SearchOptions
+    from codesearch.query.request import SearchOptions
+    from codesearch.query.searcher import Searcher
 
     groups: dict[str, dict[str, dict[str, list]]] = {
         m: {"overlap": defaultdict(list), "strict": defaultdict(list)} for m in modes}
@@ -421,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     # Read now: the report written at the end may replace the file compared against.
     previous = json.loads(a.compare.read_text()) if a.compare and a.compare.exists() else None
 
-    from codesearch.query.searcher import DEFAULT_MODE, DEFAULT_SIMILAR_MODE
+    from codesearch.query.ranking import DEFAULT_MODE, DEFAULT_SIMILAR_MODE
 
     loader = SharedLoader()
     fingerprint = code_fingerprint()

@@ -1,8 +1,9 @@
 """Chunks/s of the Ray engine (1 and 2 workers) against the local engine, on the same texts.
 
-The texts are the chunks of a real tree (default: this Python's standard ``asyncio`` package, cut by
-codesearch.source.chunk exactly as ``cs index`` cuts it), embedded on the document side with the same
-model (default: the tiny random Qwen2 model of the test suite, so this runs anywhere in minutes).
+The texts are the chunks of a real tree (default: this Python's standard ``asyncio`` package, cut
+by codesearch.source.chunk and written by codesearch.documents exactly as ``cs index`` does),
+embedded on the document side with the same model (default: the tiny random Qwen2 model of the
+test suite, so this runs anywhere in minutes).
 
 For each engine it reports:
 
@@ -40,7 +41,8 @@ def collect_texts(tree: Path, max_chunks: int) -> list[str]:
     """Embedding texts of the chunks of the ``.py`` files under ``tree`` (sorted paths), at most
     ``max_chunks``. Files are read directly: discovery would skip an installed tree (a virtual
     environment's own .gitignore ignores everything in it)."""
-    from codesearch.source.chunk import chunk_source, embedding_text
+    from codesearch.documents import embedding_text
+    from codesearch.source.chunk import chunk_source
 
     texts: list[str] = []
     for path in sorted(tree.rglob("*.py")):
@@ -70,8 +72,8 @@ def tiny_model() -> str:
 def time_local(texts: list[str], model: str, threads: int) -> dict[str, Any]:
     import torch
 
+    from codesearch.documents import DOCUMENT_TASK
     from codesearch.embed import load_embedder
-    from codesearch.index.indexer import DOCUMENT_TASK
 
     torch.set_num_threads(threads)
     embedder = load_embedder(model, device="cpu", dtype="float32")

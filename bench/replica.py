@@ -11,10 +11,12 @@ paths, and pickles it per corpus and task:
 - the LanceDB BM25 top-``--pool`` list (ids, scores) under the query's own prefilter, and for
   ``similar`` the ids that prefilter excludes (the query's own definition).
 
-``score`` ranks them with :func:`rank` (a copy of ``Searcher._hybrid`` in numpy, with every
-constant a keyword argument) and prints MRR@10 per language with score.py's own functions. With
-default arguments it reproduces bench/quality.py's hybrid ranks (a few differ where floating-point
-ties break differently).
+``score`` ranks them with :func:`rank`: the candidate searches replayed in numpy (the exact top
+``pool`` by cosine among the chunks the prefilter allows, and the stored BM25 list), then the real
+ranking, codesearch.query.ranking.hybrid_rank, with its levers (the constants) as keyword
+arguments; it prints MRR@10 per language with score.py's own functions. With default arguments it
+reproduces bench/quality.py's hybrid ranks (a few may differ where floating-point ties break
+differently).
 
     python bench/replica.py dump --split /tmp/cs-bench/dev --out /tmp/cs-replica/dev
     python bench/replica.py score /tmp/cs-replica/dev --compare bench/results/runs/X.json
@@ -28,6 +30,7 @@ import pickle
 import sys
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +52,7 @@ def _chunk_table(store: Any) -> dict[str, Any]:
         "symbol": [r.symbol for r in rows], "kind": [r.kind for r in rows],
         "text": [r.text for r in rows], "language": [r.language for r in rows],
         "definition": [r.definition for r in rows],
+        "definition_line": [r.definition_line for r in rows],
         "vectors": np.stack([r.vector for r in rows]).astype(np.float32),
     }
 
@@ -56,7 +60,11 @@ def _chunk_table(store: Any) -> dict[str, Any]:
 def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str] | None) -> None:
     from quality import SharedLoader, load_score  # type: ignore[import-not-found]
 
+    from codesearch.documents import query_views, written
     from codesearch.query import searcher as S
+    from codesearch.source.chunk import chunk_source
+    from codesearch.source.languages import language_for_path
+
     score = load_score(HERE.parent.parent / "shared" / "eval")
     loader = SharedLoader()
     out.mkdir(parents=True, exist_ok=True)
@@ -64,7 +72,8 @@ def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str]
     class Recorder(S.Searcher):
         captured: dict[str, Any]
 
-        def _rank(self, embed, text_query, where, opts, query=None):  # type: ignore[override]
+        def _rank(self, embed, text_query, where, opts, query=None,  # type: ignore[override]
+                  namesake=None):
             self.captured = {"vector": np.asarray(embed(), dtype=np.float32),
                              "text_query": text_query, "where": where}
             return []
@@ -94,13 +103,11 @@ def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str]
                     cap["excluded"] = [r.id for r in searcher.store.chunks(
                         where=f"NOT ({cap['where']})")]
                 if task == "find":
-                    texts = [searcher._written(t) for t in (q["query"], *S.query_views(q["query"]))]
+                    scheme = searcher.manifest.prefix_scheme
+                    texts = [written(t, scheme) for t in (q["query"], *query_views(q["query"]))]
                     emb = searcher.handle.get()
                     cap["parts"] = np.asarray(emb.embed_queries(texts, task="nl2code"), np.float32)
                 else:  # the chunk the query line falls in, as Searcher.similar finds it
-                    from codesearch.source.chunk import chunk_source
-                    from codesearch.source.languages import language_for_path
-
                     text = (root / q["query_path"]).read_text(encoding="utf-8", errors="replace")
                     own = S.enclosing_chunk(chunk_source(text, q["query_path"], language_for_path(
                         q["query_path"], text.split("\n", 1)[0][:200])), q["query_line"])
@@ -114,14 +121,15 @@ def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str]
                   file=sys.stderr)
 
 
-# --- the ranking, in numpy -----------------------------------------------------------------------
+# --- the ranking: the real one, over replayed candidate searches ---------------------------------
 
 
 class Corpus:
-    """One pickled corpus with lookups the ranking needs, computed once."""
+    """One pickled corpus, its chunks as the store's rows (with their vectors)."""
 
     def __init__(self, data: dict[str, Any]) -> None:
-        from codesearch.query import searcher as S
+        from codesearch.store.records import StoredChunk
+
         self.data = data
         self.task = data["task"]
         ch = data["chunks"]
@@ -129,26 +137,29 @@ class Corpus:
         self.index = {cid: i for i, cid in enumerate(ch["id"])}
         self.vectors = ch["vectors"]
         self.embedded = np.abs(self.vectors).sum(axis=1) > 0
-        self.kind_w = np.array([S.kind_weight(k) for k in ch["kind"]])
-        self.is_test = np.array([S.is_test_path(p) for p in ch["path"]])
-        self.secondary = np.array([k in S.SECONDARY_KINDS for k in ch["kind"]])
-        self.name_words = [[S._stem(w) for w in S.own_name_words(s)] for s in ch["symbol"]]
+        # Older dumps have only the definition key: (path, definition_line or -start_line).
+        lines = ch.get("definition_line") or [max(d[1], 0) for d in ch["definition"]]
+        self.rows = [StoredChunk(id=cid, path=ch["path"][j], language=ch["language"][j],
+                                 kind=ch["kind"][j], symbol=ch["symbol"][j],
+                                 start_line=int(ch["start"][j]), end_line=int(ch["end"][j]),
+                                 text=ch["text"][j], hash="", vector=self.vectors[j],
+                                 definition_line=int(lines[j]))
+                     for j, cid in enumerate(ch["id"])]
 
 
 def rank(c: Corpus, qd: dict[str, Any], *, vector: np.ndarray | None = None,
          weight: float | None = None, name_boost: float | None = None,
          test_penalty: float | None = None, pool: int | None = None,
          secondary_weight: float | None = None, namesake_boost: float | None = None,
-         extra: Callable[[Corpus, dict, np.ndarray, np.ndarray], np.ndarray] | None = None,
+         extra: Callable[[Corpus, dict, Any], float] | None = None,
          k: int = K) -> list[int]:
-    """Chunk indexes best first: ``Searcher._hybrid`` with its constants as arguments.
-    ``extra(c, qd, cand, fused)`` may return an additive adjustment per candidate."""
-    from codesearch.query import searcher as S
-    weight = S.SEMANTIC_WEIGHT if weight is None else weight
-    name_boost = S.NAME_BOOST if name_boost is None else name_boost
-    test_penalty = S.TEST_PENALTY if test_penalty is None else test_penalty
-    pool = max(k * S.HYBRID_POOL, S.HYBRID_MIN_POOL) if pool is None else pool
-    sw = S.SECONDARY_WEIGHT if secondary_weight is None else secondary_weight
+    """Chunk indexes best first: ``Searcher._hybrid`` over the replayed candidate searches, the
+    ranking itself being codesearch.query.ranking.hybrid_rank with these levers (None: its
+    constant; ``pool``: candidates per search). ``extra(c, qd, row)`` may add a term per
+    candidate (a StoredChunk) before the kind prior."""
+    from codesearch.query.ranking import hybrid_pool, hybrid_rank, name_key
+
+    pool = hybrid_pool(k) if pool is None else pool
     vec = qd["vector"] if vector is None else vector
     sims = c.vectors @ vec
     allowed = c.embedded.copy()
@@ -157,50 +168,18 @@ def rank(c: Corpus, qd: dict[str, Any], *, vector: np.ndarray | None = None,
     sims_m = np.where(allowed, sims, -np.inf)
     sem_idx = np.argpartition(-sims_m, min(pool, len(sims_m) - 1))[:pool]
     sem_idx = sem_idx[np.isfinite(sims_m[sem_idx])]
-    lex_idx = np.array([c.index[i] for i in qd["lex_ids"][:pool]], dtype=int)
-    lex_sc = qd["lex_scores"][:pool]
-    cand = np.array(list(dict.fromkeys([*sem_idx.tolist(), *lex_idx.tolist()])), dtype=int)
-    if len(cand) == 0:
-        return []
-    sem = np.where(c.embedded[cand], sims[cand], 0.0)
-    lex = np.zeros(len(cand))
-    pos = {j: n for n, j in enumerate(cand.tolist())}
-    for j, s in zip(lex_idx.tolist(), lex_sc.tolist(), strict=True):
-        lex[pos[j]] = s
-    top_s, top_l = max(sem.max(), 0.0), max(lex.max(), 0.0)
-    sem_n = np.maximum(sem, 0) / top_s if top_s > 0 else np.zeros_like(sem)
-    lex_n = np.maximum(lex, 0) / top_l if top_l > 0 else np.zeros_like(lex)
-    fused = weight * sem_n + (1 - weight) * lex_n
-    if c.task == "find":
-        query = qd["q"]["query"]
-        terms = S.query_terms(query)
-        cov = np.array([(sum(w in terms for w in c.name_words[j]) / len(c.name_words[j]))
-                        if c.name_words[j] else 0.0 for j in cand])
-        fused = fused + name_boost * cov
-        if not S.wants_tests(query):
-            fused = fused - test_penalty * c.is_test[cand]
-    elif "query_symbol" in qd:
-        nb = S.NAMESAKE_BOOST if namesake_boost is None else namesake_boost
-        bonus = S.namesake_priors(S.name_key(qd["query_symbol"], qd["query_kind"]),
-                                  {int(j): S.name_key(c.ch["symbol"][j], c.ch["kind"][j])
-                                   for j in cand})
-        fused = fused + np.array([nb / S.NAMESAKE_BOOST * bonus.get(int(j), 0.0) for j in cand])
-    if extra is not None:
-        fused = fused + extra(c, qd, cand, fused)
-    fused = fused * np.where(c.secondary[cand], sw, 1.0)
-    order = sorted(range(len(cand)), key=lambda n: (-fused[n], c.ch["path"][cand[n]],
-                                                     int(c.ch["start"][cand[n]])))
-    seen: set = set()
-    out: list[int] = []
-    for n in order:
-        d = c.ch["definition"][cand[n]]
-        if d in seen:
-            continue
-        seen.add(d)
-        out.append(int(cand[n]))
-        if len(out) == k:
-            break
-    return out
+    sem_rows = [c.rows[j] for j in sem_idx.tolist()]
+    lex_rows = [replace(c.rows[c.index[i]], score=float(s))
+                for i, s in zip(qd["lex_ids"][:pool], qd["lex_scores"][:pool].tolist(),
+                                strict=True)]
+    query = qd["q"]["query"] if c.task == "find" else None
+    namesake = (name_key(qd["query_symbol"], qd["query_kind"])
+                if c.task != "find" and "query_symbol" in qd else None)
+    best = hybrid_rank(vec, sem_rows, lex_rows, k, query=query, namesake=namesake,
+                       semantic_weight=weight, name_boost=name_boost, test_penalty=test_penalty,
+                       namesake_boost=namesake_boost, secondary_weight=secondary_weight,
+                       extra_prior=(lambda row: extra(c, qd, row)) if extra else None)
+    return [c.index[row.id] for _, row in best]
 
 
 def load(dump_dir: Path, task: str = "find") -> list[Corpus]:

@@ -143,7 +143,8 @@ class Events:
 def searchable(root: Path, uri: str, marker: str) -> bool:
     """Would `cs find MARKER --mode lexical` (in-process) find it now?"""
     from codesearch.location import IndexLocation
-    from codesearch.query.searcher import Searcher, SearchOptions
+    from codesearch.query.request import SearchOptions
+    from codesearch.query.searcher import Searcher
 
     hits = Searcher.open(IndexLocation(root.resolve(), uri)).find(
         marker, SearchOptions(k=3, mode="lexical"))

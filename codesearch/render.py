@@ -262,6 +262,8 @@ def print_status(status: dict[str, Any], *, as_json: bool) -> None:
 
 def chunk_to_dict(chunk: Chunk) -> dict[str, object]:
     """The stable JSON shape of a chunk (`cs chunks --json`)."""
+    from codesearch.documents import content_hash
+
     return {
         "path": chunk.path,
         "language": chunk.language,
@@ -270,7 +272,7 @@ def chunk_to_dict(chunk: Chunk) -> dict[str, object]:
         "start_line": chunk.start_line,
         "end_line": chunk.end_line,
         "text": chunk.text,
-        "hash": chunk.content_hash,
+        "hash": content_hash(chunk),
     }
 
 
@@ -280,7 +282,8 @@ def print_chunks(chunks: list[Chunk], *, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps([chunk_to_dict(c) for c in chunks], indent=2, ensure_ascii=False))
         return
-    from codesearch.source.chunk import embedding_text, estimate_tokens
+    from codesearch.documents import embedding_text
+    from codesearch.source.chunk import estimate_tokens
 
     for chunk in chunks:
         title = f"{chunk.path}:{chunk.start_line}-{chunk.end_line}  {chunk.kind}"

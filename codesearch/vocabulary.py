@@ -7,9 +7,9 @@ benchmark's packages).
   of the argument list". Not added to the BM25 query: there an expansion counts a concept twice,
   and on ../shared/eval dev it cost lexical mode .419 -> .396 (bench/results/quality-log.md).
 - WRITTEN_OUT (abbreviation -> words): what a general text model (MiniLM) reads instead of an
-  abbreviation in code (chunk.WORDS_STYLE); its vocabulary knows "argument" far better than "arg".
-  Only abbreviations with one clear meaning. The full-text index gets these written-out words
-  too (search.lexical_text), so "the byte offset of this position" finds ``fn pos``.
+  abbreviation in code (documents.WORDS_STYLE); its vocabulary knows "argument" far better than
+  "arg". Only abbreviations with one clear meaning. The full-text index gets these written-out words
+  too (documents.lexical_text), so "the byte offset of this position" finds ``fn pos``.
 """
 
 from __future__ import annotations

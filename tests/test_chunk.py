@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from codesearch.documents import content_hash, embedding_text
 from codesearch.source.chunk import (
     CHUNKER_VERSION,
     Chunk,
     chunk_source,
-    embedding_text,
     estimate_tokens,
 )
 from codesearch.source.discover import Discovery, read_source
@@ -451,7 +451,7 @@ def test_crlf_line_endings_do_not_change_texts_or_hashes() -> None:
     unix = chunk_source("def f():\n    return 1\n", "a.py", "python")
     dos = chunk_source("def f():\r\n    return 1\r\n", "a.py", "python")
     assert [c.text for c in dos] == ["def f():\n    return 1"]
-    assert [c.content_hash for c in dos] == [c.content_hash for c in unix]
+    assert [content_hash(c) for c in dos] == [content_hash(c) for c in unix]
 
 
 def test_replacement_characters_keep_spans() -> None:
@@ -469,9 +469,9 @@ def test_embedding_text_names_file_and_symbol_in_words() -> None:
     first, rest = text.split("\n", 1)
     assert first == "datatools/stats.py | function mean_of_column (mean of column)"
     assert rest == chunk.text
-    assert chunk.content_hash == hashlib.sha256(text.encode()).hexdigest()
+    assert content_hash(chunk) == hashlib.sha256(text.encode()).hexdigest()
     moved = Chunk(**{**chunk.__dict__, "path": "other/stats.py"})
-    assert moved.content_hash != chunk.content_hash
+    assert content_hash(moved) != content_hash(chunk)
 
 
 def test_type_chunks_list_their_members() -> None:
@@ -525,7 +525,7 @@ def test_rust_embedding_text_drops_impl_and_attribute_lines() -> None:
 
 
 def test_words_style_splits_compound_identifiers_for_text_models() -> None:
-    from codesearch.source.chunk import (
+    from codesearch.documents import (
         CODE_STYLE,
         WORDS_STYLE,
         document_style,

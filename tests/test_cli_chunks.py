@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+from codesearch.documents import content_hash
 from codesearch.source.chunk import chunk_source
 from tests.support.cli import cs
 from tests.test_discover import EXPECTED_FILES, EXPECTED_SKIPS, IGNORE_RULES, materialize
@@ -26,7 +27,7 @@ def test_json_for_one_file(tmp_path: Path) -> None:
     assert (mean["start_line"], mean["end_line"]) == (13, 30)
     assert mean["text"].startswith("def mean_of_column(csv_path, column):")
     expected = chunk_source((tmp_path / "stats.py").read_text(), "stats.py", "python")
-    assert [row["hash"] for row in rows] == [c.content_hash for c in expected]
+    assert [row["hash"] for row in rows] == [content_hash(c) for c in expected]
     assert result.stderr.strip() == "6 chunks from 1 file"
 
 

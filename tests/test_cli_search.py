@@ -176,9 +176,17 @@ def test_minilm_chunk_vectors_fold_in_their_views(minilm_repo: Path) -> None:
     signature, with last return) folded in and normalised: what the indexer stores, recomputed
     here from the model directly; and `similar` folds the views of the chunk it starts from into
     its query alike."""
-    from codesearch.index.indexer import DOCUMENT_TASK, VIEW_WEIGHTS
-    from codesearch.query.searcher import Searcher, SearchOptions
-    from codesearch.source.chunk import WORDS_STYLE, chunk_source, embedding_text, in_words, views
+    from codesearch.documents import (
+        DOCUMENT_TASK,
+        VIEW_WEIGHTS,
+        WORDS_STYLE,
+        embedding_text,
+        in_words,
+        views,
+    )
+    from codesearch.query.request import SearchOptions
+    from codesearch.query.searcher import Searcher
+    from codesearch.source.chunk import chunk_source
 
     def fold(text_vector: np.ndarray, view_vectors: list[np.ndarray]) -> np.ndarray:
         mixed = (1 - sum(VIEW_WEIGHTS)) * text_vector + sum(

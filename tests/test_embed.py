@@ -247,12 +247,13 @@ def test_picklable_through_its_spec(tiny) -> None:
 
 
 def test_batch_function_matches_embedder(tiny) -> None:
-    from codesearch.embed.batch import BatchEmbedFn, embed_batch
+    """The batch function another engine calls (index/ray.py's actors, each loading the model
+    from its spec): the stored task's document side, the embedder's own vectors."""
+    from codesearch.documents import DOCUMENT_TASK, embed_batch
 
-    expected = tiny.embed_documents(TEXTS)
-    np.testing.assert_allclose(embed_batch(tiny.spec, TEXTS), expected, atol=1e-6)
-    out = BatchEmbedFn(tiny.spec)({"text": np.array(TEXTS, dtype=object)})
-    np.testing.assert_allclose(out["vector"], expected, atol=1e-6)
+    expected = tiny.embed_documents(TEXTS, task=DOCUMENT_TASK)
+    np.testing.assert_allclose(embed_batch(tiny, TEXTS), expected, atol=1e-6)
+    np.testing.assert_allclose(embed_batch(tiny.spec.load(), TEXTS), expected, atol=1e-6)
 
 
 def test_auto_dtype_is_measured_and_remembered(tiny_model_dir: Path, cs_home: Path) -> None:

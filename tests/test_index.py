@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from codesearch.config import resolve_index_uri
+from codesearch.documents import content_hash
 from codesearch.source.chunk import chunk_source
 from codesearch.source.discover import Discovery, read_source
 from codesearch.store.store import Store
@@ -41,7 +42,7 @@ def expected_chunks(root: Path) -> list[tuple[str, int, int, str]]:
     out = []
     for f in Discovery(root):
         for c in chunk_source(read_source(f), f.rel, f.language):
-            out.append((c.path, c.start_line, c.end_line, c.content_hash))
+            out.append((c.path, c.start_line, c.end_line, content_hash(c)))
     return sorted(out)
 
 

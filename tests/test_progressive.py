@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from codesearch.config import resolve_index_uri
-from codesearch.index.indexer import Indexer, IndexOptions, embed_order, git_recency
+from codesearch.index.indexer import Indexer, IndexOptions
+from codesearch.index.order import embed_order, git_recency
 from codesearch.location import IndexSettings
-from codesearch.query.searcher import Searcher, SearchOptions, fuse, unembedded_semantic
+from codesearch.query.ranking import fuse, unembedded_semantic
+from codesearch.query.request import SearchOptions
+from codesearch.query.searcher import Searcher
 from codesearch.store.records import CHUNKS, EMBEDDED, FileRecord
 from codesearch.store.store import Store
 from tests.support.cli import cs

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from codesearch.embed import load_embedder
+from codesearch.embed.handle import differences
 from codesearch.embed.pooling import truncate_normalize
 from codesearch.errors import UsageError
 from codesearch.store.records import Manifest
@@ -162,8 +163,8 @@ def test_old_manifest_reads_as_fp32_and_float_precisions_mix() -> None:
                 max_length=8, chunker_version="c")
     old = Manifest(**base)
     assert old.precision == "fp32" and "precision" not in old.identity()
-    assert old.differences(Manifest(**base, precision="bf16")) == []
-    assert old.differences(Manifest(**base, precision="int8")) == [
+    assert differences(old, Manifest(**base, precision="bf16")) == []
+    assert differences(old, Manifest(**base, precision="int8")) == [
         "precision fp32 (index) vs int8 (now)"]
     assert Manifest(**base, precision="int8").identity()["precision"] == "int8"
 

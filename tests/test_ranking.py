@@ -5,20 +5,20 @@ code, and `similar` finds a function's rewritten namesake first."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from codesearch.index.indexer import IndexOptions
 from codesearch.index.run import index_root
 from codesearch.location import IndexSettings
-from codesearch.query import searcher as search
-from codesearch.query.searcher import (
+from codesearch.query import ranking
+from codesearch.query.ranking import (
     NAME_BOOST,
     NAMESAKE_BOOST,
     TEST_PENALTY,
-    Searcher,
-    SearchOptions,
     is_test_path,
     name_coverage,
     name_key,
@@ -27,6 +27,8 @@ from codesearch.query.searcher import (
     query_terms,
     wants_tests,
 )
+from codesearch.query.request import SearchOptions
+from codesearch.query.searcher import Searcher
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 
@@ -170,7 +172,7 @@ def test_hybrid_similar_adds_the_namesake_prior_to_each_namesake(
         return {h.path: h.score for h in hits}
 
     with_prior = scores()
-    monkeypatch.setattr(search, "NAMESAKE_BOOST", 0.0)
+    monkeypatch.setattr(ranking, "NAMESAKE_BOOST", 0.0)
     without = scores()
     assert set(with_prior) == set(without) == {"v2/table.py", "v3/table.py", "v4/table.py"}
     split = NAMESAKE_BOOST / math.sqrt(2)
@@ -197,5 +199,46 @@ def test_hybrid_similar_gives_prose_sections_no_namesakes(
 
     with_prior = scores()
     assert with_prior
-    monkeypatch.setattr(search, "NAMESAKE_BOOST", 0.0)
+    monkeypatch.setattr(ranking, "NAMESAKE_BOOST", 0.0)
     assert scores() == pytest.approx(with_prior)
+
+
+def test_hybrid_rank_fuses_both_lists_with_its_priors_and_levers() -> None:
+    """The pure hybrid ranking: max-normalised fusion (0.8 semantic), the name and test priors,
+    the kind prior, one piece per definition; each constant can be replaced per call (what
+    bench/replica.py sweeps)."""
+    import numpy as np
+
+    from codesearch.query.ranking import hybrid_rank
+    from codesearch.store.records import StoredChunk
+
+    def row(cid: str, path: str, kind: str, symbol: str, start: int, vector: list[float],
+            score: float = 0.0) -> StoredChunk:
+        return StoredChunk(id=cid, path=path, language="python", kind=kind, symbol=symbol,
+                           start_line=start, end_line=start + 1, text="", hash="", score=score,
+                           vector=np.array(vector, dtype=np.float32))
+
+    impl = row("a", "flags.py", "function", "FlagSet.NumFlags", 1, [1, 0])
+    test = row("b", "tests/test_flags.py", "function", "test_num_flags", 1, [0.8, 0.6])
+    glue = row("m", "flags.py", "module", "", 10, [0.9, 0.1])
+    semantic = [impl, test, glue]
+    lexical = [replace(test, score=2.0), replace(impl, score=1.0)]
+    query = "Returns the number of flags set"
+    vector = np.array([1, 0], dtype=np.float32)
+
+    def ranked(**levers: Any) -> list[tuple[str, float]]:
+        return [(r.id, s) for s, r in hybrid_rank(vector, semantic, lexical, 3, query=query,
+                                                  **levers)]
+
+    # impl: .8 x 1 + .2 x .5 + NAME_BOOST x 1; glue: .8 x .9 x SECONDARY_WEIGHT;
+    # test: .8 x .8 + .2 x 1 + NAME_BOOST x 2/3 (test, num, flags: 2 of 3 words) - TEST_PENALTY
+    assert ranked() == [("a", pytest.approx(1.05)), ("b", pytest.approx(0.64)),
+                        ("m", pytest.approx(0.612))]
+    assert [cid for cid, _ in ranked(semantic_weight=0.0)] == ["b", "a", "m"]
+    assert [cid for cid, _ in ranked(secondary_weight=1.0)] == ["a", "m", "b"]
+    assert ranked(name_boost=0.0, test_penalty=0.0)[:2] == [("a", pytest.approx(0.9)),
+                                                          ("b", pytest.approx(0.84))]
+    # similar: no query priors; the query chunk's namesakes gain NAMESAKE_BOOST (or the lever)
+    namesake = name_key("Reader.NumFlags", "method")
+    similar = hybrid_rank(vector, semantic, lexical, 1, namesake=namesake, namesake_boost=0.5)
+    assert [(r.id, s) for s, r in similar] == [("a", pytest.approx(0.9 + 0.5))]

@@ -129,6 +129,7 @@ def test_s3_index_search_reindex_matches_local(py_go_repo: Path, bucket: str, tm
     assert json.loads(status.stdout)["changed_since"]["total"] == 0
 
     # Change one file: only its new chunks are embedded.
+    from codesearch.documents import content_hash
     from codesearch.source.chunk import chunk_source
     target = next(p for p in sorted((py_go_repo / "py").rglob("*.py")) if p.stat().st_size > 200)
     rel = target.relative_to(py_go_repo).as_posix()
@@ -136,7 +137,7 @@ def test_s3_index_search_reindex_matches_local(py_go_repo: Path, bucket: str, tm
                       "    \"\"\"Sum of squares of the values.\"\"\"\n"
                       "    return sum(v * v for v in values)\n")
     before = index_hashes(uri)
-    new_hashes = {c.content_hash for c in chunk_source(target.read_text(), rel, "python")}
+    new_hashes = {content_hash(c) for c in chunk_source(target.read_text(), rel, "python")}
     expected = len(new_hashes - before)
     assert expected >= 1
     status = json.loads(cs_ok("status", str(py_go_repo), "--index-uri", uri, "--json").stdout)

@@ -10,23 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codesearch.documents import fold, lexical_query, lexical_text, query_views
 from codesearch.errors import IndexMissingError, UsageError
 from codesearch.index.indexer import IndexOptions
 from codesearch.index.run import index_root
 from codesearch.location import IndexSettings
-from codesearch.query.searcher import (
-    Searcher,
-    SearchOptions,
-    detect_task,
-    enclosing_chunk,
-    fold,
-    fuse,
-    glob_to_regex,
-    lexical_query,
-    lexical_text,
-    parse_location,
-    query_views,
-)
+from codesearch.query.ranking import detect_task, fuse, glob_to_regex
+from codesearch.query.request import SearchOptions
+from codesearch.query.searcher import Searcher, enclosing_chunk, parse_location
 from codesearch.source.chunk import Chunk
 from codesearch.vocabulary import identifier_words
 
@@ -125,8 +116,9 @@ def test_enclosing_chunk_prefers_the_smallest() -> None:
 def test_kind_prior_ranks_definitions_first_exactly(tmp_path: Path) -> None:
     """Glue code and prose lose to a definition that scores as well, and still win when they score
     clearly higher; the prior is applied per group under the same filter, before top-k."""
-    from codesearch.index.indexer import EmbedderHandle, chunk_id
-    from codesearch.query.searcher import SECONDARY_WEIGHT
+    from codesearch.embed.handle import EmbedderHandle
+    from codesearch.index.plan import chunk_id
+    from codesearch.query.ranking import SECONDARY_WEIGHT
     from codesearch.store.records import ChunkRecord, FileRecord, Manifest
     from codesearch.store.store import Store
 
@@ -283,8 +275,8 @@ def test_a_text_models_find_query_folds_in_its_views(tmp_path: Path,
     """With MiniLM (a text model, words writing) a find query's vector is its own with its two
     views folded in, each written like the documents; semantic scores are cosines with it (times
     the kind prior)."""
-    from codesearch.query.searcher import QUERY_VIEW_WEIGHTS, kind_weight
-    from codesearch.source.chunk import in_words
+    from codesearch.documents import QUERY_VIEW_WEIGHTS, in_words
+    from codesearch.query.ranking import kind_weight
 
     root = tmp_path / "repo"
     shutil.copytree(fixtures_dir / "python", root)

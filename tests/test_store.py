@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from codesearch.documents import lexical_text
+from codesearch.embed.handle import check_compatible
 from codesearch.errors import IndexBusyError, IndexMismatchError, IndexMissingError
-from codesearch.index.indexer import chunk_id
-from codesearch.query.searcher import build_where, lexical_text
+from codesearch.index.plan import chunk_id
+from codesearch.query.ranking import build_where
 from codesearch.store.cache import EmbeddingCache
 from codesearch.store.locks import WriterLock
 from codesearch.store.records import ChunkRecord, FileRecord, Manifest, sql_in
@@ -166,9 +168,9 @@ def test_paths_with_quotes_are_safe(store: Store) -> None:
 
 def test_manifest_round_trip_and_mismatch(store: Store, tmp_path: Path) -> None:
     assert store.read_manifest() == MANIFEST
-    MANIFEST.check_compatible(replace(MANIFEST, created_at=5.0))
+    check_compatible(MANIFEST, replace(MANIFEST, created_at=5.0))
     with pytest.raises(IndexMismatchError, match="dim 4 .* vs 8") as err:
-        MANIFEST.check_compatible(replace(MANIFEST, dim=8))
+        check_compatible(MANIFEST, replace(MANIFEST, dim=8))
     assert "cs index --rebuild" in (err.value.hint or "")
     # Data tables without a manifest: a clear error, not a guess.
     bare = Store.open(str(tmp_path / "bare"))

@@ -7,57 +7,68 @@ A whole-tree run (``cs index``) has two phases, so the tree is searchable in sec
    vector is already known (the index, the shared embedding cache) gets it now, the others get a
    zero vector marked not embedded. Then the full-text index is built: lexical search works.
 2. **embed** (:meth:`Indexer.fill_vectors`): the chunks without a vector are embedded, the code a
-   user most likely searches first first (:func:`embed_order`), and committed in batches (one
+   user most likely searches first first (index.order.embed_order), and committed in batches (one
    commit each, vector columns only). Stopping here (Ctrl-C, SIGTERM, kill -9) keeps the lexical
    index and every committed batch; the next run resumes with what is missing.
 
 - Unchanged files cost a stat (mtime and size); when those differ the file's hash decides.
 - A chunk's vector comes from the index itself (same file, same content), else the shared embedding
   cache, else the model; the model is loaded only when something must be embedded.
-- Work is committed in batches of files (:meth:`codesearch.store.store.Store.commit_batch`); after Ctrl-C
-  or kill -9 the next run redoes at most one batch. Chunk ids are deterministic, so redoing never
-  duplicates.
+- Work is committed in batches of files (:meth:`codesearch.store.store.Store.commit_batch`); after
+  Ctrl-C or kill -9 the next run redoes at most one batch. Chunk ids are deterministic, so redoing
+  never duplicates.
 - One writer per index (:meth:`codesearch.store.store.Store.writer_lock`).
 
-The embedding step is a pure batch function (:data:`EmbedFn`: texts -> vectors) so another engine
-(a Ray actor pool) can replace the local loop without touching the rest.
+The embedding step is a pure batch function (documents.EmbedFn: texts -> vectors), and what phase 2
+still has to embed is one method (:meth:`Indexer.missing_documents`), so another engine (Ray,
+index/ray.py) embeds exactly that without touching the rest. What the model and the full-text index
+read is codesearch.documents; whether a model fits the index, embed.handle; which files changed,
+index.plan.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from codesearch import config
 from codesearch.config import is_remote
+from codesearch.documents import (
+    Document,
+    EmbedFn,
+    chunk_documents,
+    document_style,
+    embed_batch,
+    embed_documents,
+)
+from codesearch.embed.handle import (
+    EmbedderHandle,
+    check_compatible,
+    check_writable,
+    describe,
+    describe_unloaded,
+    handle_for,
+)
 from codesearch.errors import IndexMismatchError, UsageError
+from codesearch.index.order import embed_order, git_recency
+from codesearch.index.plan import chunk_records, plan
+from codesearch.source.chunk import CHUNKER_VERSION, Chunk, chunk_source
+from codesearch.source.discover import Discovery, SourceFile, read_source
+from codesearch.source.languages import language_for_path
 from codesearch.store.cache import EmbeddingCache
 from codesearch.store.records import REBUILD_HINT, ChunkRecord, FileRecord, Manifest
 from codesearch.store.store import DEFAULT_ANN_THRESHOLD, Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from codesearch.embed import Embedder
-    from codesearch.source.chunk import Chunk
-    from codesearch.source.discover import SourceFile
 
 
-
-class EmbedFn(Protocol):
-    """The embedding step as a batch function: document texts -> (n, dim) float32 L2-normalised
-    vectors, in order; ``progress(k)`` as k more texts finish. A Ray engine supplies its own."""
-
-    def __call__(self, texts: Sequence[str],
-                 progress: Callable[[int], None] | None = None) -> np.ndarray: ...
-
-# The task whose document side is stored. Every code task of the jina models shares the document
-# prefix "Candidate code snippet:\n", so these vectors answer both nl2code and code2code queries.
-DOCUMENT_TASK = "nl2code"
 
 
 # --- values ------------------------------------------------------------------------------------
@@ -115,239 +126,6 @@ class IndexStats:
         if verbose:
             data["skips"] = [{"path": p, "reason": r} for p, r in skips]
         return data
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How a tree differs from its index, by stat alone (no file is read)."""
-
-    candidates: list[SourceFile]  # new files, or files whose mtime or size changed
-    removed: list[str]  # indexed paths no longer offered by discovery
-    unchanged: int
-    scanned: int
-    new: int
-
-
-def plan(files: Iterable[SourceFile], records: dict[str, FileRecord]) -> Plan:
-    """Compare discovered files with the index's records: what may have changed, what is gone."""
-    candidates: list[SourceFile] = []
-    seen: set[str] = set()
-    unchanged = new = 0
-    for f in files:
-        seen.add(f.rel)
-        rec = records.get(f.rel)
-        if rec is None:
-            new += 1
-            candidates.append(f)
-        elif rec.mtime_ns == f.mtime_ns and rec.size == f.size:
-            unchanged += 1
-        else:
-            candidates.append(f)
-    removed = sorted(set(records) - seen)
-    return Plan(candidates, removed, unchanged, len(seen), new)
-
-
-def chunk_id(path: str, content_hash: str, occurrence: int) -> str:
-    """A chunk's row id: the same file, content and occurrence always give the same id, so a
-    rerun after a crash upserts rather than duplicates, and moving a function within its file
-    keeps its id."""
-    key = f"{path}\0{content_hash}\0{occurrence}".encode()
-    return hashlib.sha256(key).hexdigest()[:32]
-
-
-def chunk_records(chunks: Sequence[Chunk]) -> list[ChunkRecord]:
-    """Rows for one file's chunks, with deterministic ids and the lexical text."""
-    from codesearch.query.searcher import lexical_text
-
-    seen: dict[str, int] = {}
-    out = []
-    for c in chunks:
-        h = c.content_hash
-        n = seen.get(h, 0)
-        seen[h] = n + 1
-        out.append(ChunkRecord(
-            id=chunk_id(c.path, h, n), path=c.path, language=c.language, kind=c.kind,
-            symbol=c.symbol, start_line=c.start_line, end_line=c.end_line, text=c.text, hash=h,
-            search_text=lexical_text(c.path, c.symbol, c.text), definition_line=c.definition_line,
-        ))
-    return out
-
-
-def embed_batch(embedder: Embedder, texts: Sequence[str],
-                progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """The pure embedding step: document texts -> (n, dim) float32 L2-normalised vectors."""
-    return embedder.embed_documents(list(texts), task=DOCUMENT_TASK, progress=progress)
-
-
-# A general text model's chunk vector is its text's vector plus, with these weights, the vectors
-# of its short views (chunk.views: name + first line of code, name + last return), all normalised:
-# what a chunk is called, takes and gives back counts even when a long body dominates its
-# mean-pooled text vector. Shared eval, MiniLM, find hybrid: dev .610 -> .623, holdout .508 ->
-# .525 (bench/results/quality-log.md rows 11-12). Part of chunk.WORDS_STYLE's recipe.
-VIEW_WEIGHTS = (0.2, 0.1)
-
-# What the embedder sees for one chunk: its text, and its short views (none for a code model).
-Document = tuple[str, tuple[str, ...]]
-
-
-def chunk_documents(chunks: Iterable[Chunk], style: str,
-                    into: dict[str, Document] | None = None) -> dict[str, Document]:
-    """content hash -> :data:`Document` for ``chunks`` (added to ``into`` when given)."""
-    from codesearch.source.chunk import embedding_text, views
-
-    docs = {} if into is None else into
-    for c in chunks:
-        if c.content_hash not in docs:
-            docs[c.content_hash] = (embedding_text(c, style), views(c, style))
-    return docs
-
-
-def embed_documents(embed: EmbedFn, docs: Sequence[Document],
-                    progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Chunk vectors for ``docs`` from a batch function over texts (progress counts the chunk
-    texts): the text vectors, with the views folded in when the documents have them."""
-    vectors = np.asarray(embed([text for text, _ in docs], progress), dtype=np.float32)
-    n_views = {len(extra) for _, extra in docs}
-    if n_views != {len(VIEW_WEIGHTS)}:
-        return vectors
-    folded: np.ndarray = (1 - sum(VIEW_WEIGHTS)) * vectors
-    for j, weight in enumerate(VIEW_WEIGHTS):
-        folded += weight * np.asarray(embed([extra[j] for _, extra in docs], None),
-                                      dtype=np.float32)
-    norms = np.linalg.norm(folded, axis=1, keepdims=True)
-    return (folded / np.maximum(norms, 1e-12)).astype(np.float32)
-
-
-def describe(embedder: Embedder, model: str, root: Path) -> Manifest:
-    """The manifest an index built by ``embedder`` records."""
-    from codesearch.source.chunk import CHUNKER_VERSION, recorded_scheme
-
-    return Manifest(
-        model=model, model_id=embedder.model_id, revision=embedder.revision, dim=embedder.dim,
-        prefix_scheme=recorded_scheme(embedder.prefix_scheme), max_length=embedder.max_length,
-        chunker_version=CHUNKER_VERSION, root=str(root), created_at=time.time(),
-        precision=getattr(embedder, "precision", "fp32"),
-    )
-
-
-@dataclass(frozen=True)
-class _Identity:
-    """What :func:`describe` reads from an embedder, known before its weights load."""
-
-    model_id: str
-    revision: str | None
-    dim: int
-    prefix_scheme: str
-    max_length: int
-    precision: str = "fp32"
-
-
-def _precision_before_loading() -> str | None:
-    """The precision a model will run at, when that is known before it loads: forced by
-    CS_PRECISION, or float when the int8 engine is not installed (auto then picks between fp32
-    and bf16, one vector space). None when auto may measure int8 as the fastest: the model must
-    load first, since int8 vectors (and their cache) are another space."""
-    import importlib.util
-
-    forced = config.default_precision()
-    if forced in ("fp32", "bf16", "int8"):
-        return forced
-    if any(importlib.util.find_spec(name) is None for name in ("onnx", "onnxruntime")):
-        return "fp32"
-    return None
-
-
-def describe_unloaded(model: str, dim: int | None, root: Path) -> Manifest | None:
-    """The manifest :func:`describe` would give once ``model`` is loaded, from its resolved
-    files alone (no torch, no weights: a new index is searchable before the model has loaded);
-    None when it cannot be told this way (the caller loads the model instead). Whatever loads
-    later is checked against it (:meth:`EmbedderHandle.on_load`)."""
-    precision = _precision_before_loading()
-    if precision is None:
-        return None
-    try:
-        from codesearch.embed.pooling import check_dim
-        from codesearch.embed.resolve import normalize_model_name, resolve_model
-
-        res = resolve_model(normalize_model_name(model))
-        identity = _Identity(res.model_id, res.revision,
-                             check_dim(dim if dim is not None else res.default_dim, res.dims,
-                                       res.name), res.prefix_scheme, res.max_length, precision)
-    except Exception:  # noqa: BLE001 - loading the model reports the problem properly
-        return None
-    return describe(identity, model, root)  # type: ignore[arg-type]
-
-
-# What to record for --model (light enough for the warm client, so it lives in config).
-model_spec = config.model_spec
-
-
-class EmbedderHandle:
-    """Loads the model on first use only, so a run with nothing to embed never pays for it."""
-
-    def __init__(self, model: str, *, dim: int | None = None, device: str | None = None,
-                 loader: Callable[..., Embedder] | None = None,
-                 notify: Callable[[str], None] | None = None) -> None:
-        self.model = model
-        self.dim = dim
-        self.device = device
-        self._loader = loader
-        self._notify = notify
-        self._embedder: Embedder | None = None
-        self._checks: list[Callable[[Embedder], None]] = []
-        self.precision: str | None = None  # None: --precision / CS_PRECISION, else auto
-
-    @property
-    def loaded(self) -> bool:
-        return self._embedder is not None
-
-    def on_load(self, check: Callable[[Embedder], None]) -> None:
-        """Run ``check`` once the model is loaded (e.g. compare it with the index's manifest)."""
-        self._checks.append(check)
-        if self._embedder is not None:
-            check(self._embedder)
-
-    def get(self) -> Embedder:
-        """The loaded embedder (loading it now if needed)."""
-        if self._embedder is None:
-            if self._loader is None:
-                from codesearch.embed import load_embedder
-
-                embedder: Embedder = load_embedder(self.model, dim=self.dim, device=self.device,
-                                                   precision=self.precision, notify=self._notify)
-            else:
-                # The precision too: an existing float index must not get an int8 model.
-                embedder = self._loader(self.model, dim=self.dim, device=self.device,
-                                        precision=self.precision)
-            for check in self._checks:
-                check(embedder)
-            self._embedder = embedder
-        return self._embedder
-
-
-def handle_for(manifest: Manifest, requested: str | None, root: Path, *,
-               device: str | None = None, loader: Callable[..., Embedder] | None = None,
-               notify: Callable[[str], None] | None = None) -> EmbedderHandle:
-    """The embedder for an existing index: its own model unless ``requested`` names another, which
-    is loaded now and must produce the same vectors (else IndexMismatchError naming the rebuild).
-    Whatever loads later is checked against the manifest too."""
-    from codesearch.errors import ModelError
-
-    spec = requested or manifest.model
-    handle = EmbedderHandle(spec, dim=manifest.dim, device=device, loader=loader, notify=notify)
-    if config.default_precision() in (None, "auto"):
-        # Unless asked otherwise, keep the index's kind of vectors: int8, or float (fp32/bf16).
-        handle.precision = "int8" if manifest.precision == "int8" else "float"
-    handle.on_load(lambda e: manifest.check_compatible(describe(e, spec, root)))
-    if requested and requested != manifest.model:
-        try:
-            handle.get()  # another name may still be the same model: find out now
-        except ModelError as err:
-            raise IndexMismatchError(
-                f"the index was built with {manifest.model} (dim {manifest.dim}); "
-                f"--model {requested} does not fit it ({err.message})", hint=REBUILD_HINT,
-            ) from err
-    return handle
 
 
 # --- the indexer -------------------------------------------------------------------------------
@@ -415,10 +193,9 @@ class Indexer:
 
         Raises IndexMismatchError when the index was built with another model or dim and
         ``rebuild`` is off; with ``rebuild`` the old tables are dropped first. An index from an
-        older chunker is chunked again (same model; cached vectors reused).
+        older chunker is chunked again (same model; cached vectors reused). The checks are
+        embed.handle's (check_writable, and check_compatible once the model loads).
         """
-        from codesearch.source.chunk import CHUNKER_VERSION
-
         opts = self.options
         try:
             manifest = self.store.read_manifest()
@@ -426,32 +203,20 @@ class Indexer:
             if not opts.rebuild:
                 raise
             manifest = None
-        requested = model_spec(opts.model) if opts.model else None
+        requested = config.model_spec(opts.model) if opts.model else None
         rechunk = False
         if manifest is not None and not opts.rebuild:
-            if manifest.format_version != config.INDEX_FORMAT_VERSION:
-                raise IndexMismatchError(
-                    f"the index has format {manifest.format_version}, "
-                    f"this cs writes {config.INDEX_FORMAT_VERSION}", hint=REBUILD_HINT)
-            if opts.dim is not None and opts.dim != manifest.dim:
-                raise IndexMismatchError(
-                    f"the index has dim {manifest.dim}, --dim asks for {opts.dim}",
-                    hint=REBUILD_HINT)
-            if manifest.chunker_version != CHUNKER_VERSION:
-                if requested is not None and requested != manifest.model:
-                    raise IndexMismatchError(
-                        f"the index was built with {manifest.model} by an older cs (chunker "
-                        f"{manifest.chunker_version!r})", hint=REBUILD_HINT)
+            rechunk = check_writable(manifest, requested=requested, dim=opts.dim)
+            if rechunk and self._notify is not None:
                 # Chunked by an older cs: chunk everything again with the same model. The
                 # embedding cache still holds every chunk text seen before, so only texts the new
                 # chunker writes differently are embedded.
-                if self._notify is not None:
-                    self._notify(f"the index was chunked by chunker "
-                                 f"{manifest.chunker_version!r}; chunking it again with "
-                                 f"{CHUNKER_VERSION!r} (cached vectors are reused)")
-                rechunk = True
+                self._notify(f"the index was chunked by chunker "
+                             f"{manifest.chunker_version!r}; chunking it again with "
+                             f"{CHUNKER_VERSION!r} (cached vectors are reused)")
         if manifest is None or opts.rebuild or rechunk:
-            spec = requested or (manifest.model if manifest else model_spec(config.default_model()))
+            spec = requested or (manifest.model if manifest
+                                 else config.model_spec(config.default_model()))
             dim = manifest.dim if rechunk and manifest is not None else opts.dim
             self.handle = EmbedderHandle(spec, dim=dim, device=opts.device,
                                          loader=self._loader, notify=self._notify)
@@ -463,7 +228,7 @@ class Indexer:
                 manifest = described
 
                 def check(embedder: Embedder, expected: Manifest = described) -> None:
-                    expected.check_compatible(describe(embedder, spec, self.root))
+                    check_compatible(expected, describe(embedder, spec, self.root))
 
                 self.handle.on_load(check)
             else:
@@ -492,14 +257,15 @@ class Indexer:
     # whole tree -----------------------------------------------------------------------------
 
     def run(self, *, should_stop: Callable[[], bool] | None = None,
-            on_searchable: Callable[[IndexStats], None] | None = None) -> IndexStats:
+            on_searchable: Callable[[IndexStats], None] | None = None,
+            defer: bool | None = None) -> IndexStats:
         """Index the whole root: the usual entry point (``cs index``). Takes the lock itself.
 
         Phase 1 ends with the whole tree lexically searchable (``on_searchable`` is called then,
         still under the lock); phase 2 (unless ``options.embed`` is off) embeds what is missing
-        until done or ``should_stop()`` turns true between two batches."""
-        from codesearch.source.discover import Discovery
-
+        until done or ``should_stop()`` turns true between two batches. ``defer``: whether phase 1
+        leaves every new vector to phase 2 (None: when the change is big, see below; True for an
+        engine whose phase 2 embeds elsewhere)."""
         if not self.root.is_dir():
             raise UsageError(f"{self.root} is not a directory")
         start = time.monotonic()
@@ -516,8 +282,9 @@ class Indexer:
             self.stats.files_new = the_plan.new
             # Two phases when embedding may take long (a new index, or more than a batch of files
             # changed); a small incremental run embeds in place, so every commit is complete.
-            defer = (not records or self.stats.rebuilt
-                     or len(the_plan.candidates) > self.options.batch_files)
+            if defer is None:
+                defer = (not records or self.stats.rebuilt
+                         or len(the_plan.candidates) > self.options.batch_files)
             self._apply(the_plan.candidates, the_plan.removed, records, defer=defer)
             self._finish(start)
             self.stats.seconds_searchable = self.stats.seconds
@@ -551,9 +318,6 @@ class Indexer:
                records: dict[str, FileRecord], *, defer: bool = False) -> None:
         """Chunk and commit ``candidates``, drop ``removed``. ``defer``: chunks whose vector is
         not known yet are stored without one (phase 1), else they are embedded now."""
-        from codesearch.source.chunk import chunk_source
-        from codesearch.source.discover import read_source
-
         total = len(candidates)
         done = 0
         batch = _Batch(removed=list(removed))
@@ -606,8 +370,6 @@ class Indexer:
             self.stats.files_removed += 1
 
     def _flush(self, batch: _Batch, *, defer: bool = False) -> None:
-        from codesearch.source.chunk import document_style
-
         assert self.cache is not None and self.manifest is not None
         dim = self.manifest.dim
         style = document_style(self.manifest.prefix_scheme)
@@ -700,7 +462,7 @@ class Indexer:
     # phase 2 ---------------------------------------------------------------------------------
 
     def fill_vectors(self, *, should_stop: Callable[[], bool] | None = None) -> int:
-        """Phase 2: give every chunk still without a vector its vector, in :func:`embed_order`,
+        """Phase 2: give every chunk still without a vector its vector, in index.order.embed_order,
         one commit per batch (:meth:`Store.update_vectors`). Vectors found in the shared cache
         (another root embedded the same code meanwhile) come first and cost nothing. A batch is
         sized to about ``options.embed_batch_seconds`` of embedding at the measured rate.
@@ -729,13 +491,8 @@ class Indexer:
             filled += len(known)
             self.stats.chunks_reused += len(known)
             missing = [m for m in missing if m[2] not in cached]
-        by_path: dict[str, list[tuple[str, str]]] = {}
-        for chunk_id_, path, h in missing:
-            by_path.setdefault(path, []).append((chunk_id_, h))
         records = self.store.file_records()
-        if self._recency is None:
-            self._recency = git_recency(self.root) or {}
-        order = embed_order(self.root, list(by_path), records, recency=self._recency)
+        order = self._by_file_in_embed_order(missing, records)
         to_embed = len({h for _, _, h in missing})
         self._progress(IndexProgress("embed", chunks_to_embed=to_embed))
         embedded = 0
@@ -772,11 +529,11 @@ class Indexer:
             wanted = int(rate * self.options.embed_batch_seconds)
             return max(EMBED_BATCH_MIN, min(self.options.batch_chunks, wanted))
 
-        for path in order:
+        for path, wanted in order:
             if stop():
                 break
             docs = self._documents_of(path, records.get(path))
-            for chunk_id_, h in by_path[path]:
+            for chunk_id_, h in wanted:
                 if docs is None or h not in docs:
                     self.stats.chunks_unresolved += 1
                     continue
@@ -791,13 +548,43 @@ class Indexer:
             commit()
         return filled
 
+    def missing_documents(self) -> dict[str, Document]:
+        """hash -> document of every chunk still without a vector that the shared cache cannot
+        give either: exactly what :meth:`fill_vectors` would embed now, in its order (a file
+        changed since it was chunked is left out, as fill_vectors leaves it). For an engine that
+        embeds them elsewhere (index/ray.py) and puts the vectors into the cache, where
+        fill_vectors then finds them. Call while holding the lock, after :meth:`prepare`."""
+        assert self.cache is not None
+        missing = self.store.missing_vectors()
+        if not missing:
+            return {}
+        cached = self.cache.get(sorted({h for _, _, h in missing}))
+        missing = [m for m in missing if m[2] not in cached]
+        records = self.store.file_records()
+        docs: dict[str, Document] = {}
+        for path, wanted in self._by_file_in_embed_order(missing, records):
+            found = self._documents_of(path, records.get(path))
+            for _, h in wanted:
+                if found is not None and h in found:
+                    docs.setdefault(h, found[h])
+        return docs
+
+    def _by_file_in_embed_order(self, missing: Sequence[tuple[str, str, str]],
+                                records: dict[str, FileRecord]
+                                ) -> list[tuple[str, list[tuple[str, str]]]]:
+        """``missing`` (id, path, hash) grouped by file as (path, [(id, hash)]), the files in
+        index.order.embed_order (git history read once per indexer)."""
+        by_path: dict[str, list[tuple[str, str]]] = {}
+        for chunk_id_, path, h in missing:
+            by_path.setdefault(path, []).append((chunk_id_, h))
+        if self._recency is None:
+            self._recency = git_recency(self.root) or {}
+        order = embed_order(self.root, list(by_path), records, recency=self._recency)
+        return [(path, by_path[path]) for path in order]
+
     def _documents_of(self, path: str, record: FileRecord | None) -> dict[str, Document] | None:
         """hash -> document for the chunks of ``path`` as it is on disk, or None when it is gone
         or no longer what was indexed."""
-        from codesearch.source.chunk import chunk_source, document_style
-        from codesearch.source.discover import SourceFile, read_source
-        from codesearch.source.languages import language_for_path
-
         assert self.manifest is not None
         if record is None:
             return None
@@ -824,47 +611,3 @@ EMBED_BATCH_MIN = 16
 EMBED_OPTIMIZE_EVERY = 100
 
 
-def git_recency(root: Path, max_commits: int = 5000) -> dict[str, int] | None:
-    """path (relative to ``root``) -> the commit time of its latest change, from one ``git log``
-    over the last ``max_commits`` commits; None when ``root`` is not in a git work tree (or git
-    is missing or fails)."""
-    import subprocess
-
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "-c", "core.quotePath=false", "log", f"-n{max_commits}",
-             "--format=%x00%ct", "--name-only", "--relative", "--no-renames", "--"],
-            capture_output=True, text=True, timeout=30, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if out.returncode != 0:
-        return None
-    times: dict[str, int] = {}
-    when = 0
-    for line in out.stdout.splitlines():
-        if line.startswith("\0"):
-            when = int(line[1:] or 0)
-        elif line and line not in times:  # newest first: the first time seen is the latest
-            times[line] = when
-    return times
-
-
-def embed_order(root: Path, paths: Sequence[str], records: Mapping[str, FileRecord], *,
-                recency: dict[str, int] | None = None) -> list[str]:
-    """``paths`` in the order phase 2 embeds them: the code a user most likely searches first
-    first. Tests, examples and benchmarks (search.is_test_path) last; within each group, the most
-    recently changed first: by git history when ``root`` is in a repository (its files never
-    changed in the recent history after, by mtime), else by mtime (the file records'); path
-    order breaks ties, so the order is deterministic. ``recency``: a :func:`git_recency` result
-    to reuse."""
-    from codesearch.query.searcher import is_test_path
-
-    recency = git_recency(root) if recency is None else recency
-
-    def key(path: str) -> tuple[bool, int, int, str]:
-        record = records.get(path)
-        mtime = record.mtime_ns if record is not None else 0
-        committed = (recency or {}).get(path, 0)
-        return is_test_path(path), -committed, -mtime, path
-
-    return sorted(paths, key=key)

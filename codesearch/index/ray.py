@@ -1,49 +1,46 @@
 """The Ray engine: embed what an index run needs on a Ray cluster, then commit exactly as locally.
 
-``cs index --engine ray`` does the same run as the local engine, with one extra step in front:
+``cs index --engine ray`` is the ordinary :class:`codesearch.index.indexer.Indexer` run, whose phase
+2 first hands what it is missing to Ray:
 
-1. Under the writer lock, check (or create) the manifest and work out, by stat and hash, which files
-   changed; chunk them and keep the texts whose content hash is neither in the index (same file,
-   unchanged function) nor in the embedding cache. This is the same diff the local indexer makes.
-2. Embed those texts through Ray Data: ``from_items`` over the texts sorted by length (so each
-   Ray batch holds texts of similar length and pads little: the local engine's length bucketing),
+1. Phase 1 as always, under the writer lock: the manifest checks, the diff by stat and hash, every
+   changed file chunked and committed, vectors the index or the embedding cache already hold
+   reused. Every other chunk is left without its vector (``run(defer=True)``, whatever the size
+   of the change), so the tree is lexically searchable before Ray starts.
+2. What phase 2 would embed (:meth:`Indexer.missing_documents`: the indexer's own diff) is
+   embedded through Ray Data: ``from_items`` over the texts sorted by length (so each Ray batch
+   holds texts of similar length and pads little: the local engine's length bucketing),
    ``map_batches`` with an actor class that loads the model once per actor (``concurrency``
    actors, one GPU each when the cluster has GPUs). Vectors stream back to the driver and go into
    the embedding cache as they arrive, so a crash keeps the work done.
-3. Run the ordinary :class:`codesearch.index.indexer.Indexer`: every vector it needs is now in the cache,
-   so it commits through the same batched path, with the same manifest checks and crash safety.
+3. Phase 2 as always (:meth:`Indexer.fill_vectors`): every vector it needs is now in the cache, so
+   it commits them through the same batched path, with the same crash safety; a file edited
+   meanwhile is left to the next run, as locally.
 
-Chunk ids come from the same chunker and :func:`codesearch.index.indexer.chunk_records`, and vectors from
-the same model code, so both engines produce the same index. Ray is an optional extra, imported only
-here and only when this engine runs.
+Chunk ids come from the same chunker and indexer, and vectors from the same model code
+(documents.embed_documents), so both engines produce the same index. Ray is an optional extra,
+imported only here and only when this engine runs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from codesearch.config import resolve_index_uri
+from codesearch.documents import Document, embed_batch, embed_documents
 from codesearch.errors import UsageError
 from codesearch.index.indexer import (
-    DOCUMENT_TASK,
-    Document,
     Indexer,
     IndexOptions,
     IndexProgress,
     IndexStats,
     ProgressFn,
-    chunk_documents,
-    embed_documents,
-    plan,
 )
+from codesearch.location import IndexLocation
 from codesearch.store.store import Store
 
 ENGINES = ("local", "ray")
@@ -80,7 +77,7 @@ class RayOptions:
 
 class EmbedActor:
     """One model per actor process; Ray Data calls it with batches of ``{"i", "text"}`` rows, plus
-    ``view0``, ``view1``... for a writing with short views (see indexer.embed_documents)."""
+    ``view0``, ``view1``... for a writing with short views (see documents.embed_documents)."""
 
     def __init__(self, model: str, dim: int | None, device: str | None, dtype: str | None,
                  threads: int, precision: str | None = None) -> None:
@@ -95,7 +92,7 @@ class EmbedActor:
 
     def _embed(self, texts: Sequence[str],
                progress: Callable[[int], None] | None = None) -> np.ndarray:
-        return self.embedder.embed_documents(list(texts), task=DOCUMENT_TASK)
+        return embed_batch(self.embedder, texts)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
@@ -138,7 +135,7 @@ def _worker_env() -> dict[str, str]:
 def ray_embed(docs: Sequence[Document], *, model: str, dim: int | None, device: str | None,
               dtype: str | None = None, precision: str | None = None,
               opts: RayOptions | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Embed chunk ``docs`` (document side, as indexer.embed_documents) on Ray; yields
+    """Embed chunk ``docs`` (document side, as documents.embed_documents) on Ray; yields
     ``(indices, vectors)`` blocks as they finish,
     covering every index exactly once. ``model`` must resolve on every worker (a preset or hub id
     in each node's cache, or a directory every node can read). ``dtype`` (None: each actor's
@@ -175,111 +172,57 @@ def ray_embed(docs: Sequence[Document], *, model: str, dim: int | None, device: 
         yield np.asarray(block["i"], dtype=np.int64), np.asarray(block["vector"], dtype=np.float32)
 
 
-@dataclass
-class _Pending:
-    docs: list[Document]
-    hashes: list[str]
+class _RayIndexer(Indexer):
+    """The local indexer whose phase 2 first embeds on Ray everything it is missing
+    (:meth:`Indexer.missing_documents`), into the embedding cache, where the ordinary phase 2
+    then finds every vector."""
+
+    def __init__(self, *args: Any, ray_options: RayOptions | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ray_options = ray_options
+
+    def fill_vectors(self, *, should_stop: Callable[[], bool] | None = None) -> int:
+        embedded = self._embed_on_ray()
+        filled = super().fill_vectors(should_stop=should_stop)
+        # What Ray embedded came back through the cache: count it as embedded, not reused.
+        self.stats.chunks_embedded += embedded
+        self.stats.chunks_reused = max(0, self.stats.chunks_reused - embedded)
+        return filled
+
+    def _embed_on_ray(self) -> int:
+        """Embed :meth:`missing_documents` on Ray into the cache; returns how many."""
+        assert self.cache is not None and self.manifest is not None
+        pending = self.missing_documents()
+        if not pending:
+            return 0
+        hashes = list(pending)
+        docs = [pending[h] for h in hashes]
+        # The driver's choice of dtype when it has loaded the model (a new index), else the
+        # same rule it would apply: actors read the driver's settings (_worker_env).
+        handle = self.handle
+        emb = handle.get() if handle and handle.loaded else None
+        loaded = getattr(emb, "dtype", None)
+        dtype = str(loaded).removeprefix("torch.") if loaded is not None else None
+        # int8 and float vectors never mix: actors run the driver's precision (or the index's).
+        precision = getattr(emb, "precision", None) or getattr(handle, "precision", None)
+        embedded = 0
+        for indices, vectors in ray_embed(docs, model=self.manifest.model, dim=self.manifest.dim,
+                                          device=self.options.device, dtype=dtype,
+                                          precision=precision, opts=self.ray_options):
+            # Into the cache as they arrive: an interrupted run keeps what Ray finished.
+            self.cache.put([hashes[i] for i in indices], vectors)
+            embedded += len(indices)
+            self._progress(IndexProgress("embed", 0, 0, embedded, 0))
+        return embedded
 
 
-def _missing_docs(indexer: Indexer) -> _Pending:
-    """What a run of ``indexer`` would embed: the documents of chunks of changed files whose
-    content hash is in neither the index (for that file) nor the embedding cache. Call after
-    ``prepare()``."""
-    from codesearch.source.chunk import chunk_source, document_style
-    from codesearch.source.discover import Discovery, read_source
-
-    assert indexer.cache is not None and indexer.manifest is not None
-    style = document_style(indexer.manifest.prefix_scheme)
-    records = indexer.store.file_records()
-    the_plan = plan(Discovery(indexer.root, max_file_bytes=indexer.options.max_file_bytes),
-                    records)
-    docs: dict[str, Document] = {}
-    reindexed: list[str] = []
-    for f in the_plan.candidates:
-        try:
-            text = read_source(f)
-        except OSError:
-            continue  # the indexer reports it
-        old = records.get(f.rel)
-        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-        if old is not None and old.hash == digest:
-            continue
-        try:
-            chunks = chunk_source(text, f.rel, f.language)
-        except Exception:  # noqa: BLE001 - the indexer reports the bad file; nothing to embed
-            continue
-        if old is not None:
-            reindexed.append(f.rel)
-        chunk_documents(chunks, style, into=docs)
-    if reindexed:
-        for start in range(0, len(reindexed), 500):
-            stored = indexer.store.vectors_by_hash(reindexed[start:start + 500],
-                                                   indexer.manifest.dim)
-            for h in stored:
-                docs.pop(h, None)
-    if docs:
-        cached = indexer.cache.get(sorted(docs))
-        for h in cached:
-            docs.pop(h, None)
-    hashes = sorted(docs)
-    return _Pending([docs[h] for h in hashes], hashes)
-
-
-def index_root_ray(root: Path, *, index_uri: str | None = None,
-                   index_dir: str | Path | None = None,
-                   storage_options: dict[str, str] | None = None,
-                   options: IndexOptions | None = None, ray_options: RayOptions | None = None,
-                   progress: ProgressFn | None = None,
+def index_root_ray(location: IndexLocation, *, options: IndexOptions | None = None,
+                   ray_options: RayOptions | None = None, progress: ProgressFn | None = None,
                    notify: Callable[[str], None] | None = None) -> IndexStats:
-    """:func:`codesearch.index.indexer.index_root` with the embedding done on Ray (see the module doc).
-    The returned stats count the texts Ray embedded as ``chunks_embedded``."""
+    """:func:`codesearch.index.run.index_root` with the embedding done on Ray (see the module
+    doc). The returned stats count the texts Ray embedded as ``chunks_embedded``."""
     import_ray()  # fail before touching the index
-    root = root.expanduser()
-    if not root.exists():
-        raise UsageError(f"{root} does not exist")
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a directory", hint="cs index takes a directory")
-    options = options or IndexOptions()
-    report = progress or (lambda p: None)
-    uri = resolve_index_uri(root, index_dir=index_dir, index_uri=index_uri)
-    store = Store.open(uri, storage_options=storage_options)
-    start = time.monotonic()
-
-    pre = Indexer(root, store, options, notify=notify)
-    embedded = 0
-    with pre.lock():
-        manifest = pre.prepare()
-        report(IndexProgress("scan"))
-        pending = _missing_docs(pre)
-        if pending.docs:
-            assert pre.cache is not None
-            # The driver's choice of dtype when it has loaded the model (a new index), else the
-            # same rule it would apply: actors read the driver's settings (_worker_env).
-            handle = pre.handle
-            emb = handle.get() if handle and handle.loaded else None
-            loaded = getattr(emb, "dtype", None)
-            dtype = str(loaded).removeprefix("torch.") if loaded is not None else None
-            # int8 and float vectors never mix: actors run the driver's precision (or the index's).
-            precision = getattr(emb, "precision", None) or getattr(handle, "precision", None)
-            for indices, vectors in ray_embed(pending.docs, model=manifest.model,
-                                              dim=manifest.dim, device=options.device,
-                                              dtype=dtype, precision=precision,
-                                              opts=ray_options):
-                # Into the cache as they arrive: an interrupted run keeps what Ray finished.
-                pre.cache.put([pending.hashes[i] for i in indices], vectors)
-                embedded += len(indices)
-                report(IndexProgress("embed", 0, 0, embedded, 0))
-
-    # The ordinary run, whose every vector is now in the cache. A file edited between the two steps
-    # is embedded locally by the same model, so the index is right whatever happens meanwhile.
-    final = Indexer(root, store, replace(options, rebuild=False), progress=progress,
-                    notify=notify)
-    stats = final.run()
-    stats.rebuilt = pre.stats.rebuilt
-    stats.chunks_embedded += embedded
-    stats.chunks_reused = max(0, stats.chunks_reused - embedded)
-    stats.seconds = time.monotonic() - start
-    if embedded and final.manifest is not None:
-        with final.lock():  # record the corrected summary, as the local engine's run does
-            store.write_manifest(replace(final.manifest, last_run=stats.to_dict()))
-    return stats
+    store = Store.open(location.uri, storage_options=location.storage_options)
+    indexer = _RayIndexer(location.root, store, options, progress=progress, notify=notify,
+                          ray_options=ray_options)
+    return indexer.run(defer=True)

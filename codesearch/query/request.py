@@ -50,7 +50,9 @@ class SearchOptions:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SearchOptions:
         """The inverse of :meth:`to_dict`; TypeError for unknown fields."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in data.items()}
+        return cls(**fields)
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,13 @@ CONTRACT (owned by the foundation work, issue 2; other modules rely on these nam
         definition_line: int = 0  # first line of the whole definition when this chunk is one
                                   # piece of a split definition (all its pieces share it), else 0
 
-        @property
-        def content_hash(self) -> str: ...   # sha256 hex of embedding_text(self)
-
-    def embedding_text(chunk: Chunk, style: str = CODE_STYLE) -> str   # what the embedder sees
-    def views(chunk: Chunk, style: str) -> tuple[str, ...]  # its short views (WORDS_STYLE only)
-    def document_style(prefix_scheme: str) -> str   # CODE_STYLE, or WORDS_STYLE for text models
     def chunk_source(text: str, rel_path: str, language: str | None, *,
                      max_tokens: int = 512) -> list[Chunk]
+    def estimate_tokens(text: str) -> int       # what the budget counts, without a tokenizer
+
+What the model and the full-text index read of a chunk (its embedding text and views, its content
+hash, its lexical text) is codesearch.documents: this module only decides where chunks begin and
+end.
 
 How a file is cut (grammar languages):
 - each function is a chunk; a function inside a class-like type is a method named ``Type.method``
@@ -42,23 +41,18 @@ checkout's line-ending setting does not change hashes.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from codesearch.source.languages import Definition, Language, get_language, get_parser
-from codesearch.vocabulary import (
-    IDENTIFIER_RE,
-    identifier_words,
-    is_compound_identifier,
-    write_out_abbreviations,
-)
+from codesearch.vocabulary import identifier_words
 
 if TYPE_CHECKING:
     from tree_sitter import Node
 
-# Bump whenever chunk boundaries, texts, headers, embedding_text or search.lexical_text change.
+# Bump whenever chunk boundaries, texts or headers change, or what codesearch.documents writes
+# (embedding_text, views, lexical_text).
 CHUNKER_VERSION = "11"
 
 DEFAULT_MAX_TOKENS = 512
@@ -83,119 +77,6 @@ class Chunk:
     # Pieces of one split definition share its first line (search shows one piece per
     # definition); 0 for a chunk that is not a piece.
     definition_line: int = 0
-
-    @property
-    def content_hash(self) -> str:
-        """sha256 hex of what a code model sees (``embedding_text``): equal hashes mean equal
-        vectors for one model and writing (the index and cache record both)."""
-        return hashlib.sha256(embedding_text(self).encode("utf-8")).hexdigest()
-
-
-# --- what the embedder sees ----------------------------------------------------------------------
-
-# How a chunk is written for the embedder (recorded in the index manifest with the prefix scheme,
-# so a change here cannot mix vectors of two writings):
-# - "code": the code as is; code models (jina-code) read identifiers natively.
-# - "words5": compound identifiers split into lower-case words everywhere (``getArgConflicts`` ->
-#   ``get arg conflicts``), then the usual abbreviations written out (``get argument
-#   conflicts``, vocabulary.WRITTEN_OUT), for general text models without code prompts (MiniLM):
-#   their uncased WordPiece vocabulary turns a camelCase identifier into meaningless pieces and
-#   knows "argument" far better than "arg". Each chunk also has two short views (:func:`views`:
-#   its name with its first line of code, and with its last return statement) whose vectors
-#   are folded into the chunk's (indexer.VIEW_WEIGHTS): a mean-pooled text model otherwise lets a
-#   long body drown what the chunk is called, takes and gives back. Measured on the shared eval
-#   (bench/results/quality-log.md). Bump the number when :func:`in_words`, :func:`views` or the
-#   fold change.
-CODE_STYLE = "code"
-WORDS_STYLE = "words5"
-
-# A line that is only a Rust attribute (`#[must_use]`, `#[cfg(feature = "x")]`): it belongs to the
-# definition's span but tells a natural-language query nothing.
-_ATTRIBUTE_LINE_RE = re.compile(r"^\s*#!?\[.*\]\s*$")
-
-
-def document_style(prefix_scheme: str) -> str:
-    """The writing (CODE_STYLE or WORDS_STYLE) for a model with this prefix scheme: models with
-    task prompts are code models; a model without prompts ("none") is a general text model.
-    Accepts a recorded scheme too (``none+words5``)."""
-    scheme, _, style = prefix_scheme.partition("+")
-    if style:
-        return style
-    return WORDS_STYLE if scheme == "none" else CODE_STYLE
-
-
-def recorded_scheme(prefix_scheme: str) -> str:
-    """What an index records for a model's prefix scheme: the scheme plus the writing when it is
-    not plain code (``none`` -> ``none+words5``), so the manifest check and the embedding cache
-    tell the writings apart."""
-    if "+" in prefix_scheme:
-        return prefix_scheme
-    style = document_style(prefix_scheme)
-    return prefix_scheme if style == CODE_STYLE else f"{prefix_scheme}+{style}"
-
-
-def split_compound_identifiers(text: str) -> str:
-    """Every identifier with an inner capital written as lower-case words (``parseCSVFile`` ->
-    ``parse csv file``); snake_case and plain words are left alone (tokenizers split on ``_``)."""
-
-    def words(match: re.Match[str]) -> str:
-        ident = match.group(0)
-        return " ".join(identifier_words(ident)) if is_compound_identifier(ident) else ident
-
-    return IDENTIFIER_RE.sub(words, text)
-
-
-def in_words(text: str) -> str:
-    """``text`` written for a general text model (WORDS_STYLE): compound identifiers as words,
-    usual abbreviations written out. Documents and queries alike."""
-    return write_out_abbreviations(split_compound_identifiers(text))
-
-
-def embedding_text(chunk: Chunk, style: str = CODE_STYLE) -> str:
-    """The text embedded for a chunk: one line naming the file and the definition (identifiers
-    split into words, which helps natural-language queries; a Rust method reads ``Type.method``,
-    not ``impl Type.method``), the header if any, then the code without attribute-only lines.
-    ``style``: see WORDS_STYLE."""
-    symbol = chunk.symbol[5:] if chunk.symbol.startswith("impl ") else chunk.symbol
-    head = chunk.path
-    if symbol:
-        head += f" | {chunk.kind} {symbol}"
-        words = " ".join(identifier_words(symbol))
-        if words and words != symbol.lower():
-            head += f" ({words})"
-    elif chunk.kind not in ("module", "window"):
-        head += f" | {chunk.kind}"
-    parts = [head]
-    if chunk.header:
-        parts.append(chunk.header)
-    code = chunk.text
-    if "#" in code:
-        kept = [line for line in code.split("\n") if not _ATTRIBUTE_LINE_RE.match(line)]
-        code = "\n".join(kept) if any(line.strip() for line in kept) else code
-    parts.append(code)
-    text = "\n".join(parts)
-    return in_words(text) if style == WORDS_STYLE else text
-
-
-_RETURN_RE = re.compile(r"(?:return|yield)\b")
-_PUNCTUATION_ONLY = "{}()[];, "
-
-
-def views(chunk: Chunk, style: str) -> tuple[str, ...]:
-    """The chunk's short views for a general text model (WORDS_STYLE), each headed by its name
-    (the first line of :func:`embedding_text` without the path, which the text already has): its
-    first line of code (usually the signature), and its last ``return``/``yield`` statement, else
-    its last line of code (what it gives back). ``()`` for code models, which embed the text
-    alone."""
-    if style != WORDS_STYLE:
-        return ()
-    first, *rest = embedding_text(chunk, style).split("\n")
-    name = first.split(" | ", 1)[1] if " | " in first else first  # a chunk without a name: path
-    code = [line.strip() for line in rest if line.strip()]
-    body = [line for line in code[1:] if line.strip(_PUNCTUATION_ONLY) and line != "end"]
-    result = next((line for line in reversed(body) if _RETURN_RE.match(line)),
-                  body[-1] if body else "")
-    return tuple(f"{name}\n{line}" if line else name for line in (code[0] if code else "", result))
 
 
 # --- token estimate ------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ class Definition:
     container: bool = False  # transparent: members chunked as if at the enclosing level
     emit_header: bool = True  # False for Rust impl blocks: a bare `impl X {` line says nothing
     # What the functions among a class-like's members are: "method", or "trait_impl" in a Rust
-    # `impl Trait for Type` (the trait documents them; ranked as glue, search.SECONDARY_KINDS).
+    # `impl Trait for Type` (the trait documents them; ranked as glue, ranking.SECONDARY_KINDS).
     method_kind: str = "method"
 
 

@@ -21,7 +21,6 @@ import numpy as np
 import pyarrow as pa
 
 from codesearch import config
-from codesearch.errors import IndexMismatchError
 
 CHUNKS = "chunks"
 FILES = "files"
@@ -43,7 +42,8 @@ REBUILD_HINT = "run `cs index --rebuild` to rebuild the index"
 
 @dataclass(frozen=True)
 class Manifest:
-    """What built an index. Two indexes are compatible when their :meth:`identity` is equal."""
+    """What built an index, a plain record. Two indexes are compatible when their :meth:`identity`
+    is equal; whether a model or this cs fits one is embed.handle's to check."""
 
     model: str  # what the user named (preset, directory, hub id): reloaded by find/similar
     model_id: str
@@ -73,29 +73,6 @@ class Manifest:
         if self.precision == "int8":  # float caches keep their table names
             ident["precision"] = "int8"
         return ident
-
-    def differences(self, other: Manifest) -> list[str]:
-        """Human-readable differences between this (the index) and ``other`` (what is asked for)."""
-        out = []
-        for key in ("format_version", "model_id", "revision", "dim", "prefix_scheme",
-                    "max_length", "chunker_version"):
-            mine, theirs = getattr(self, key), getattr(other, key)
-            if mine != theirs:
-                out.append(f"{key} {mine!r} (index) vs {theirs!r} (now)")
-        if (self.precision == "int8") != (other.precision == "int8"):
-            out.append(f"precision {self.precision} (index) vs {other.precision} (now)")
-        return out
-
-    def check_compatible(self, other: Manifest) -> None:
-        """Raise IndexMismatchError naming the differences when ``other`` cannot use this index."""
-        diffs = self.differences(other)
-        if diffs:
-            hint = REBUILD_HINT
-            if diffs[0].startswith("precision"):
-                hint = f"use --precision {self.precision}, or {REBUILD_HINT}"
-            raise IndexMismatchError(
-                "the index was built differently: " + "; ".join(diffs[:3]), hint=hint
-            )
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,328 @@
+"""What the model and the full-text index read: a chunk's documents, and their query-side twins.
+
+One module, so that changing what is embedded or indexed means editing one place:
+
+- the **writing** (:data:`CODE_STYLE` or :data:`WORDS_STYLE`) a model gets, from its prefix scheme;
+- a chunk's **document** for the embedder (:func:`embedding_text` and its short :func:`views`),
+  its :func:`content_hash` (the embedding cache key), and how its vector is made from those texts
+  (:func:`embed_documents`, folding the views in with :data:`VIEW_WEIGHTS`);
+- a chunk's **lexical text** for BM25 (:func:`lexical_text`) and a query's (:func:`lexical_query`);
+- the **query side**: a find query's vector (:func:`query_vector`: the query written like the
+  documents, with its own views folded in) and a similar query's (:func:`chunk_query_vector`).
+
+Pure (no IO) apart from calling the embedder it is given. Any change to a text written here
+changes stored vectors or full-text entries: bump ``source.chunk.CHUNKER_VERSION`` with it (indexes
+are chunked again; the embedding cache keeps whatever did not change).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from codesearch.vocabulary import (
+    IDENTIFIER_RE,
+    identifier_words,
+    is_compound_identifier,
+    write_out_abbreviations,
+    written_out_words,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from codesearch.embed import Embedder
+    from codesearch.source.chunk import Chunk
+
+
+# --- the writing ---------------------------------------------------------------------------------
+
+# How a chunk is written for the embedder (recorded in the index manifest with the prefix scheme,
+# so a change here cannot mix vectors of two writings):
+# - "code": the code as is; code models (jina-code) read identifiers natively.
+# - "words5": compound identifiers split into lower-case words everywhere (``getArgConflicts`` ->
+#   ``get arg conflicts``), then the usual abbreviations written out (``get argument
+#   conflicts``, vocabulary.WRITTEN_OUT), for general text models without code prompts (MiniLM):
+#   their uncased WordPiece vocabulary turns a camelCase identifier into meaningless pieces and
+#   knows "argument" far better than "arg". Each chunk also has two short views (:func:`views`:
+#   its name with its first line of code, and with its last return statement) whose vectors
+#   are folded into the chunk's (VIEW_WEIGHTS): a mean-pooled text model otherwise lets a
+#   long body drown what the chunk is called, takes and gives back. Measured on the shared eval
+#   (bench/results/quality-log.md). Bump the number when :func:`in_words`, :func:`views` or the
+#   fold change.
+CODE_STYLE = "code"
+WORDS_STYLE = "words5"
+
+
+def document_style(prefix_scheme: str) -> str:
+    """The writing (CODE_STYLE or WORDS_STYLE) for a model with this prefix scheme: models with
+    task prompts are code models; a model without prompts ("none") is a general text model.
+    Accepts a recorded scheme too (``none+words5``)."""
+    scheme, _, style = prefix_scheme.partition("+")
+    if style:
+        return style
+    return WORDS_STYLE if scheme == "none" else CODE_STYLE
+
+
+def recorded_scheme(prefix_scheme: str) -> str:
+    """What an index records for a model's prefix scheme: the scheme plus the writing when it is
+    not plain code (``none`` -> ``none+words5``), so the manifest check and the embedding cache
+    tell the writings apart."""
+    if "+" in prefix_scheme:
+        return prefix_scheme
+    style = document_style(prefix_scheme)
+    return prefix_scheme if style == CODE_STYLE else f"{prefix_scheme}+{style}"
+
+
+def split_compound_identifiers(text: str) -> str:
+    """Every identifier with an inner capital written as lower-case words (``parseCSVFile`` ->
+    ``parse csv file``); snake_case and plain words are left alone (tokenizers split on ``_``)."""
+
+    def words(match: re.Match[str]) -> str:
+        ident = match.group(0)
+        return " ".join(identifier_words(ident)) if is_compound_identifier(ident) else ident
+
+    return IDENTIFIER_RE.sub(words, text)
+
+
+def in_words(text: str) -> str:
+    """``text`` written for a general text model (WORDS_STYLE): compound identifiers as words,
+    usual abbreviations written out. Documents and queries alike."""
+    return write_out_abbreviations(split_compound_identifiers(text))
+
+
+def written(text: str, prefix_scheme: str) -> str:
+    """``text`` (a query, or a chunk's code used as one) written the way an index with this
+    prefix scheme wrote its documents."""
+    return in_words(text) if document_style(prefix_scheme) == WORDS_STYLE else text
+
+
+# --- a chunk's document ---------------------------------------------------------------------------
+
+# A line that is only a Rust attribute (`#[must_use]`, `#[cfg(feature = "x")]`): it belongs to the
+# definition's span but tells a natural-language query nothing.
+_ATTRIBUTE_LINE_RE = re.compile(r"^\s*#!?\[.*\]\s*$")
+
+
+def embedding_text(chunk: Chunk, style: str = CODE_STYLE) -> str:
+    """The text embedded for a chunk: one line naming the file and the definition (identifiers
+    split into words, which helps natural-language queries; a Rust method reads ``Type.method``,
+    not ``impl Type.method``), the header if any, then the code without attribute-only lines.
+    ``style``: see WORDS_STYLE."""
+    symbol = chunk.symbol[5:] if chunk.symbol.startswith("impl ") else chunk.symbol
+    head = chunk.path
+    if symbol:
+        head += f" | {chunk.kind} {symbol}"
+        words = " ".join(identifier_words(symbol))
+        if words and words != symbol.lower():
+            head += f" ({words})"
+    elif chunk.kind not in ("module", "window"):
+        head += f" | {chunk.kind}"
+    parts = [head]
+    if chunk.header:
+        parts.append(chunk.header)
+    code = chunk.text
+    if "#" in code:
+        kept = [line for line in code.split("\n") if not _ATTRIBUTE_LINE_RE.match(line)]
+        code = "\n".join(kept) if any(line.strip() for line in kept) else code
+    parts.append(code)
+    text = "\n".join(parts)
+    return in_words(text) if style == WORDS_STYLE else text
+
+
+def content_hash(chunk: Chunk) -> str:
+    """sha256 hex of what a code model sees (``embedding_text`` in CODE_STYLE, whatever the
+    index's writing: the cache is keyed by the writing too): equal hashes mean equal vectors for
+    one model and writing. The chunk's row id and the embedding cache key derive from it."""
+    return hashlib.sha256(embedding_text(chunk).encode("utf-8")).hexdigest()
+
+
+_RETURN_RE = re.compile(r"(?:return|yield)\b")
+_PUNCTUATION_ONLY = "{}()[];, "
+
+
+def views(chunk: Chunk, style: str) -> tuple[str, ...]:
+    """The chunk's short views for a general text model (WORDS_STYLE), each headed by its name
+    (the first line of :func:`embedding_text` without the path, which the text already has): its
+    first line of code (usually the signature), and its last ``return``/``yield`` statement, else
+    its last line of code (what it gives back). ``()`` for code models, which embed the text
+    alone."""
+    if style != WORDS_STYLE:
+        return ()
+    first, *rest = embedding_text(chunk, style).split("\n")
+    name = first.split(" | ", 1)[1] if " | " in first else first  # a chunk without a name: path
+    code = [line.strip() for line in rest if line.strip()]
+    body = [line for line in code[1:] if line.strip(_PUNCTUATION_ONLY) and line != "end"]
+    result = next((line for line in reversed(body) if _RETURN_RE.match(line)),
+                  body[-1] if body else "")
+    return tuple(f"{name}\n{line}" if line else name for line in (code[0] if code else "", result))
+
+
+# What the embedder sees for one chunk: its text, and its short views (none for a code model).
+Document = tuple[str, tuple[str, ...]]
+
+
+def chunk_documents(chunks: Iterable[Chunk], style: str,
+                    into: dict[str, Document] | None = None) -> dict[str, Document]:
+    """content hash -> :data:`Document` for ``chunks`` (added to ``into`` when given)."""
+    docs = {} if into is None else into
+    for c in chunks:
+        h = content_hash(c)
+        if h not in docs:
+            docs[h] = (embedding_text(c, style), views(c, style))
+    return docs
+
+
+# --- a chunk's vector -----------------------------------------------------------------------------
+
+# The task whose document side is stored. Every code task of the jina models shares the document
+# prefix "Candidate code snippet:\n", so these vectors answer both nl2code and code2code queries.
+DOCUMENT_TASK = "nl2code"
+
+# A general text model's chunk vector is its text's vector plus, with these weights, the vectors
+# of its short views (:func:`views`: name + first line of code, name + last return), all
+# normalised: what a chunk is called, takes and gives back counts even when a long body dominates
+# its mean-pooled text vector. Shared eval, MiniLM, find hybrid: dev .610 -> .623, holdout .508 ->
+# .525 (bench/results/quality-log.md rows 11-12). Part of WORDS_STYLE's recipe.
+VIEW_WEIGHTS = (0.2, 0.1)
+
+
+class EmbedFn(Protocol):
+    """The embedding step as a batch function: document texts -> (n, dim) float32 L2-normalised
+    vectors, in order; ``progress(k)`` as k more texts finish. :func:`embed_batch` over a loaded
+    model, or whatever an Indexer is given instead (``embed_fn``: a benchmark's stand-in)."""
+
+    def __call__(self, texts: Sequence[str],
+                 progress: Callable[[int], None] | None = None) -> np.ndarray: ...
+
+
+def embed_batch(embedder: Embedder, texts: Sequence[str],
+                progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """The pure embedding step: document texts -> (n, dim) float32 L2-normalised vectors."""
+    return embedder.embed_documents(list(texts), task=DOCUMENT_TASK, progress=progress)
+
+
+def embed_documents(embed: EmbedFn, docs: Sequence[Document],
+                    progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Chunk vectors for ``docs`` from a batch function over texts (progress counts the chunk
+    texts): the text vectors, with the views folded in when the documents have them."""
+    vectors = np.asarray(embed([text for text, _ in docs], progress), dtype=np.float32)
+    n_views = {len(extra) for _, extra in docs}
+    if n_views != {len(VIEW_WEIGHTS)}:
+        return vectors
+    folded: np.ndarray = (1 - sum(VIEW_WEIGHTS)) * vectors
+    for j, weight in enumerate(VIEW_WEIGHTS):
+        folded += weight * np.asarray(embed([extra[j] for _, extra in docs], None),
+                                      dtype=np.float32)
+    norms = np.linalg.norm(folded, axis=1, keepdims=True)
+    return (folded / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+# --- the full-text side --------------------------------------------------------------------------
+
+_WORD = re.compile(r"[A-Za-z0-9]+")
+
+
+def _subwords(text: str) -> list[str]:
+    """Sub-words of the compound identifiers in ``text`` (the full-text tokenizer already splits on
+    ``_`` and punctuation, but not on case changes)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for m in IDENTIFIER_RE.finditer(text):
+        ident = m.group(0)
+        if ident in seen:
+            continue
+        seen.add(ident)
+        if is_compound_identifier(ident):
+            out.extend(identifier_words(ident))
+    return out
+
+
+def own_name_words(symbol: str) -> list[str]:
+    """The words of a chunk's own name: the last part of ``Class.method``, ``impl Type.fn``,
+    ``Type::fn`` (``impl Arg.get_action`` -> [get, action]). The lexical text's name field, and
+    what the ranking's name priors compare (query.ranking)."""
+    return identifier_words(re.split(r"\.|::|\s", symbol.strip())[-1])
+
+
+def lexical_text(path: str, symbol: str, text: str) -> str:
+    """What the full-text index sees for a chunk: the path's words, the symbol (also as words),
+    the definition's own name words three times (a name field weight: a query that spells out a
+    name should find it first), the text, the sub-words of its compound identifiers, and the usual
+    abbreviations among its words written out (``pos`` -> ``position``, vocabulary.WRITTEN_OUT)."""
+    name = " ".join(own_name_words(symbol))
+    head = " ".join([" ".join(identifier_words(path)), symbol, " ".join(identifier_words(symbol)),
+                     name, name, name])
+    written = " ".join(written_out_words(sorted(set(identifier_words(f"{path} {symbol} {text}")))))
+    return f"{head}\n{text}\n{' '.join(_subwords(text))}\n{written}"
+
+
+def lexical_query(query: str) -> str:
+    """A full-text query from free text: its words plus the sub-words of its identifiers (BM25
+    OR-semantics; operators and punctuation are dropped so nothing is parsed as syntax)."""
+    words = [w.lower() for w in _WORD.findall(query)]
+    words.extend(_subwords(query))
+    return " ".join(dict.fromkeys(words))
+
+
+# --- the query side ------------------------------------------------------------------------------
+
+# A find query's short views for a general text model (:func:`query_views`), folded into its
+# vector with these weights (the query's own vector weighs 1), as a chunk's views are folded into
+# its vector (VIEW_WEIGHTS): like is compared with like. Query time only, so indexes are
+# unchanged. Shared eval, MiniLM, find hybrid: dev .624 -> .633, check split .525 -> .536
+# (bench/results/quality-log.md row 14).
+QUERY_VIEW_WEIGHTS = (0.25, 0.2)
+
+# Words that carry no meaning on their own in a description; a query's name view leaves them out.
+_STOPWORDS = frozenset(
+    "a an the of to in on for from by with and or is are be this that it its as at if into any "
+    "all given which when".split())
+
+
+def query_views(query: str) -> tuple[str, str]:
+    """A find query's short views, the query-side twins of a chunk's :func:`views`: its content
+    words headed by ``function``, shaped like a chunk's name line ("Returns the number of flags
+    set" -> "function returns number flags set"), and its first five words, the verb and object
+    that name what is asked for ("Returns the number of flags")."""
+    words = [w for w in re.findall(r"[A-Za-z0-9_]+", query.lower()) if w not in _STOPWORDS]
+    return "function " + " ".join(words), " ".join(query.split()[:5])
+
+
+def fold(vectors: np.ndarray, weights: Sequence[float]) -> np.ndarray:
+    """``vectors[0] + sum(weights[i] * vectors[i + 1])``, L2-normalised."""
+    folded = vectors[0] + sum(w * v for w, v in zip(weights, vectors[1:], strict=True))
+    return folded / max(float(np.linalg.norm(folded)), 1e-12)
+
+
+def query_texts(query: str, prefix_scheme: str) -> list[str]:
+    """The texts a find query is embedded as for an index with this prefix scheme: the query
+    alone for a code model; for a text model (whose index folds views into every chunk vector)
+    the query and its :func:`query_views`, each written like the documents."""
+    if document_style(prefix_scheme) != WORDS_STYLE:
+        return [query]
+    return [written(t, prefix_scheme) for t in (query, *query_views(query))]
+
+
+def query_vector(embedder: Embedder, query: str, task: str, prefix_scheme: str) -> np.ndarray:
+    """A find query's vector for an index with this prefix scheme (:func:`query_texts`, their
+    vectors folded with QUERY_VIEW_WEIGHTS when there are views)."""
+    texts = query_texts(query, prefix_scheme)
+    if len(texts) == 1:
+        return embedder.embed_queries(texts, task=task)[0]
+    return fold(embedder.embed_queries(texts, task=task), QUERY_VIEW_WEIGHTS)
+
+
+def chunk_query_vector(embedder: Embedder, chunk: Chunk, task: str,
+                       prefix_scheme: str) -> np.ndarray:
+    """A similar query's vector: the chunk's code (written like the documents) embedded as a
+    query, its short views folded in as into every stored vector (VIEW_WEIGHTS): like is
+    compared with like."""
+    extra = views(chunk, document_style(prefix_scheme))
+
+    def queries(texts: Sequence[str], progress: object = None) -> np.ndarray:
+        return embedder.embed_queries(list(texts), task=task)
+
+    return embed_documents(queries, [(written(chunk.text, prefix_scheme), extra)])[0]

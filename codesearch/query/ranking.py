@@ -1,0 +1,336 @@
+"""The ranking, as pure functions: candidate rows -> ranked rows, no IO and no model.
+
+- :func:`detect_task`: which side of the model a query is (``nl2code`` or ``code2code``);
+- :func:`build_where`: ``--lang`` and ``--glob`` as the SQL prefilter every candidate search uses;
+- :func:`hybrid_rank`: the hybrid ranking of the candidates both searches found (semantic and
+  BM25): max-normalised linear fusion (:func:`fuse`), the find priors (:func:`prior`: name
+  coverage, test code) or the similar one (:func:`namesake_priors`), the kind prior
+  (:func:`kind_weight`), then one piece per split definition (:func:`one_per_definition`).
+
+Every constant here was measured on the shared eval (bench/quality.py,
+bench/results/quality-log.md). :func:`hybrid_rank` takes them as keyword arguments too, so
+bench/replica.py sweeps them over stored query inputs with this very code instead of a copy.
+Where the candidates come from (the store's searches) is query.searcher's job.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from codesearch.documents import own_name_words
+from codesearch.errors import UsageError
+from codesearch.store.records import StoredChunk, sql_in
+from codesearch.vocabulary import ABBREVIATIONS, identifier_words
+
+# The defaults, from ../shared/eval dev (bench/quality.py measures every mode;
+# bench/results/quality.md). find: hybrid beats semantic and lexical on every language.
+# similar: hybrid beats semantic on every language; lexical scores higher overall there (the
+# benchmark pairs two versions of one package, so most answers share their identifiers) but loses
+# on Python, and a code model's vectors should matter more than MiniLM's.
+DEFAULT_MODE = "hybrid"
+DEFAULT_SIMILAR_MODE = "hybrid"
+# Weight of the (max-normalised) semantic score in hybrid mode; the rest goes to BM25.
+SEMANTIC_WEIGHT = 0.8
+# Chunks that are not definitions of functions or types (top-level glue code, prose sections, line
+# windows, a Go variable holding a struct of callbacks, the lines of a Rust impl block outside its
+# methods, a method implementing a trait, which the trait documents: `impl Display for Error.fmt`)
+# answer a query less directly than the function or type it describes: their scores are
+# multiplied by this.
+# Definitions keep their score, so on a benchmark whose answers are definitions the prior can only
+# move answers up. Applied exactly: each group is ranked under the same prefilter, then merged.
+SECONDARY_KINDS = ("module", "section", "window", "variable", "impl", "trait_impl")
+SECONDARY_WEIGHT = 0.85
+# How many candidates each side contributes to a hybrid ranking, per requested hit.
+HYBRID_POOL = 5
+HYBRID_MIN_POOL = 50
+# Hybrid ranking priors (measured on ../shared/eval dev with bench/quality.py, see
+# bench/results/quality-log.md). A definition whose own name is spelled out by the query
+# ("Returns the number of flags set" -> NumFlags) gains up to NAME_BOOST; test code loses
+# TEST_PENALTY unless the query asks for tests, because a description of behaviour is answered by
+# the code that implements it, not by the test that exercises it.
+# The three constants were re-fitted jointly (a listwise linear ranker over the same features,
+# trained leaving one package out, agreed with a coarse grid): every language gained, and any test
+# penalty from 0.3 up scores the same (test code simply ranks below implementations).
+NAME_BOOST = 0.15
+TEST_PENALTY = 0.3
+# `similar`: a definition with the query chunk's own name is most often its counterpart (the same
+# function in another version or copy of the code, a port, another implementation of the same
+# method), so it gains NAMESAKE_BOOST, split over the n candidates of that name (/ sqrt(n)): a
+# name many candidates share (`new`, `run`, `fmt`) says little. Shared eval, MiniLM, similar
+# hybrid: dev .938 -> .987, pairs below 0.6 similarity .725 -> .951 (quality-log.md row 15).
+NAMESAKE_BOOST = 0.2
+# Chunks whose symbol is not a definition's name (a Markdown heading path, or none): no namesakes.
+UNNAMED_KINDS = ("module", "section", "window")
+
+
+_CODE_PUNCT = re.compile(r"[{};]|=>|->|::|==|!=|&&|\|\||\w\(|\)\s*:|^\s*[@#]\w")
+_CODE_START = re.compile(
+    r"^\s*(def|fn|func|function|class|struct|impl|interface|enum|import|from|package|public|"
+    r"private|protected|static|const|let|var|return|async|pub|template|#include)\s+[\w$<*&]+"
+    r".*[(:=<{\[]"
+)
+
+
+def detect_task(query: str) -> str:
+    """``code2code`` when the query looks like code (several lines, code punctuation, a call, a
+    definition), else ``nl2code``. Prose that merely mentions "function" stays nl2code."""
+    text = query.strip()
+    if "\n" in text or _CODE_PUNCT.search(text) or _CODE_START.match(text):
+        return "code2code"
+    return "nl2code"
+
+
+
+def glob_to_regex(pattern: str) -> str:
+    """A path glob -> an anchored regex over POSIX paths relative to the root. Like ripgrep's
+    ``--glob``: a pattern without ``/`` matches the file name in any directory; ``*`` stays within
+    one directory level, ``**`` crosses levels, ``?`` is one character, ``[...]`` a class; a
+    pattern ending in ``/`` matches everything below that directory."""
+    pat = pattern.strip()
+    if not pat:
+        raise UsageError("empty --glob pattern")
+    anchored = "/" in pat.rstrip("/")
+    pat = pat.lstrip("/")
+    if pat.endswith("/"):
+        pat += "**"
+    out = []
+    i = 0
+    while i < len(pat):
+        c = pat[i]
+        if pat.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+            continue
+        if pat.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[":
+            end = pat.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(c))
+            else:
+                body = pat[i + 1:end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append("[" + body.replace("\\", "\\\\") + "]")
+                i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    prefix = "^" if anchored else "(?:^|/)"
+    return prefix + "".join(out) + "$"
+
+
+def build_where(languages: Sequence[str] = (), globs: Sequence[str] = (),
+                extra: Sequence[str] = ()) -> str | None:
+    """The SQL prefilter for ``--lang`` and ``--glob`` (``!pattern`` excludes), ANDed with
+    ``extra`` clauses; None when there is nothing to filter."""
+    clauses = [f"({c})" for c in extra if c]
+    if languages:
+        clauses.append(sql_in("language", [lang.lower() for lang in languages]))
+    include = [g for g in globs if not g.startswith("!")]
+    exclude = [g[1:] for g in globs if g.startswith("!")]
+    if include:
+        clauses.append("(" + " OR ".join(_regex_clause(g) for g in include) + ")")
+    for g in exclude:
+        clauses.append(f"NOT {_regex_clause(g)}")
+    return " AND ".join(clauses) or None
+
+
+def _regex_clause(glob: str) -> str:
+    regex = glob_to_regex(glob).replace("'", "''")
+    return f"regexp_like(path, '{regex}')"
+
+
+def fuse(semantic: Mapping[str, float], lexical: Mapping[str, float],
+         weight: float = SEMANTIC_WEIGHT) -> dict[str, float]:
+    """Linear fusion of max-normalised scores: ``weight * s/max(s) + (1-weight) * l/max(l)``.
+    A candidate missing from one side scores 0 there; negative scores count as 0."""
+    def normalised(scores: Mapping[str, float]) -> dict[str, float]:
+        top = max((v for v in scores.values()), default=0.0)
+        if top <= 0:
+            return dict.fromkeys(scores, 0.0)
+        return {key: max(value, 0.0) / top for key, value in scores.items()}
+
+    sem, lex = normalised(semantic), normalised(lexical)
+    keys = dict.fromkeys([*semantic, *lexical])
+    return {key: weight * sem.get(key, 0.0) + (1 - weight) * lex.get(key, 0.0) for key in keys}
+
+
+def unembedded_semantic(lexical: float, top_lexical: float, top_semantic: float) -> float:
+    """The semantic score hybrid fusion gives a chunk that has no vector yet (a progressive index
+    still embedding): its lexical score carried onto the semantic scale (``lexical/top_lexical``
+    of the best candidate cosine ``top_semantic``, or of 1 when no candidate has a vector), so
+    that after :func:`fuse` normalises each side the chunk scores the same on both and ranks as
+    it would lexically. Hence at 0% vectors hybrid ranks as lexical (plus the priors), and at
+    100% nothing is imputed: today's hybrid exactly."""
+    if top_lexical <= 0:
+        return 0.0
+    scale = top_semantic if top_semantic > 0 else 1.0
+    return max(lexical, 0.0) / top_lexical * scale
+
+
+def kind_weight(kind: str, secondary_weight: float | None = None) -> float:
+    """The ranking prior of a chunk kind (see SECONDARY_WEIGHT; ``secondary_weight`` replaces
+    it)."""
+    if kind not in SECONDARY_KINDS:
+        return 1.0
+    return SECONDARY_WEIGHT if secondary_weight is None else secondary_weight
+
+
+def one_per_definition(ranked: Sequence[tuple[float, StoredChunk]]
+                       ) -> list[tuple[float, StoredChunk]]:
+    """``ranked`` (best first) with only the best piece of each split definition: a long
+    function cut into pieces is one answer, not several slots of the top k."""
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for score, row in ranked:
+        if row.definition not in seen:
+            seen.add(row.definition)
+            out.append((score, row))
+    return out
+
+
+_STEM_SUFFIXES = ("ing", "es", "ed", "s")
+
+
+def _stem(word: str) -> str:
+    """A crude English stem, enough to match ``returns``/``return``, ``flags``/``flag``."""
+    for suffix in _STEM_SUFFIXES:
+        if len(word) > len(suffix) + 2 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def query_terms(query: str) -> frozenset[str]:
+    """The stemmed, lower-cased words of a query, identifiers split (``parseCsv`` -> parse, csv),
+    with their usual code abbreviations."""
+    words = identifier_words(query)
+    words.extend(a for w in list(words) for a in ABBREVIATIONS.get(w, ()))
+    return frozenset(_stem(w) for w in words)
+
+
+def name_key(symbol: str, kind: str) -> frozenset[str]:
+    """The words of a chunk's own name, as a set: what two namesakes share (``get_action`` and
+    ``getAction`` do; ``arg`` and ``args``, two identifiers, do not: no stemming). Empty for the
+    UNNAMED_KINDS, whose symbol is no definition's name."""
+    return frozenset() if kind in UNNAMED_KINDS else frozenset(own_name_words(symbol))
+
+
+def namesake_priors(query_key: frozenset[str], keys: Mapping[str, frozenset[str]], *,
+                    boost: float | None = None) -> dict[str, float]:
+    """What hybrid ``similar`` adds to the fused score of each candidate (id -> its
+    :func:`name_key`): for the n candidates named like the query chunk (``query_key``),
+    NAMESAKE_BOOST (or ``boost``) / sqrt(n); nothing when the query chunk has no name."""
+    if not query_key:
+        return {}
+    same = [cid for cid, key in keys.items() if key == query_key]
+    boost = NAMESAKE_BOOST if boost is None else boost
+    return {cid: boost / math.sqrt(len(same)) for cid in same}
+
+
+def name_coverage(terms: frozenset[str], symbol: str) -> float:
+    """The share of the words of a chunk's own name (:func:`own_name_words`) that the query
+    contains: 1.0 when the query spells out the whole name."""
+    words = [_stem(w) for w in own_name_words(symbol)]
+    if not words:
+        return 0.0
+    return sum(1 for w in words if w in terms) / len(words)
+
+
+_TEST_PATH = re.compile(
+    r"(^|/)(tests?|__tests__|__mocks__|spec|specs|testing|testdata|benches|examples?)(/|$)"
+    r"|(^|/)(test_[^/]*|[^/]*_test\.\w+|conftest\.py|[^/]*\.(test|spec)\.\w+)$"
+)
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_TEST_WORDS = frozenset({"test", "tests", "testing", "spec", "specs", "example", "examples",
+                         "benchmark", "benchmarks", "bench", "fixture", "fixtures", "mock"})
+
+
+def is_test_path(path: str) -> bool:
+    """Whether ``path`` holds tests, examples or benchmarks by the usual layout conventions. The
+    rule behind TEST_PENALTY, and so also behind the order a progressive index embeds in
+    (index.order.embed_order: test code last, as it ranks last)."""
+    return bool(_TEST_PATH.search(path))
+
+
+def wants_tests(query: str) -> bool:
+    """Whether a query asks about tests or examples themselves (then they are not penalised)."""
+    return any(w.lower() in _TEST_WORDS for w in _WORD.findall(query))
+
+
+def prior(terms: frozenset[str] | None, tests_wanted: bool, symbol: str, path: str, *,
+          name_boost: float | None = None, test_penalty: float | None = None) -> float:
+    """What hybrid find adds to a fused score: NAME_BOOST x :func:`name_coverage`, minus
+    TEST_PENALTY for test code unless the query asks for tests. ``terms=None`` (``similar``): 0.
+    ``name_boost``, ``test_penalty``: replace the constants."""
+    if terms is None:
+        return 0.0
+    bonus = (NAME_BOOST if name_boost is None else name_boost) * name_coverage(terms, symbol)
+    if not tests_wanted and is_test_path(path):
+        bonus -= TEST_PENALTY if test_penalty is None else test_penalty
+    return bonus
+
+
+
+
+def hybrid_pool(k: int) -> int:
+    """How many candidates each search (semantic and BM25) contributes to a hybrid ranking of
+    ``k`` hits."""
+    return max(k * HYBRID_POOL, HYBRID_MIN_POOL)
+
+
+def hybrid_rank(vector: np.ndarray, sem_rows: Sequence[StoredChunk],
+                lex_rows: Sequence[StoredChunk], k: int, *, query: str | None = None,
+                namesake: frozenset[str] | None = None,
+                semantic_weight: float | None = None, name_boost: float | None = None,
+                test_penalty: float | None = None, namesake_boost: float | None = None,
+                secondary_weight: float | None = None,
+                extra_prior: Callable[[StoredChunk], float] | None = None,
+                ) -> list[tuple[float, StoredChunk]]:
+    """The best ``k`` of both candidate lists as (score, row), best first: linear fusion of the
+    semantic and BM25 scores (:func:`fuse`; rows need their vectors, ``lex_rows`` their BM25
+    scores), plus the find priors (:func:`prior`, only when ``query`` is given) or the similar
+    one (:func:`namesake_priors`, only when ``namesake``, the query chunk's :func:`name_key`, is
+    given), times the kind prior; one piece per split definition.
+
+    The keyword levers replace the module's constants (None: the constant), and ``extra_prior``
+    adds a term per candidate before the kind prior: for bench/replica.py's sweeps."""
+    rows: dict[str, StoredChunk] = {r.id: r for r in sem_rows}
+    for r in lex_rows:
+        rows.setdefault(r.id, r)
+    # Exact cosine for every candidate, including lexical-only ones; a chunk still without a
+    # vector (zeros; the vector search never returns one) is scored by its lexical side.
+    semantic = {key: float(np.dot(r.vector, vector)) for key, r in rows.items()
+                if r.vector is not None and r.vector.any()}
+    lexical = {r.id: r.score for r in lex_rows}
+    top_semantic = max(semantic.values(), default=0.0)
+    top_lexical = max(lexical.values(), default=0.0)
+    for key in rows.keys() - semantic.keys():
+        semantic[key] = unembedded_semantic(lexical.get(key, 0.0), top_lexical, top_semantic)
+    terms = query_terms(query) if query is not None else None
+    tests_wanted = query is not None and wants_tests(query)
+    namesakes = (namesake_priors(namesake, {key: name_key(r.symbol, r.kind)
+                                            for key, r in rows.items()}, boost=namesake_boost)
+                 if namesake else {})
+    weight = SEMANTIC_WEIGHT if semantic_weight is None else semantic_weight
+
+    def extra(row: StoredChunk) -> float:
+        return extra_prior(row) if extra_prior is not None else 0.0
+
+    fused = {key: (score + prior(terms, tests_wanted, rows[key].symbol, rows[key].path,
+                                 name_boost=name_boost, test_penalty=test_penalty)
+                   + namesakes.get(key, 0.0) + extra(rows[key]))
+             * kind_weight(rows[key].kind, secondary_weight)
+             for key, score in fuse(semantic, lexical, weight).items()}
+    order = sorted(fused, key=lambda key: (-fused[key], rows[key].path, rows[key].start_line))
+    return one_per_definition([(fused[key], rows[key]) for key in order])[:k]
