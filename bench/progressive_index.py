@@ -126,7 +126,8 @@ def watch_index(root: Path, model: str, home: Path, max_seconds: float) -> dict[
             now = time.perf_counter() - start
             if first_answer is None and Path(uri).is_dir():
                 try:
-                    hits = Searcher.open(IndexSettings().locate(root)).find(QUERY, SearchOptions(k=10, mode="lexical"))
+                    searcher = Searcher.open(IndexSettings().locate(root))
+                    hits = searcher.find(QUERY, SearchOptions(k=10, mode="lexical"))
                 except CodeSearchError:
                     hits = []
                 if hits:
@@ -150,7 +151,8 @@ def watch_index(root: Path, model: str, home: Path, max_seconds: float) -> dict[
     store = Store.open(uri)
     embedded, total = store.coverage()
     samples.append((round(wall, 2), embedded, total))
-    after = Searcher.open(IndexSettings().locate(root)).find(QUERY, SearchOptions(k=10, mode="lexical"))
+    after = Searcher.open(IndexSettings().locate(root)).find(
+        QUERY, SearchOptions(k=10, mode="lexical"))
     return {"returncode": proc.returncode, "stopped_at_s": max_seconds if stopped else None,
             "wall_s": round(wall, 1), "first_answer_s": round(first_answer, 1)
             if first_answer is not None else None, "first_answer_hits": first_hits,

@@ -1,6 +1,6 @@
 """A search result, in a module that imports nothing heavy: the search code builds hits, the warm
-client (:mod:`codesearch.query.client`) rebuilds them from a query server's answer, and both render the
-same value."""
+client (:mod:`codesearch.query.client`) rebuilds them from a query server's answer, and both
+render the same value."""
 
 from __future__ import annotations
 

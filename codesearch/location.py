@@ -1,9 +1,9 @@
 """Which index serves a path: the one lookup from a directory (or a ``FILE:LINE``) to its index.
 
 Every command that reads or writes an index asks here, and only here: ``cs index``, ``watch`` and
-``serve`` name their root exactly (:meth:`IndexSettings.for_root`); ``find``, ``similar``,
-``status`` and ``mcp`` may also be run inside an indexed tree, like git (:meth:`IndexSettings.locate`: the
-nearest indexed ancestor, limited to the directory asked for).
+``serve`` (and ``mcp``) name their root exactly (:meth:`IndexSettings.for_root`); ``find``,
+``similar`` and ``status`` may also be run inside an indexed tree, like git
+(:meth:`IndexSettings.locate`: the nearest indexed ancestor, limited to the directory asked for).
 
 Indexes are found by their directory layout (a LanceDB database is a directory holding
 ``manifest.lance``), never by opening them: this module is on the path of every warm query, so it

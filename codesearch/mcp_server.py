@@ -9,8 +9,8 @@ Built on the official ``mcp`` Python SDK (``pip install 'codesearch[mcp]'``): ``
 - ``index_status()``: ``cs status --json``.
 
 One root per server (the working directory, or ``--path``). Queries take the one route,
-:meth:`~codesearch.query.service.QueryService.answer`: the model stays loaded (it starts loading in the
-background as soon as the server starts) and every call reads the latest committed index, so a
+:meth:`~codesearch.query.service.QueryService.answer`: the model stays loaded (it starts loading in
+the background as soon as the server starts) and every call reads the latest committed index, so a
 ``cs watch`` or ``cs index`` in another process is seen at once. stdout carries the protocol:
 notices go to stderr. Registration with Claude Code, Claude Desktop, Cursor and VS Code:
 docs/mcp.md.

@@ -50,9 +50,10 @@ class _ModelThread:
 
 class EmbedderPool:
     """Loaded models, shared by every request (and by a watcher's indexer): ``pool.load`` has the
-    signature of the ``loader`` that :class:`codesearch.query.searcher.Searcher` and
-    :class:`codesearch.index.indexer.Indexer` accept. Each model loads once, even when several threads
-    ask for it at the same time; calls into one model run one at a time on its own thread."""
+    signature of the ``loader`` that :class:`~codesearch.query.searcher.Searcher` and
+    :class:`~codesearch.index.indexer.Indexer` accept. Each model loads once, even when several
+    threads ask for it at the same time; calls into one model run one at a time on its own
+    thread."""
 
     def __init__(self, notify: Notify | None = None,
                  load: Callable[..., Embedder] | None = None, *,

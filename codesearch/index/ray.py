@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from codesearch.documents import Document, embed_batch, embed_documents
+from codesearch.embed import load_embedder
 from codesearch.errors import UsageError
 from codesearch.index.indexer import (
     Indexer,
@@ -82,8 +83,6 @@ class EmbedActor:
     def __init__(self, model: str, dim: int | None, device: str | None, dtype: str | None,
                  threads: int, precision: str | None = None) -> None:
         import torch
-
-        from codesearch.embed import load_embedder
 
         # Several actors share a node: each keeps to the CPUs Ray granted it instead of all cores.
         torch.set_num_threads(max(1, threads))

@@ -28,11 +28,12 @@ A :class:`Watcher` owns one root's index for its whole session:
    so the next run's catch-up redoes it. A kill -9 is recovered the same way.
 6. Every ``optimize_every`` commits, or ``optimize_interval`` seconds after the first commit since
    the last one, when the queue is empty, the store is compacted and old LanceDB versions pruned
-   (:meth:`codesearch.store.store.Store.optimize`), so queries stay fast after a day of small commits.
+   (:meth:`~codesearch.store.store.Store.optimize`), so queries stay fast after a day of small
+   commits.
 
 Progress and state reach the caller through callbacks (``progress`` for the indexer's
-:class:`~codesearch.index.indexer.IndexProgress`, ``on_status`` for :class:`WatchStatus`); nothing here
-touches the terminal.
+:class:`~codesearch.index.indexer.IndexProgress`, ``on_status`` for :class:`WatchStatus`); nothing
+here touches the terminal.
 """
 
 from __future__ import annotations

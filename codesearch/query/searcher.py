@@ -45,6 +45,8 @@ from codesearch.query.ranking import (
 )
 from codesearch.query.request import SearchOptions
 from codesearch.source.chunk import Chunk, chunk_source
+from codesearch.source.discover import SourceFile, read_source
+from codesearch.source.languages import language_for_path
 from codesearch.store.records import Coverage, Manifest, StoredChunk, sql_in, sql_str
 from codesearch.store.store import Store
 
@@ -220,9 +222,6 @@ class Searcher:
         return [Hit.from_stored(row, score) for score, row in best]
 
     def _resolve_location(self, location: str, cwd: Path) -> tuple[str, int, str, str | None]:
-        from codesearch.source.discover import SourceFile, read_source
-        from codesearch.source.languages import language_for_path
-
         file, line = parse_location(location)
         path = Path(file).expanduser()
         path = (path if path.is_absolute() else cwd / path).resolve()

@@ -24,8 +24,9 @@ that was deleted or rewritten (a re-indexed file's old chunks, a row given its v
 full-text index's statistics until a compaction happens to rewrite its fragment, so
 :meth:`Store.optimize` rebuilds the full-text index after a run that deleted or rewrote rows.
 
-The embedding cache (:class:`~codesearch.store.cache.EmbeddingCache`) is a separate LanceDB database shared by every root:
-one table per embedder identity, mapping a chunk's content hash to its vector.
+The embedding cache (:class:`~codesearch.store.cache.EmbeddingCache`) is a separate LanceDB
+database shared by every root: one table per embedder identity, mapping a chunk's content hash to
+its vector.
 
 Everything here takes a URI (a local path, ``s3://bucket/prefix``, ...) plus ``storage_options``, so
 an index or cache can live on an object store.
