@@ -10,7 +10,6 @@ import typer
 from typer.core import TyperGroup
 
 from codesearch.errors import CodeSearchError, ExitCode
-from codesearch.render import print_error
 
 
 class _Group(TyperGroup):
@@ -29,6 +28,8 @@ class _Group(TyperGroup):
 
 def _error(err: CodeSearchError) -> NoReturn:
     """Print one error line (and its hint) to stderr, then exit with its code."""
+    from codesearch.render import print_error
+
     print_error(err)
     raise typer.Exit(int(err.exit_code))
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -21,7 +20,6 @@ from codesearch.cli.options import (
     index_settings,
     notice,
 )
-from codesearch.render import IndexProgressBar, WatchDisplay, print_index_stats
 
 
 @app.command("index")
@@ -69,8 +67,11 @@ def index_cmd(
     embedded. The tree is searchable (by words) as soon as it is chunked; vectors fill in after,
     most recently changed files first. Ctrl-C keeps everything committed; run it again to
     resume."""
+    import json
+
     from codesearch.index import run
     from codesearch.index.indexer import IndexOptions
+    from codesearch.render import IndexProgressBar, print_index_stats
 
     settings = index_settings(index_dir, index_uri, storage_option)
     run_options = run.RunOptions(engine, ray_address, ray_workers, background)
@@ -117,6 +118,7 @@ def watch_cmd(
     from codesearch.index.indexer import IndexOptions
     from codesearch.index.watch import WatchOptions, watch_root
     from codesearch.query.server import watch_and_serve
+    from codesearch.render import WatchDisplay
 
     settings = index_settings(index_dir, index_uri, storage_option)
     options = IndexOptions(model=model, dim=dim, device=device, rebuild=rebuild)

@@ -10,13 +10,6 @@ import typer
 
 from codesearch.cli.app import app, sub_app
 from codesearch.cli.options import Precision, notice
-from codesearch.render import (
-    print_chunk_summary,
-    print_chunks,
-    print_model_info,
-    print_models,
-    print_vectors,
-)
 
 model_app = sub_app("List, download and describe embedding models.")
 app.add_typer(model_app, name="model")
@@ -44,6 +37,7 @@ def chunks_cmd(
     ] = 1 << 20,
 ) -> None:
     """Show the chunks cs would embed for a file or a tree, and what it skipped."""
+    from codesearch.render import print_chunk_summary, print_chunks
     from codesearch.source.discover import chunks_for_path
 
     files, chunks, skipped = chunks_for_path(path, max_tokens=max_tokens,
@@ -75,6 +69,7 @@ def embed_cmd(
     """Print the embedding of each TEXT (for scripts, and for checking prefixes and pooling)."""
     from codesearch.embed import load_embedder
     from codesearch.embed.presets import check_side, check_task
+    from codesearch.render import print_vectors
 
     check_task(task)
     check_side(side)
@@ -89,6 +84,7 @@ def model_list_cmd(
 ) -> None:
     """List the model presets with licence, size and whether they are on this machine."""
     from codesearch.embed.catalog import preset_rows
+    from codesearch.render import print_models
 
     print_models(preset_rows(), as_json=as_json)
 
@@ -112,6 +108,7 @@ def model_info_cmd(
 ) -> None:
     """Describe a model: where it comes from, licence, dims, pooling, prefixes, cache state."""
     from codesearch.embed.catalog import model_info
+    from codesearch.render import print_model_info
 
     print_model_info(model_info(name, notify=notice), as_json=as_json)
 

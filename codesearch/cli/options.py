@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from codesearch.errors import UsageError
-from codesearch.location import IndexSettings
-from codesearch.query.request import SearchOptions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from codesearch.location import IndexSettings
+    from codesearch.query.request import SearchOptions
 
 
 def notice(message: str) -> None:
@@ -63,6 +65,8 @@ RootPath = Annotated[Path, typer.Option("--path", "-p", help="The indexed root."
 def index_settings(index_dir: Path | None, index_uri: str | None,
                    storage_option: list[str] | None) -> IndexSettings:
     """--index-dir, --index-uri and --storage-option KEY=VALUE as one value."""
+    from codesearch.location import IndexSettings
+
     options: dict[str, str] = {}
     for item in storage_option or []:
         key, sep, value = item.partition("=")
@@ -75,6 +79,8 @@ def index_settings(index_dir: Path | None, index_uri: str | None,
 def search_options(k: int, lang: list[str] | None, glob: list[str] | None,
                    min_score: float | None, mode: str | None, task: str | None) -> SearchOptions:
     """The query options as typed (``--lang`` also comma-separated)."""
+    from codesearch.query.request import SearchOptions
+
     languages = tuple(v.strip() for raw in lang or [] for v in raw.split(",") if v.strip())
     return SearchOptions(k=k, languages=languages, globs=tuple(glob or ()), min_score=min_score,
                          mode=mode, task=task)

@@ -1,10 +1,11 @@
 """``cs find``, ``cs similar`` and ``cs status``: parse, ask (a warm server or this process, see
-:func:`codesearch.query.client.answer`), render."""
+:func:`codesearch.query.client.answer`), render. Like every command module, it imports the core
+inside the commands: ``cs --help`` loads typer and this package's option types only."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,9 +24,9 @@ from codesearch.cli.options import (
     search_options,
 )
 from codesearch.errors import ExitCode
-from codesearch.query import client
-from codesearch.query.request import Op, Query
-from codesearch.render import print_answer, print_status
+
+if TYPE_CHECKING:  # pragma: no cover
+    from codesearch.query.request import Op
 
 K = Annotated[int, typer.Option("-k", "--top", help="How many results.")]
 Lang = Annotated[list[str] | None, typer.Option("--lang", help="Only these languages "
@@ -51,6 +52,10 @@ def _search(op: Op, text: str, path: Path, *, k: int, lang: list[str] | None,
             task: str | None, as_json: bool, grep: bool, model: str | None,
             device: str | None, index_dir: Path | None, index_uri: str | None,
             storage_option: list[str] | None, no_server: bool) -> None:
+    from codesearch.query import client
+    from codesearch.query.request import Query
+    from codesearch.render import print_answer
+
     settings = index_settings(index_dir, index_uri, storage_option)
     query = Query(op, text, search_options(k, lang, glob, min_score, mode, task), model,
                   Path.cwd())
@@ -131,6 +136,7 @@ def status_cmd(
 ) -> None:
     """Show the index of ROOT: model, dim, files, chunks, last run, files changed since."""
     from codesearch.query.service import QueryService
+    from codesearch.render import print_status
 
     location = index_settings(index_dir, index_uri, storage_option).locate(root)
     print_status(QueryService().status(location), as_json=as_json)

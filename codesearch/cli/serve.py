@@ -3,15 +3,11 @@ answer queries warm."""
 
 from __future__ import annotations
 
-import json
-import sys
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from codesearch import config
 from codesearch.cli.app import app, sub_app
 from codesearch.cli.options import (
     Device,
@@ -24,8 +20,6 @@ from codesearch.cli.options import (
     index_settings,
     notice,
 )
-from codesearch.query import client, protocol
-from codesearch.render import print_servers
 
 server_app = sub_app("Show and stop the query servers that answer cs find and cs similar warm.")
 app.add_typer(server_app, name="server")
@@ -80,6 +74,11 @@ def server_status_cmd(
     Automatic servers are started by the first `cs find` or `cs similar` of an index directory
     and exit after CS_SERVER_IDLE seconds without a request (default 900). Stale sockets left by
     a crashed server are removed."""
+    import json
+
+    from codesearch.query import client, protocol
+    from codesearch.render import print_servers
+
     servers = client.list_servers()
     if as_json:
         typer.echo(json.dumps([{"socket": str(s.socket), "auto": s.auto, **(s.info or {})}
@@ -100,6 +99,9 @@ def server_stop_cmd(
 ) -> None:
     """Stop the automatic query server of the index directory (--index-dir, CS_INDEX_DIR or the
     default), or with --all every server; the next query starts a fresh one when needed."""
+    from codesearch import config
+    from codesearch.query import client
+
     index_set = Path(index_dir).expanduser() if index_dir else config.index_root_dir()
     stopped = 0
     for s in client.list_servers():
@@ -127,6 +129,10 @@ def server_run_cmd(
                                                   "process has exited.")] = None,
 ) -> None:
     """The automatic query server (started by cs find / cs similar; see `cs server status`)."""
+    import sys
+    import time
+
+    from codesearch.query import protocol
     from codesearch.query.server import run_auto_server
 
     def log(message: str) -> None:
