@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -42,30 +43,16 @@ INSTRUCTIONS = (
 )
 
 
-class CodeHit(TypedDict):
-    """One result: a chunk (function, method, class, section) of a file."""
-
-    path: str
-    start_line: int
-    end_line: int
-    symbol: str
-    language: str
-    kind: str
-    score: float
-    text: str
-
-
 class SearchResults(TypedDict):
     """Results, best first; ``root`` is the repository the paths are relative to."""
 
     root: str
-    hits: list[CodeHit]
+    hits: list[Hit]
 
 
-def _hit(hit: Hit) -> CodeHit:
-    return CodeHit(path=hit.path, start_line=hit.start_line, end_line=hit.end_line,
-                   symbol=hit.symbol, language=hit.language, kind=hit.kind,
-                   score=round(float(hit.score), 6), text=hit.text)
+def _hit(hit: Hit) -> Hit:
+    """The hit as ``cs find --json`` prints it (the score rounded to 6 places)."""
+    return replace(hit, score=round(float(hit.score), 6))
 
 
 def _sdk() -> tuple[type, type[Exception]]:
