@@ -160,6 +160,33 @@ def test_idle_server_exits_by_itself(env: dict[str, str], indexed_repo: Path) ->
 
 
 @pytest.mark.slow
+def test_a_query_while_the_server_starts_waits_for_it(
+        env: dict[str, str], indexed_repo: Path) -> None:
+    """Back to back: the second query comes while the first is still running, so the server it
+    started has no socket yet; the second waits for that server instead of loading a second copy
+    of the model in-process."""
+    expected = cs("find", "moving average", "--path", str(indexed_repo), "--json", "--no-server")
+    first = subprocess.Popen([sys.executable, "-m", "codesearch", "find", "parse a CSV file",
+                              "--path", str(indexed_repo), "--json"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for("the first query to start a server", lambda: list(
+            protocol.runtime_dir().glob("auto-*.starting")) if protocol.runtime_dir().is_dir()
+            else [], deadline=DEADLINE)
+        second = cs_process(env, "find", "moving average", "--path", str(indexed_repo), "--json")
+        assert first.wait(timeout=DEADLINE) == 0
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.communicate()
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert second.stdout == expected.stdout
+    (server,) = auto_servers()
+    assert server.info is not None and server.info["requests"] == 1, "answered in-process"
+    assert "find 'moving average' -> " in log_text()
+
+
+@pytest.mark.slow
 def test_a_stale_socket_or_another_build_is_replaced(env: dict[str, str],
                                                      indexed_repo: Path) -> None:
     query = ("find", "parse csv", "--path", str(indexed_repo), "--json")

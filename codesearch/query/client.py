@@ -50,6 +50,12 @@ from codesearch.query.protocol import (
 from codesearch.query.request import Answer, Query
 
 Notify = Callable[[str], None]
+# How long a query waits for an automatic server that an earlier query started and that has not
+# bound its socket yet (it waits up to 30 s for that query to end, then imports and binds); its
+# model load is then waited for like any request's. Waiting costs about what loading the model
+# in-process would (the first query's process and the server's load compete for the CPU either
+# way), without a second copy of the model in memory.
+STARTING_WAIT = 45.0
 
 
 # --- switches -----------------------------------------------------------------------------------
@@ -118,10 +124,15 @@ def ask(location: IndexLocation, query: Query, *, device: str | None = None,
     index_set = location.index_set
     if index_set is None:
         return None  # explicit index URIs and object stores: only servers started by hand
+    auto_socket = auto_socket_path(index_set, device)
     try:
-        return _ask(auto_socket_path(index_set, device), payload, notify)
+        return _ask(auto_socket, payload, notify)
     except _Unavailable as why:
         reason = why.reason
+    if reason in ("missing", "refused") and _wait_for_starting_server(auto_socket):
+        # A server started by an earlier query is on its way (see STARTING_WAIT).
+        with contextlib.suppress(_Unavailable):
+            return _ask(auto_socket, payload, notify)
     if (autostart if autostart is not None else autostart_enabled()) and reason in (
             "missing", "refused", "build"):
         # A server of another build is exiting now; the new one waits for its lock.
@@ -229,7 +240,7 @@ def start_auto_server(index_set: Path, *, device: str | None = None,
         os.close(fd)
     _children.append(proc)
     with contextlib.suppress(OSError):
-        marker.write_text(f"{proc.pid}\n", encoding="utf-8")
+        marker.write_text(f"{proc.pid} {os.getpid()}\n", encoding="utf-8")
     return proc.pid
 
 
@@ -247,15 +258,38 @@ os.execv(sys.executable, [sys.executable, *sys.argv[2:]])
 """
 
 
-def _starting(marker: Path) -> bool:
-    """A server started by another query is waiting for that query to end (its pid is in
-    ``marker`` until it has bound its socket)."""
+def _marker_pids(marker: Path) -> tuple[int, int | None] | None:
+    """(the starting server's pid, the query it waits for) from ``marker``, while the server
+    is alive and has not bound its socket yet (it removes the marker then); else None."""
     try:
-        pid = int(marker.read_text(encoding="utf-8").strip())
-        os.kill(pid, 0)
-    except (OSError, ValueError):
+        pids = [int(p) for p in marker.read_text(encoding="utf-8").split()]
+        os.kill(pids[0], 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    return pids[0], pids[1] if len(pids) > 1 else None
+
+
+def _starting(marker: Path) -> bool:
+    """A server started by another query is waiting for that query to end, or importing."""
+    return _marker_pids(marker) is not None
+
+
+def _wait_for_starting_server(sock: Path, timeout: float = STARTING_WAIT) -> bool:
+    """When a server for ``sock`` is starting (it waits for the query that started it to end,
+    then imports and binds), wait up to ``timeout`` seconds for it to bind; True once it has."""
+    marker = sock.with_suffix(".starting")
+    if _marker_pids(marker) is None:
         return False
-    return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if lock_is_held(sock) and sock.exists():
+            return True
+        if _marker_pids(marker) is None and not lock_is_held(sock):
+            return False  # it exited without binding (another server won, or it failed)
+        time.sleep(0.05)
+    return False
+
+
 
 
 # Started servers, kept so this process can reap them (a long-lived caller, such as a test run).
