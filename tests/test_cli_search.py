@@ -239,5 +239,37 @@ def test_similar_from_outside_the_tree_uses_the_root_holding_the_file(
     paths = [row.split(":")[0] for row in result.stdout.splitlines()]
     assert paths and all(p.startswith("repo/") for p in paths)
     assert any(p.startswith("repo/go/") for p in paths)  # the whole tree, not one directory
-    result = cs("similar", str(indexed_py_go_repo.parent / "elsewhere.py") + ":3")
+    elsewhere = indexed_py_go_repo.parent / "elsewhere.py"
+    elsewhere.write_text("a = 1\nb = 2\nc = 3\n")
+    result = cs("similar", f"{elsewhere}:3")
     assert result.exit_code == 2 and "no index" in result.output
+
+
+def test_similar_blames_the_location_before_the_index(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside any index, a bad FILE:LINE is named as such, not as a missing index of the cwd."""
+    (tmp_path / "url.py").write_text("x = 1\n")
+    monkeypatch.chdir(tmp_path)
+    for location, message in [("missing.py:3", "no such file: missing.py"),
+                              ("url.py", "expected FILE:LINE, got 'url.py'"),
+                              ("url.py:abc", "expected FILE:LINE, got 'url.py:abc'"),
+                              (".:3", "not a file: ."),
+                              ]:
+        result = cs("similar", location)
+        assert result.exit_code == 2, (location, result.output)
+        assert message in result.stderr and "no index" not in result.stderr, result.stderr
+        assert "\nhint: " in result.stderr, result.stderr
+    result = cs("find", "x", "--path", str(tmp_path / "nope"))
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    assert "hint: " in result.stderr, result.stderr
+    result = cs("status", str(tmp_path / "url.py"))
+    assert result.exit_code == 2 and "is not a directory" in result.stderr
+    assert "hint: " in result.stderr, result.stderr
+
+
+def test_similar_line_out_of_range_says_the_range(indexed_py_go_repo: Path) -> None:
+    stats = indexed_py_go_repo / "py/datatools/stats.py"
+    n = len(stats.read_text().splitlines())
+    result = cs("similar", f"{stats}:99999", "--path", str(indexed_py_go_repo))
+    assert result.exit_code == 2 and "line 99999 is out of range" in result.stderr
+    assert f"hint: pick a line from 1 to {n}" in result.stderr, result.stderr

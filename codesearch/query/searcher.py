@@ -241,6 +241,9 @@ class Searcher:
             raise UsageError(f"cannot read {file}: {err.strerror or err}") from err
         n_lines = len(text.splitlines())
         if line < 1 or line > n_lines:
-            raise UsageError(f"line {line} is out of range: {file} has {n_lines} lines")
+            raise UsageError(f"line {line} is out of range: {file} has {n_lines} lines",
+                             hint=f"pick a line from 1 to {n_lines}, e.g. "
+                                  f"cs similar {file}:{max(1, min(line, n_lines))}"
+                             if n_lines else f"{file} is empty")
         first = text.split("\n", 1)[0][:200]
         return rel, line, text, language_for_path(rel, first)
