@@ -116,6 +116,28 @@ def test_similar_cli(indexed_py_go_repo: Path, monkeypatch: pytest.MonkeyPatch) 
         assert result.exit_code == 2 and message in result.stderr, (location, result.stderr)
 
 
+def test_similar_refuses_files_that_are_not_indexable(indexed_py_go_repo: Path) -> None:
+    """A binary, data or ignored file is no source to compare: one error that says why, never
+    confident results."""
+    (indexed_py_go_repo / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\n" * 4)
+    (indexed_py_go_repo / "data.dat").write_text("1 2 3\n4 5 6\n")
+    (indexed_py_go_repo / ".csignore").write_text("scratch.py\n")
+    (indexed_py_go_repo / "scratch.py").write_text("def mean(xs):\n    return sum(xs)\n")
+    for name, why in [("a.png", "binary"), ("data.dat", "data file"),
+                      ("scratch.py", "excluded by .csignore")]:
+        result = cs("similar", f"{indexed_py_go_repo / name}:1", "--path",
+                    str(indexed_py_go_repo), "--json")
+        assert result.exit_code == 2, (name, result.output)
+        assert result.stdout == ""
+        assert "is not indexed" in result.stderr and why in result.stderr, result.stderr
+        assert "hint: " in result.stderr
+    # An indexable file written since the last index is still compared as it is now.
+    (indexed_py_go_repo / "fresh.py").write_text("def mean(xs):\n    return sum(xs)\n")
+    result = cs("similar", f"{indexed_py_go_repo / 'fresh.py'}:1", "--path",
+                str(indexed_py_go_repo), "--json")
+    assert result.exit_code == 0, result.output
+
+
 def test_status(indexed_py_go_repo: Path) -> None:
     result = cs("status", str(indexed_py_go_repo), "--json")
     assert result.exit_code == 0, result.output
