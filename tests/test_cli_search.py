@@ -295,3 +295,29 @@ def test_similar_line_out_of_range_says_the_range(indexed_py_go_repo: Path) -> N
     result = cs("similar", f"{stats}:99999", "--path", str(indexed_py_go_repo))
     assert result.exit_code == 2 and "line 99999 is out of range" in result.stderr
     assert f"hint: pick a line from 1 to {n}" in result.stderr, result.stderr
+
+
+def test_help_says_what_each_option_does() -> None:
+    """Help is plain text (brackets are not markup) and names the real defaults and outputs."""
+    from codesearch import __version__
+    from codesearch.query.ranking import DEFAULT_MODE, DEFAULT_SIMILAR_MODE
+
+    def help_of(*command: str) -> str:
+        result = cs(*command, "--help")
+        assert result.exit_code == 0, result.output
+        return " ".join(result.stdout.split())
+
+    index_help = help_of("index")
+    assert "pip install 'codesearch[ray]'" in index_help
+    assert "[env CS_CACHE_URI]" in index_help
+    status_help = help_of("status")
+    assert "JSON object" in status_help and "array" not in status_help
+    similar_help = help_of("similar")
+    assert "nl2code or code2code (default: code2code)" in similar_help
+    assert "detected from the query" not in similar_help
+    assert f"(default: {DEFAULT_SIMILAR_MODE})" in similar_help
+    find_help = help_of("find")
+    assert f"semantic, lexical or hybrid (default: {DEFAULT_MODE})" in find_help
+    assert "README" not in find_help
+    result = cs("--version")
+    assert result.exit_code == 0 and result.stdout == f"cs {__version__}\n"
