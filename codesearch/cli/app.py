@@ -1,5 +1,6 @@
 """The typer application every command registers on, and its one way out on error: a
-CodeSearchError becomes one stderr line (and its hint) with its exit code; Ctrl-C exits 130."""
+CodeSearchError becomes one stderr line (and its hint) with its exit code; Ctrl-C prints
+one line and exits 130."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except CodeSearchError as err:
             _error(err)
-        except KeyboardInterrupt:
-            print("Interrupted.", file=sys.stderr)
+        except KeyboardInterrupt as err:
+            # One line: the command's own account of what it kept, else this.
+            print(str(err) or "Interrupted.", file=sys.stderr)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
 
