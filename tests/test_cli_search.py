@@ -289,6 +289,20 @@ def test_similar_blames_the_location_before_the_index(tmp_path: Path,
     assert "hint: " in result.stderr, result.stderr
 
 
+def test_queries_of_a_root_never_indexed_leave_no_index_folder(tmp_path: Path) -> None:
+    from codesearch.config import resolve_index_uri
+
+    root = tmp_path / "plain"
+    root.mkdir()
+    (root / "a.py").write_text("def f():\n    return 1\n")
+    for args in (("find", "x", "--path", str(root)), ("find", "x", "--path", str(root),
+                                                      "--no-server"),
+                 ("similar", f"{root / 'a.py'}:1", "--path", str(root)), ("status", str(root))):
+        result = cs(*args)
+        assert result.exit_code == 2 and "no index for" in result.stderr, (args, result.output)
+    assert not Path(resolve_index_uri(root)).exists()
+
+
 def test_similar_line_out_of_range_says_the_range(indexed_py_go_repo: Path) -> None:
     stats = indexed_py_go_repo / "py/datatools/stats.py"
     n = len(stats.read_text().splitlines())
