@@ -122,19 +122,19 @@ def test_find_from_a_subdirectory_uses_the_server_of_the_indexed_root(
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "asked"),
     [
-        ("find", "anything", "--lang", "cobol"),  # UsageError raised inside the search
-        ("similar", "datatools/stats.py:9999"),  # line out of range
-        ("similar", "no/such/file.py:3"),
+        (("find", "anything", "--lang", "cobol"), 1),  # UsageError raised inside the search
+        (("similar", "datatools/stats.py:9999"), 1),  # line out of range
+        (("similar", "no/such/file.py:3"), 0),  # checked before any index or server is asked
     ],
 )
 def test_errors_through_server_are_the_in_process_errors(
         served: Served, indexed_repo: Path, monkeypatch: pytest.MonkeyPatch,
-        args: tuple[str, ...]) -> None:
+        args: tuple[str, ...], asked: int) -> None:
     monkeypatch.chdir(indexed_repo)
     via, local = both(*args, "--path", str(indexed_repo))
-    assert served.answered() == 1
+    assert served.answered() == asked
     assert via.exit_code == local.exit_code == 2
     assert via.stderr == local.stderr and via.stderr.startswith("error: ")
 
@@ -352,3 +352,4 @@ def test_serve_process_lifecycle(indexed_repo: Path) -> None:
     assert seen["pid"] == os.getpid()
     assert [h.to_dict() for h in seen["hits"]] == json.loads(local.stdout)
     assert not sock.exists()
+
