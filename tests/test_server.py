@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -353,3 +354,22 @@ def test_serve_process_lifecycle(indexed_repo: Path) -> None:
     assert [h.to_dict() for h in seen["hits"]] == json.loads(local.stdout)
     assert not sock.exists()
 
+
+def test_server_status_shows_the_time_since_the_last_query(served: Served,
+                                                           indexed_repo: Path) -> None:
+    """A ping (`cs server status` itself) is no activity: idle time counts from the last query
+    and goes on growing while only pings arrive."""
+    result = cs("find", "moving average", "--path", str(indexed_repo), "--json")
+    assert result.exit_code == 0 and served.answered() == 1, result.output
+    time.sleep(1.2)
+
+    def idle() -> float:
+        status = cs("server", "status", "--json")
+        assert status.exit_code == 0, status.output
+        (listed,) = [s for s in json.loads(status.stdout) if s["pid"] == os.getpid()]
+        return float(listed["idle_s"])
+
+    first = idle()
+    assert first >= 1.0
+    time.sleep(0.3)
+    assert idle() >= first + 0.2
