@@ -8,12 +8,14 @@ from enum import IntEnum
 
 
 class ExitCode(IntEnum):
-    """Exit codes, grep-style: 0 results, 1 none, 2 error."""
+    """Exit codes, grep-style: 0 results, 1 none, 2 error; stopped by a signal: 128 + its number
+    (Ctrl-C, SIGINT: 130; SIGTERM: 143), after keeping what was committed."""
 
     OK = 0
     NO_RESULTS = 1
     ERROR = 2
     INTERRUPTED = 130
+    TERMINATED = 143
 
 
 class CodeSearchError(Exception):

@@ -29,12 +29,16 @@ def is_index(uri: str) -> bool:
 
 
 def require_directory(path: Path, hint: str | None = None) -> Path:
-    """``path`` (user-expanded) when it is a directory, else the UsageError every command gives."""
+    """``path`` (user-expanded) when it is a directory, else the UsageError every command gives
+    (``hint``, else one that says what is expected)."""
     path = path.expanduser()
     if not path.exists():
-        raise UsageError(f"{path} does not exist", hint=hint)
+        raise UsageError(f"{path} does not exist",
+                         hint=hint or "check the path: it must be an existing directory "
+                                      "(e.g. . for the current one)")
     if not path.is_dir():
-        raise UsageError(f"{path} is not a directory", hint=hint)
+        raise UsageError(f"{path} is not a directory",
+                         hint=hint or f"give the directory that holds it: {path.parent}")
     return path
 
 

@@ -127,6 +127,9 @@ def print_index_stats(stats: IndexStats, *, as_json: bool, verbose: bool) -> Non
         console.print(f"[yellow]Vectors for {stats.chunks_with_vectors:,} of "
                       f"{stats.chunks_total:,} chunks[/yellow]: searchable by words now, by "
                       "meaning as the vectors fill in.")
+    if stats.stopped:
+        console.print("[yellow]Stopped (SIGTERM)[/yellow] after the batch in progress: what is "
+                      "above is kept; `cs index` resumes.")
     if stats.files_failed and not verbose:
         console.print("[dim]Run with --verbose to see which files were skipped and why.[/dim]")
 

@@ -116,6 +116,28 @@ def test_similar_cli(indexed_py_go_repo: Path, monkeypatch: pytest.MonkeyPatch) 
         assert result.exit_code == 2 and message in result.stderr, (location, result.stderr)
 
 
+def test_similar_refuses_files_that_are_not_indexable(indexed_py_go_repo: Path) -> None:
+    """A binary, data or ignored file is no source to compare: one error that says why, never
+    confident results."""
+    (indexed_py_go_repo / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\n" * 4)
+    (indexed_py_go_repo / "data.dat").write_text("1 2 3\n4 5 6\n")
+    (indexed_py_go_repo / ".csignore").write_text("scratch.py\n")
+    (indexed_py_go_repo / "scratch.py").write_text("def mean(xs):\n    return sum(xs)\n")
+    for name, why in [("a.png", "binary"), ("data.dat", "data file"),
+                      ("scratch.py", "excluded by .csignore")]:
+        result = cs("similar", f"{indexed_py_go_repo / name}:1", "--path",
+                    str(indexed_py_go_repo), "--json")
+        assert result.exit_code == 2, (name, result.output)
+        assert result.stdout == ""
+        assert "is not indexed" in result.stderr and why in result.stderr, result.stderr
+        assert "hint: " in result.stderr
+    # An indexable file written since the last index is still compared as it is now.
+    (indexed_py_go_repo / "fresh.py").write_text("def mean(xs):\n    return sum(xs)\n")
+    result = cs("similar", f"{indexed_py_go_repo / 'fresh.py'}:1", "--path",
+                str(indexed_py_go_repo), "--json")
+    assert result.exit_code == 0, result.output
+
+
 def test_status(indexed_py_go_repo: Path) -> None:
     result = cs("status", str(indexed_py_go_repo), "--json")
     assert result.exit_code == 0, result.output
@@ -239,5 +261,77 @@ def test_similar_from_outside_the_tree_uses_the_root_holding_the_file(
     paths = [row.split(":")[0] for row in result.stdout.splitlines()]
     assert paths and all(p.startswith("repo/") for p in paths)
     assert any(p.startswith("repo/go/") for p in paths)  # the whole tree, not one directory
-    result = cs("similar", str(indexed_py_go_repo.parent / "elsewhere.py") + ":3")
+    elsewhere = indexed_py_go_repo.parent / "elsewhere.py"
+    elsewhere.write_text("a = 1\nb = 2\nc = 3\n")
+    result = cs("similar", f"{elsewhere}:3")
     assert result.exit_code == 2 and "no index" in result.output
+
+
+def test_similar_blames_the_location_before_the_index(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside any index, a bad FILE:LINE is named as such, not as a missing index of the cwd."""
+    (tmp_path / "url.py").write_text("x = 1\n")
+    monkeypatch.chdir(tmp_path)
+    for location, message in [("missing.py:3", "no such file: missing.py"),
+                              ("url.py", "expected FILE:LINE, got 'url.py'"),
+                              ("url.py:abc", "expected FILE:LINE, got 'url.py:abc'"),
+                              (".:3", "not a file: ."),
+                              ]:
+        result = cs("similar", location)
+        assert result.exit_code == 2, (location, result.output)
+        assert message in result.stderr and "no index" not in result.stderr, result.stderr
+        assert "\nhint: " in result.stderr, result.stderr
+    result = cs("find", "x", "--path", str(tmp_path / "nope"))
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    assert "hint: " in result.stderr, result.stderr
+    result = cs("status", str(tmp_path / "url.py"))
+    assert result.exit_code == 2 and "is not a directory" in result.stderr
+    assert "hint: " in result.stderr, result.stderr
+
+
+def test_queries_of_a_root_never_indexed_leave_no_index_folder(tmp_path: Path) -> None:
+    from codesearch.config import resolve_index_uri
+
+    root = tmp_path / "plain"
+    root.mkdir()
+    (root / "a.py").write_text("def f():\n    return 1\n")
+    for args in (("find", "x", "--path", str(root)), ("find", "x", "--path", str(root),
+                                                      "--no-server"),
+                 ("similar", f"{root / 'a.py'}:1", "--path", str(root)), ("status", str(root))):
+        result = cs(*args)
+        assert result.exit_code == 2 and "no index for" in result.stderr, (args, result.output)
+    assert not Path(resolve_index_uri(root)).exists()
+
+
+def test_similar_line_out_of_range_says_the_range(indexed_py_go_repo: Path) -> None:
+    stats = indexed_py_go_repo / "py/datatools/stats.py"
+    n = len(stats.read_text().splitlines())
+    result = cs("similar", f"{stats}:99999", "--path", str(indexed_py_go_repo))
+    assert result.exit_code == 2 and "line 99999 is out of range" in result.stderr
+    assert f"hint: pick a line from 1 to {n}" in result.stderr, result.stderr
+
+
+def test_help_says_what_each_option_does() -> None:
+    """Help is plain text (brackets are not markup) and names the real defaults and outputs."""
+    from codesearch import __version__
+    from codesearch.query.ranking import DEFAULT_MODE, DEFAULT_SIMILAR_MODE
+
+    def help_of(*command: str) -> str:
+        result = cs(*command, "--help")
+        assert result.exit_code == 0, result.output
+        return " ".join(result.stdout.split())
+
+    index_help = help_of("index")
+    assert "pip install 'codesearch[ray]'" in index_help
+    assert "[env CS_CACHE_URI]" in index_help
+    status_help = help_of("status")
+    assert "JSON object" in status_help and "array" not in status_help
+    similar_help = help_of("similar")
+    assert "nl2code or code2code (default: code2code)" in similar_help
+    assert "detected from the query" not in similar_help
+    assert f"(default: {DEFAULT_SIMILAR_MODE})" in similar_help
+    find_help = help_of("find")
+    assert f"semantic, lexical or hybrid (default: {DEFAULT_MODE})" in find_help
+    assert "README" not in find_help
+    result = cs("--version")
+    assert result.exit_code == 0 and result.stdout == f"cs {__version__}\n"

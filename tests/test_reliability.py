@@ -275,11 +275,42 @@ def test_ctrl_c_in_phase_two_says_how_far_it_got_and_resumes(
         pytest.skip("the run finished before the interrupt")  # a very fast machine
     assert proc.returncode == 130, err.decode()[-2000:]
     assert "Traceback" not in err.decode()
-    assert re.search(r"Interrupted: vectors for [\d,]+ of [\d,]+ chunks; the tree is "
-                     r"searchable, and `cs index` resumes", err.decode()), err.decode()[-2000:]
+    assert re.search(r"Interrupted: kept vectors for [\d,]+ of [\d,]+ chunks \(the batch in "
+                     r"progress is redone next time\); the tree is searchable, and `cs index` "
+                     r"resumes", err.decode()), err.decode()[-2000:]
+    assert err.decode().count("Interrupted") == 1, err.decode()[-2000:]  # said once
     assert stored_chunks(root) == expected_chunks(root)
     out = index(root)
     assert out["chunks_with_vectors"] == out["chunks_total"]
+    assert_clean_index(root)
+
+
+@pytest.mark.slow
+def test_sigterm_in_phase_two_prints_what_it_kept_and_exits_143(
+        tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
+    """A run stopped by SIGTERM finishes its batch, prints its summary, and exits 143: a script
+    can tell it from a finished run."""
+    root = tmp_path / "big"
+    _many_files(root, fixtures_dir, 6)
+    proc = subprocess.Popen([*CS, "index", str(root), "--model", str(tiny_model_dir), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for("phase 1 to end", lambda: proc.poll() is not None or (
+            _searchable(root) and (store_of(root).read_manifest() or _NO_RUN).last_run),
+            deadline=DEADLINE)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate()
+    if proc.returncode == 0 and not json.loads(out)["stopped"]:
+        pytest.skip("the run finished before the signal")  # a very fast machine
+    assert proc.returncode == 143, err.decode()[-2000:]
+    assert "Traceback" not in err.decode()
+    summary = json.loads(out)
+    assert summary["stopped"] is True
+    assert summary["chunks_total"] == len(expected_chunks(root))
+    assert stored_chunks(root) == expected_chunks(root)
+    again = index(root)
+    assert again["stopped"] is False and again["chunks_with_vectors"] == again["chunks_total"]
     assert_clean_index(root)
 
 

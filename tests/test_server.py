@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -122,19 +123,19 @@ def test_find_from_a_subdirectory_uses_the_server_of_the_indexed_root(
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "asked"),
     [
-        ("find", "anything", "--lang", "cobol"),  # UsageError raised inside the search
-        ("similar", "datatools/stats.py:9999"),  # line out of range
-        ("similar", "no/such/file.py:3"),
+        (("find", "anything", "--lang", "cobol"), 1),  # UsageError raised inside the search
+        (("similar", "datatools/stats.py:9999"), 1),  # line out of range
+        (("similar", "no/such/file.py:3"), 0),  # checked before any index or server is asked
     ],
 )
 def test_errors_through_server_are_the_in_process_errors(
         served: Served, indexed_repo: Path, monkeypatch: pytest.MonkeyPatch,
-        args: tuple[str, ...]) -> None:
+        args: tuple[str, ...], asked: int) -> None:
     monkeypatch.chdir(indexed_repo)
     via, local = both(*args, "--path", str(indexed_repo))
-    assert served.answered() == 1
+    assert served.answered() == asked
     assert via.exit_code == local.exit_code == 2
     assert via.stderr == local.stderr and via.stderr.startswith("error: ")
 
@@ -352,3 +353,23 @@ def test_serve_process_lifecycle(indexed_repo: Path) -> None:
     assert seen["pid"] == os.getpid()
     assert [h.to_dict() for h in seen["hits"]] == json.loads(local.stdout)
     assert not sock.exists()
+
+
+def test_server_status_shows_the_time_since_the_last_query(served: Served,
+                                                           indexed_repo: Path) -> None:
+    """A ping (`cs server status` itself) is no activity: idle time counts from the last query
+    and goes on growing while only pings arrive."""
+    result = cs("find", "moving average", "--path", str(indexed_repo), "--json")
+    assert result.exit_code == 0 and served.answered() == 1, result.output
+    time.sleep(1.2)
+
+    def idle() -> float:
+        status = cs("server", "status", "--json")
+        assert status.exit_code == 0, status.output
+        (listed,) = [s for s in json.loads(status.stdout) if s["pid"] == os.getpid()]
+        return float(listed["idle_s"])
+
+    first = idle()
+    assert first >= 1.0
+    time.sleep(0.3)
+    assert idle() >= first + 0.2

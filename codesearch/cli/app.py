@@ -1,10 +1,11 @@
 """The typer application every command registers on, and its one way out on error: a
-CodeSearchError becomes one stderr line (and its hint) with its exit code; Ctrl-C exits 130."""
+CodeSearchError becomes one stderr line (and its hint) with its exit code; Ctrl-C prints
+one line and exits 130."""
 
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -21,8 +22,9 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except CodeSearchError as err:
             _error(err)
-        except KeyboardInterrupt:
-            print("Interrupted.", file=sys.stderr)
+        except KeyboardInterrupt as err:
+            # One line: the command's own account of what it kept, else this.
+            print(str(err) or "Interrupted.", file=sys.stderr)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
 
@@ -36,7 +38,8 @@ def _error(err: CodeSearchError) -> NoReturn:
 
 def sub_app(help_text: str) -> typer.Typer:
     """A command group (``cs model ...``, ``cs server ...``) with the same error handling."""
-    return typer.Typer(cls=_Group, help=help_text, no_args_is_help=True)
+    return typer.Typer(cls=_Group, help=help_text, no_args_is_help=True,
+                       rich_markup_mode=None)
 
 
 app = typer.Typer(
@@ -46,9 +49,22 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help is plain text: brackets ('codesearch[ray]', [env CS_CACHE_URI]) are not markup.
+    rich_markup_mode=None,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from codesearch import __version__
+
+        print(f"cs {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
     """Search a code base by meaning."""

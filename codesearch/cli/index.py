@@ -20,6 +20,7 @@ from codesearch.cli.options import (
     index_settings,
     notice,
 )
+from codesearch.errors import ExitCode
 
 
 @app.command("index")
@@ -89,6 +90,8 @@ def index_cmd(
         stats = run.run_index(root, settings, options, run_options, progress=bar,
                               notify=notice)
     print_index_stats(stats, as_json=as_json, verbose=verbose)
+    if stats.stopped:  # SIGTERM: what was kept is printed; a script must not read it as done
+        raise typer.Exit(int(ExitCode.TERMINATED))
 
 
 @app.command("watch")

@@ -37,11 +37,14 @@ Glob = Annotated[list[str] | None, typer.Option("--glob", help="Only paths match
                                                 show_default=False)]
 MinScore = Annotated[float | None, typer.Option("--min-score", help="Drop results scoring "
                                                 "below this.", show_default=False)]
+# The defaults named here are query.ranking's DEFAULT_MODE / DEFAULT_SIMILAR_MODE (not imported:
+# `cs --help` stays light; tests/test_cli_search.py checks they agree).
 Mode = Annotated[str | None, typer.Option("--mode", help="semantic, lexical or hybrid "
-                                          "(default: the best on the shared benchmark, see "
-                                          "README).", show_default=False)]
+                                          "(default: hybrid).", show_default=False)]
 Task = Annotated[str | None, typer.Option("--task", help="nl2code or code2code (default: "
                                           "detected from the query).", show_default=False)]
+SimilarTask = Annotated[str | None, typer.Option("--task", help="nl2code or code2code "
+                                                 "(default: code2code).", show_default=False)]
 Grep = Annotated[bool, typer.Option("--grep", help="path:line:symbol lines, for editors.")]
 NoServer = Annotated[bool, typer.Option("--no-server", help="Work in-process: use no query "
                                         "server and start none [env CS_NO_SERVER=1].")]
@@ -59,6 +62,7 @@ def _search(op: Op, text: str, path: Path, *, k: int, lang: list[str] | None,
     settings = index_settings(index_dir, index_uri, storage_option)
     query = Query(op, text, search_options(k, lang, glob, min_score, mode, task), model,
                   Path.cwd())
+    query.check()  # FILE:LINE first: a typo is not blamed on a missing index
     if op == "similar" and path == Path("."):
         # Run outside any indexed tree: search the tree that holds FILE.
         path = settings.root_for_file(text, Path.cwd())
@@ -108,7 +112,7 @@ def similar_cmd(
     glob: Glob = None,
     min_score: MinScore = None,
     mode: Mode = None,
-    task: Task = None,
+    task: SimilarTask = None,
     as_json: Json = False,
     grep: Grep = False,
     model: Model = None,
@@ -129,7 +133,7 @@ def similar_cmd(
 @app.command("status")
 def status_cmd(
     root: Annotated[Path, typer.Argument(help="The indexed root.")] = Path("."),
-    as_json: Json = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     index_dir: IndexDir = None,
     index_uri: IndexUri = None,
     storage_option: StorageOpts = None,

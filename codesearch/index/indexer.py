@@ -116,6 +116,7 @@ class IndexStats:
     seconds_searchable: float = 0.0  # when phase 1 ended: the whole tree lexically searchable
     batches: int = 0
     seconds: float = 0.0
+    stopped: bool = False  # a stop request (SIGTERM) ended the run before it embedded everything
     skips: list[tuple[str, str]] = field(default_factory=list)  # (path, reason), for --verbose
 
     def to_dict(self, *, verbose: bool = False) -> dict[str, Any]:

@@ -61,9 +61,10 @@ def open_store(location: IndexLocation) -> Store:
 
 def run_index(root: Path, settings: IndexSettings, options: IndexOptions, run: RunOptions, *,
               progress: ProgressFn | None = None, notify: Notify | None = None) -> IndexStats:
-    """``cs index ROOT``: index with the chosen engine; SIGTERM, like Ctrl-C, ends the run after
-    the batch in progress. With ``run.background``, phase 2 goes on in a detached process. On
-    Ctrl-C after the tree became searchable, ``notify`` says how far the vectors got."""
+    """``cs index ROOT``: index with the chosen engine; SIGTERM ends the run after the batch in
+    progress (``stats.stopped``). With ``run.background``, phase 2 goes on in a detached process.
+    Ctrl-C after the tree became searchable raises KeyboardInterrupt with the one line to print:
+    how far the committed vectors got."""
     run.check()
     location = settings.for_root(root, hint=DIRECTORY_HINT)
     searchable = False
@@ -77,19 +78,26 @@ def run_index(root: Path, settings: IndexSettings, options: IndexOptions, run: R
             if run.engine == "ray":
                 from codesearch.index.ray import RayOptions, index_root_ray
 
-                return index_root_ray(location, options=options, progress=progress,
-                                      notify=notify, ray_options=RayOptions(
-                                          address=run.ray_address, workers=run.ray_workers))
+                stats = index_root_ray(location, options=options, progress=progress,
+                                       notify=notify, ray_options=RayOptions(
+                                           address=run.ray_address, workers=run.ray_workers))
+                stats.stopped = stopping()
+                return stats
             options = replace(options, embed=not run.background)
             stats = index_root(root, settings=settings, options=options, progress=progress,
                                notify=notify, should_stop=stopping,
                                on_searchable=mark_searchable)
+            stats.stopped = stopping()
     except KeyboardInterrupt:
-        if searchable and notify is not None:
-            notify(f"Interrupted: {coverage_text(location)}; the tree is searchable, and "
-                   "`cs index` resumes the embedding")
+        if searchable:
+            # The batch being embedded is not committed: the count is what the index keeps.
+            raise KeyboardInterrupt(
+                f"Interrupted: kept {coverage_text(location)} (the batch in progress is redone "
+                "next time); the tree is searchable, and `cs index` resumes the embedding"
+            ) from None
         raise
-    if run.background and stats.chunks_with_vectors < stats.chunks_total:
+    if (run.background and not stats.stopped
+            and stats.chunks_with_vectors < stats.chunks_total):
         args = background.child_args(settings, replace(options, model=stats.model or None))
         job = background.start(location.root, location.uri, args)
         if notify is not None:
@@ -113,7 +121,8 @@ def run_background_child(root: Path, settings: IndexSettings, options: IndexOpti
             options = replace(options, lock_wait=600.0)
             stats = index_root(root, settings=settings, options=options, notify=notify,
                                should_stop=stopping)
-            return stats, stopping()
+            stats.stopped = stopping()
+            return stats, stats.stopped
     finally:
         background.forget(location.uri, os.getpid())
 

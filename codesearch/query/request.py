@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from codesearch.errors import UsageError
 from codesearch.hits import Hit
+from codesearch.location import parse_location
 
 MODES = ("semantic", "lexical", "hybrid")
 QUERY_TASKS = ("nl2code", "code2code", "qa", "code2nl", "code2completion")
@@ -72,6 +73,23 @@ class Query:
         self.options.validate()
         if self.op == "find" and not self.text.strip():
             raise UsageError("empty query", hint='e.g. cs find "parse a CSV file"')
+        if self.op == "similar":
+            self.check_file()
+
+    def check_file(self) -> Path:
+        """For ``similar``: the file FILE:LINE names (relative to ``cwd``), checked before any
+        index is looked up, so a typo is blamed on the location and not on a missing index."""
+        file, _ = parse_location(self.text)
+        path = Path(file).expanduser()
+        if not path.is_absolute():
+            path = (self.cwd or Path.cwd()) / path
+        if not path.exists():
+            raise UsageError(f"no such file: {file}",
+                             hint="FILE is relative to the current directory; "
+                                  "e.g. cs similar src/app.py:42")
+        if not path.is_file():
+            raise UsageError(f"not a file: {file}", hint="e.g. cs similar src/app.py:42")
+        return path.resolve()
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form (see query.protocol)."""

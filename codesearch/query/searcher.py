@@ -45,7 +45,7 @@ from codesearch.query.ranking import (
 )
 from codesearch.query.request import SearchOptions
 from codesearch.source.chunk import Chunk, chunk_source
-from codesearch.source.discover import SourceFile, read_source
+from codesearch.source.discover import REASON_TEXT, Discovery, Skip, SourceFile, read_source
 from codesearch.source.languages import language_for_path
 from codesearch.store.records import Coverage, Manifest, StoredChunk, sql_in, sql_str
 from codesearch.store.store import Store
@@ -221,6 +221,21 @@ class Searcher:
         best = hybrid_rank(vector, sem_rows, lex_rows, k, query=query, namesake=namesake)
         return [Hit.from_stored(row, score) for score, row in best]
 
+    def _check_indexable(self, file: str, rel: str) -> None:
+        """UsageError for a file this index does not hold and discovery would leave out (binary,
+        ignored, too large...): no chunk of it can be compared. A file not indexed yet but
+        indexable is compared as it is now."""
+        if self.store.count_chunks(f"path = {sql_str(rel)}"):
+            return
+        verdict = Discovery(self.root).check(rel)
+        if isinstance(verdict, Skip):
+            where = "" if verdict.rel == rel else f" ({verdict.rel} is left out)"
+            raise UsageError(
+                f"{file} is not indexed: {REASON_TEXT.get(verdict.reason, verdict.reason)}"
+                f"{where}",
+                hint="cs similar compares source code that cs indexes; "
+                     "`cs index --verbose` lists the files it skips and why")
+
     def _resolve_location(self, location: str, cwd: Path) -> tuple[str, int, str, str | None]:
         file, line = parse_location(location)
         path = Path(file).expanduser()
@@ -234,6 +249,7 @@ class Searcher:
         except ValueError:
             raise UsageError(f"{file} is outside the indexed root {self.root}",
                              hint="pass --path ROOT for the root that contains it") from None
+        self._check_indexable(file, rel)
         st = path.stat()
         try:
             text = read_source(SourceFile(path, rel, st.st_size, st.st_mtime_ns, None))
@@ -241,6 +257,9 @@ class Searcher:
             raise UsageError(f"cannot read {file}: {err.strerror or err}") from err
         n_lines = len(text.splitlines())
         if line < 1 or line > n_lines:
-            raise UsageError(f"line {line} is out of range: {file} has {n_lines} lines")
+            raise UsageError(f"line {line} is out of range: {file} has {n_lines} lines",
+                             hint=f"pick a line from 1 to {n_lines}, e.g. "
+                                  f"cs similar {file}:{max(1, min(line, n_lines))}"
+                             if n_lines else f"{file} is empty")
         first = text.split("\n", 1)[0][:200]
         return rel, line, text, language_for_path(rel, first)

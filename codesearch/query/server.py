@@ -341,14 +341,20 @@ class QueryServer:
                         _send(conn, {"v": PROTOCOL_VERSION, "ok": False,
                                      "decline": f"bad request: {err}"})
                         continue
-                    with self._mutex:
-                        self._active += 1
+                    # A ping (`cs server status`, a client looking for a server) is not work:
+                    # counted, it would always answer "idle 0s" about itself and keep an idle
+                    # server alive.
+                    work = request.get("op") != "ping"
+                    if work:
+                        with self._mutex:
+                            self._active += 1
                     try:
                         response = self._handle(request)
                     finally:
-                        with self._mutex:
-                            self._active -= 1
-                            self._last_activity = time.monotonic()
+                        if work:
+                            with self._mutex:
+                                self._active -= 1
+                                self._last_activity = time.monotonic()
                     if self.log and request.get("op") != "ping":  # before answering, so a
                         # client that got its answer sees the line
                         self.log(_describe(request, response, time.perf_counter() - start))

@@ -109,9 +109,13 @@ def lancedb_module() -> Any:
 class Store:
     """The index of one root. Open with :meth:`open`; cheap, so open one per command or request."""
 
-    def __init__(self, uri: str, db: Any, storage_options: Mapping[str, str] | None) -> None:
+    def __init__(self, uri: str, db: Any, storage_options: Mapping[str, str] | None,
+                 connect: Any = None) -> None:
         self.uri = uri
-        self._db = db
+        # None until first needed when the local directory does not exist yet: lancedb.connect
+        # creates it, and a read (a query of a root never indexed) must leave nothing behind.
+        self._connection = db
+        self._connect = connect
         self.storage_options = dict(storage_options or {})
         self._tables: dict[str, Any] = {}
         # True once this store deleted or rewrote chunk rows: the full-text index still counts
@@ -127,16 +131,33 @@ class Store:
         query sees the latest committed version; one-shot commands read the version current at open.
         """
         lancedb = lancedb_module()
-        with storage_errors("open", uri):
-            db = lancedb.connect(uri, storage_options=dict(storage_options or {}) or None,
-                                 read_consistency_interval=read_consistency_interval)
-        return cls(uri, db, storage_options)
+
+        def connect() -> Any:
+            with storage_errors("open", uri):
+                return lancedb.connect(uri, storage_options=dict(storage_options or {}) or None,
+                                       read_consistency_interval=read_consistency_interval)
+
+        if not config.is_remote(uri) and not os.path.isdir(uri):
+            return cls(uri, None, storage_options, connect)  # created by the first write
+        return cls(uri, connect(), storage_options)
+
+    @property
+    def _db(self) -> Any:
+        if self._connection is None:
+            self._connection = self._connect()
+        return self._connection
+
+    def _absent(self) -> bool:
+        """A local index directory that does not exist (yet): it holds no tables."""
+        return self._connection is None and not os.path.isdir(self.uri)
 
     # tables ---------------------------------------------------------------------------------
 
     def _table(self, name: str) -> Any | None:
         if name in self._tables:
             return self._tables[name]
+        if self._absent():
+            return None
         try:
             with storage_errors("read", self.uri):
                 table = self._db.open_table(name)
