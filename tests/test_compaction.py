@@ -28,6 +28,7 @@ def _footprint(root: Path) -> dict[str, object]:
     return store_of(root).footprint()
 
 
+@pytest.mark.slow
 def test_sixty_edits_keep_the_index_within_twice_a_fresh_build(
         repo: Path, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # No reader is left on an old version between two runs here: a grace window of 0.

@@ -29,8 +29,8 @@ A :class:`Watcher` owns one root's index for its whole session:
 6. At a quiet moment (``optimize_quiet`` seconds without an event or a commit), else every
    ``optimize_every`` commits, or ``optimize_interval`` seconds after the first commit since the
    last one, when the queue is empty, the store is compacted and old LanceDB versions pruned
-   (:meth:`~codesearch.store.store.Store.optimize`), so queries stay fast after a day of small
-   commits.
+   (:meth:`~codesearch.store.store.Store.optimize`; those kept for readers go once the grace
+   window has passed), so the index keeps its size and speed after a day of small commits.
 
 Progress and state reach the caller through callbacks (``progress`` for the indexer's
 :class:`~codesearch.index.indexer.IndexProgress`, ``on_status`` for :class:`WatchStatus`); nothing
@@ -97,9 +97,9 @@ class WatchOptions:
     # versions no reader needs any more (store/versions.py), so the index keeps its size
     # (bench/index_growth.py). At a quiet moment it costs the user nothing; during a steady
     # stream of edits it waits for this many commits (each one a version of every table).
-    optimize_every: int = 20  # commits between compactions
+    optimize_every: int = 10  # commits between compactions
     optimize_interval: float = 600.0  # ...and at least this often (seconds) while commits happen
-    optimize_quiet: float = 2.0  # ...and once no event nor commit came for this many seconds
+    optimize_quiet: float = 5.0  # ...and once no event nor commit came for this many seconds
     preload_model: bool = True  # load the model before watching, so the first edit is not slow
 
 
@@ -256,6 +256,7 @@ class Watcher:
         self._commits_since_optimize = 0
         self._first_commit_since_optimize: float | None = None
         self._last_commit = 0.0
+        self._prune_at: float | None = None  # the versions a compaction kept for readers go
         self._vectors_missing = False  # chunks without a vector wait for an idle loop
 
     # public ---------------------------------------------------------------------------------
@@ -347,6 +348,11 @@ class Watcher:
                     self._set(phase="watching")
             elif self._optimize_due(idle=not self._pending and not self._full):
                 self._optimize()
+            elif (self._prune_at is not None and time.monotonic() >= self._prune_at
+                  and not self._pending and not self._full):
+                self._prune_at = None
+                with contextlib.suppress(StorageError):  # best effort, like compaction
+                    self.store.prune_versions()
             elif self._vectors_missing and not self._pending and not self._full:
                 self._fill_vectors()
             status = self.status
@@ -541,6 +547,7 @@ class Watcher:
         self._set(phase="optimizing")
         try:
             self.store.optimize(ann_threshold=self.options.ann_threshold)
+            self._prune_at = time.monotonic() + self.store.version_grace.total_seconds() + 1
         except StorageError as err:
             # Best effort (e.g. a commit conflict with a compaction run elsewhere): the index
             # stays correct, only slower; the next due compaction tries again.

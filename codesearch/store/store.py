@@ -598,6 +598,7 @@ class Store:
     def _has_index(self, table: Any, column: str) -> bool:
         return any(column in idx.columns for idx in table.list_indices())
 
+    @_retry_read
     def index_info(self) -> dict[str, Any]:
         """Sizes and indexes, for ``cs status``."""
         table = self._table(CHUNKS)
@@ -610,6 +611,7 @@ class Store:
                 info["version"] = int(table.version)
         return info
 
+    @_retry_read
     def footprint(self) -> dict[str, Any]:
         """``cs status``: the index's bytes on disk (for an object store, the data and index
         files of the latest versions) and each table's number of versions."""
