@@ -526,8 +526,9 @@ class Watcher:
 
     def _optimize_due(self, *, idle: bool) -> bool:
         """Compaction is due at a quiet moment (``optimize_quiet`` seconds without an event or
-        a commit), or after ``optimize_every`` commits or ``optimize_interval`` seconds; while
-        events wait for their batch, only at twice those (compaction delays the batch)."""
+        a commit), after ``optimize_every`` commits (even while events wait: the versions they
+        leave must not pile up), or ``optimize_interval`` seconds; while events wait for their
+        batch, only at twice that interval (compaction delays the batch)."""
         if not self._commits_since_optimize:
             return False
         opts = self.watch_options
@@ -535,7 +536,7 @@ class Watcher:
                 opts.optimize_quiet:
             return True
         factor = 1 if idle else 2
-        if self._commits_since_optimize >= factor * self.watch_options.optimize_every:
+        if self._commits_since_optimize >= self.watch_options.optimize_every:
             return True
         first = self._first_commit_since_optimize
         return first is not None and (
