@@ -13,7 +13,7 @@ the window, see codesearch/store/versions.py).
 
 Reported: the index's bytes on disk and versions per table at the start (after the first index),
 every 50 edits (the largest seen), and at the end once the watcher had a quiet moment; a fresh
-build of the final tree for comparison; p50 of 15 searches as ``cs find`` runs them (fresh
+build of the final tree for comparison; p50 of 41 searches as ``cs find`` runs them (fresh
 connection, top-10 BM25 and vector search) at the start and the end.
 
     python bench/index_growth.py               # ~15 minutes on 2 loaded CPU cores
@@ -73,7 +73,7 @@ def footprint(uri: str) -> dict[str, Any]:
     return {"bytes": fp["bytes"], "versions": fp["versions"], "chunks": store.count_chunks()}
 
 
-def search_p50(uri: str, dim: int, n: int = 15) -> dict[str, float]:
+def search_p50(uri: str, dim: int, n: int = 41) -> dict[str, float]:
     """Median ms of ``n`` searches each as ``cs find`` runs one: open the index, top 10."""
     import numpy as np
 
