@@ -10,7 +10,10 @@ tiny model:
 - storage faults: an unwritable index directory, a full disk (tmpfs, as root) and a file size
   limit (RLIMIT_FSIZE) give one error line and exit code 2, and the previous index still answers;
 - bad input: odd files are skipped and counted, bad arguments and damaged indexes are one error
-  line with the right exit code, and nothing is lost.
+  line with the right exit code, and nothing is lost;
+- cleanup of old versions (issue 27): a loop of `cs find` while each run drops every old version
+  never fails nor sees a partial answer; a kill -9 inside the cleanup leaves an index that opens
+  and answers, and the next run leaves a clean one.
 
 Every wait polls with a deadline; nothing sleeps a fixed time.
 """

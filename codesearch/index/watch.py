@@ -350,9 +350,9 @@ class Watcher:
                 self._optimize()
             elif (self._prune_at is not None and time.monotonic() >= self._prune_at
                   and not self._pending and not self._full):
-                self._prune_at = None
                 with contextlib.suppress(StorageError):  # best effort, like compaction
                     self.store.prune_versions()
+                self._prune_at = None
             elif self._vectors_missing and not self._pending and not self._full:
                 self._fill_vectors()
             status = self.status
