@@ -14,6 +14,7 @@ import pytest
 
 from codesearch.store.versions import GRACE_ENV, VERSIONS_KEPT, prune_cutoff, version_grace
 from tests.support.cli import cs
+from tests.support.wait import wait_for
 from tests.test_index import expected_chunks, index, store_of, stored_chunks
 
 MAX_VERSIONS = 20  # per table, after any run
@@ -22,6 +23,10 @@ MAX_VERSIONS = 20  # per table, after any run
 def _edit(repo: Path, i: int) -> None:
     stats = repo / "datatools" / "stats.py"
     stats.write_text(stats.read_text() + f"\n\ndef edit_{i}(x):\n    return x + {i}\n")
+
+
+def _indexed(root: Path, symbol: str) -> bool:
+    return any(c.symbol == symbol for c in store_of(root).chunks("path = 'datatools/stats.py'"))
 
 
 def _footprint(root: Path) -> dict[str, object]:
@@ -93,6 +98,25 @@ def test_index_compact_drops_old_versions_when_nothing_changed(
     after = _footprint(repo)
     assert after["versions"]["chunks"] == 1, after
     assert after["bytes"] < before["bytes"]
+    assert stored_chunks(repo) == expected_chunks(repo)
+
+
+def test_watch_compacts_at_a_quiet_moment_then_drops_what_it_kept_for_readers(
+        repo: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_watch import converged, watching
+
+    monkeypatch.setenv(GRACE_ENV, "1")  # short, so the second step comes within the test
+    with watching(repo, tiny_model_dir, optimize_quiet=0.3, optimize_every=1000) as w:
+        converged(repo, "the catch-up")
+        for i in range(6):
+            _edit(repo, i)
+            wait_for(f"edit {i}", lambda i=i: _indexed(repo, f"edit_{i}"))
+        converged(repo, "the edits")
+        # The quiet moment compacts (keeping the versions just superseded for readers); once the
+        # grace window has passed, those go too: one version of each data table is left.
+        wait_for("the versions to go", lambda: _footprint(repo)["versions"]["chunks"] == 1
+                 and _footprint(repo)["versions"]["files"] == 1)
+        assert w.status.optimizations >= 1
     assert stored_chunks(repo) == expected_chunks(repo)
 
 
