@@ -224,7 +224,8 @@ def _duration(seconds: float) -> str:
 
 
 def print_status(status: dict[str, Any], *, as_json: bool) -> None:
-    """``cs status``: model, dim, files, chunks, last run, files changed since."""
+    """``cs status``: model, dim, files, chunks, last run, files changed since, size on disk
+    and versions."""
     if as_json:
         print(json.dumps(status, indent=2))
         return
@@ -256,6 +257,11 @@ def print_status(status: dict[str, Any], *, as_json: bool) -> None:
         rows.append(("background", f"pid {job['pid']} ({state}), log {job['log']}"))
     if status.get("indexes"):
         rows.append(("indexes", ", ".join(status["indexes"])))
+    if "size_bytes" in status:
+        versions = status.get("versions") or {}
+        rows.append(("on disk", f"{format_bytes(status['size_bytes'])}, "
+                                f"{sum(versions.values())} versions ("
+                                + ", ".join(f"{k} {v}" for k, v in versions.items()) + ")"))
     for key, value in rows:
         print(f"{key + ':':<15}{value}")
 

@@ -10,7 +10,10 @@ tiny model:
 - storage faults: an unwritable index directory, a full disk (tmpfs, as root) and a file size
   limit (RLIMIT_FSIZE) give one error line and exit code 2, and the previous index still answers;
 - bad input: odd files are skipped and counted, bad arguments and damaged indexes are one error
-  line with the right exit code, and nothing is lost.
+  line with the right exit code, and nothing is lost;
+- cleanup of old versions (issue 27): a loop of `cs find` while each run drops every old version
+  never fails nor sees a partial answer; a kill -9 inside the cleanup leaves an index that opens
+  and answers, and the next run leaves a clean one.
 
 Every wait polls with a deadline; nothing sleeps a fixed time.
 """
@@ -37,6 +40,7 @@ import pytest
 from codesearch.config import resolve_index_uri
 from codesearch.source.discover import Discovery
 from codesearch.store.store import Store
+from codesearch.store.versions import GRACE_ENV
 from tests.support.cli import cs
 from tests.support.wait import wait_for
 from tests.test_index import _many_files, expected_chunks, index, store_of, stored_chunks
@@ -703,4 +707,89 @@ def test_damaged_index_is_a_clear_error_until_rebuild(
         assert_one_error_line(result.stderr, "damaged", "cs index --rebuild")
     out = index(repo, "--rebuild", "--model", str(tiny_model_dir))
     assert out["rebuilt"] and out["chunks_embedded"] == 0  # the embedding cache survived
+    assert_clean_index(repo)
+
+
+# --- cleanup of old versions (issue 27) ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_find_in_a_loop_while_cleanups_drop_old_versions(
+        repo: Path, tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A grace window of 0: each run's cleanup drops every version but the latest, the one the
+    # reader may be in the middle of included (its read retries on the latest).
+    monkeypatch.setenv(GRACE_ENV, "0")
+    flip = repo / "flip.py"
+    flip.write_text(_flip_source(FLIP_VERSIONS["a"]))
+    index(repo, "--model", str(tiny_model_dir))
+    with _reader(repo, tmp_path) as report:
+        for i in range(12):
+            want = FLIP_VERSIONS["b" if i % 2 == 0 else "a"]
+            flip.write_text(_flip_source(want))
+            (repo / "datatools" / f"extra_{i}.py").write_text(f"def extra_{i}():\n    pass\n")
+            index(repo)
+            assert store_of(repo).footprint()["versions"]["chunks"] <= 3
+    assert report["n_bad"] == 0, report  # no error, no partial or duplicated answer
+    assert report["seen"]["a"] > 0 and report["seen"]["b"] > 0, report
+    assert_clean_index(repo)
+
+
+def _pile_up_versions(root: Path, n: int) -> dict[str, int]:
+    """Give each table of ``root``'s index ``n`` more versions (rewrites of what it holds, as
+    many small commits would leave); returns the version counts."""
+    import numpy as np
+
+    store = store_of(root)
+    manifest = store.read_manifest()
+    assert manifest is not None
+    records = list(store.file_records().values())
+    rows = store.chunks(with_vectors=True)
+    ids, vectors = [c.id for c in rows], np.stack([c.vector for c in rows])
+    for _ in range(n):
+        store.update_vectors(ids, vectors)
+        store.commit_batch(files=[], chunks=[], vectors=vectors[:0], touched=records)
+        store.write_manifest(manifest)
+    return store.footprint()["versions"]
+
+
+@pytest.mark.slow
+def test_sigkill_during_cleanup_then_rerun_equals_a_clean_index(
+        repo: Path, tiny_model_dir: Path) -> None:
+    index(repo, "--model", str(tiny_model_dir))
+    disk = _Disk(Path(resolve_index_uri(repo)))
+    cmd = [*CS, "index", str(repo), "--compact", "--json"]
+    env = {**os.environ, GRACE_ENV: "0"}
+    hit = False
+    for _attempt in range(6):
+        base = _pile_up_versions(repo, 30)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        deadline = time.monotonic() + DEADLINE
+        try:
+            # The cleanup has begun once the chunks table lost versions (it goes first).
+            while proc.poll() is None and time.monotonic() < deadline:
+                if 0 <= disk.snapshot()["chunks._versions"] < base["chunks"]:
+                    break
+                time.sleep(0.0002)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            _, err = proc.communicate()
+        assert proc.returncode == -signal.SIGKILL, (
+            f"the run ended ({proc.returncode}) before the cleanup: {err.decode()[-2000:]}")
+        # Landed inside the cleanup: the chunks table pruned, the others not (all) yet.
+        after = disk.snapshot()
+        if (after["chunks._versions"] < base["chunks"]
+                and after["manifest._versions"] >= base["manifest"]):
+            hit = True
+            break
+    assert hit, f"no kill landed inside the cleanup; last state {disk.snapshot()}"
+    # The index opens and answers as it is...
+    assert lexical_hits(repo, "mean")
+    assert stored_chunks(repo) == expected_chunks(repo)
+    # ...and the next run leaves a clean index of the tree, whose old versions are gone.
+    _edit(repo)
+    index(repo)
+    assert_clean_index(repo)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=DEADLINE)
+    assert out.returncode == 0, out.stderr
+    assert store_of(repo).footprint()["versions"]["chunks"] == 1
     assert_clean_index(repo)

@@ -211,3 +211,32 @@ def test_one_writer_at_a_time_and_stale_lock_expires(py_go_repo: Path, bucket: s
     assert result.exit_code == 0, result.output
     with pytest.raises(s3.exceptions.ClientError):  # and released it when done
         s3.head_object(Bucket=bucket, Key=f"locked/{LOCK_NAME}")
+
+
+def test_s3_index_keeps_its_size_across_edits(py_go_repo: Path, bucket: str, tmp_path: Path,
+                                              tiny_model_dir: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue 27 on an object store: each run that writes compacts and drops old versions (a grace
+    # window of 0: no reader here); `cs status` shows the size and versions; `--compact` works.
+    from codesearch.store.store import Store
+    from codesearch.store.versions import GRACE_ENV
+
+    uri = f"s3://{bucket}/growth/idx"
+    cs_ok("index", str(py_go_repo), "--index-uri", uri, "--model", str(tiny_model_dir), "--json")
+    fresh = Store.open(uri).footprint()
+    monkeypatch.setenv(GRACE_ENV, "0")
+    target = py_go_repo / "py" / "datatools" / "stats.py"
+    for i in range(8):
+        target.write_text(target.read_text() + f"\n\ndef edit_{i}(x):\n    return x + {i}\n")
+        out = json.loads(cs_ok("index", str(py_go_repo), "--index-uri", uri, "--json").stdout)
+        assert out["files_changed"] == 1
+    edited = Store.open(uri).footprint()
+    assert edited["versions"]["chunks"] <= 3 and edited["versions"]["files"] <= 3, edited
+    assert edited["bytes"] <= 2 * fresh["bytes"], (edited, fresh)
+    status = json.loads(cs_ok("status", str(py_go_repo), "--index-uri", uri, "--json").stdout)
+    assert status["size_bytes"] == edited["bytes"] and status["versions"] == edited["versions"]
+    # A search from another process still answers, and --compact leaves one version of chunks.
+    assert json.loads(cs_process("find", "edit_7", "--path", str(py_go_repo), "--index-uri", uri,
+                                 "--mode", "lexical", "--json").stdout)
+    cs_ok("index", str(py_go_repo), "--index-uri", uri, "--compact", "--json")
+    assert Store.open(uri).footprint()["versions"]["chunks"] == 1

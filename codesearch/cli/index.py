@@ -60,6 +60,9 @@ def index_cmd(
     stop: Annotated[bool, typer.Option(
         "--stop", help="Stop this root's background embedding after its current batch (what "
         "it committed stays; `cs index` resumes).")] = False,
+    compact: Annotated[bool, typer.Option(
+        "--compact", help="Also compact the index and drop its old versions when nothing "
+        "changed (every run that writes does this itself).")] = False,
     background_child: Annotated[bool, typer.Option("--background-child", hidden=True)] = False,
 ) -> None:
     """Index ROOT (default: the current directory).
@@ -81,7 +84,8 @@ def index_cmd(
         notice(run.stop_background(settings.for_root(root, hint=run.DIRECTORY_HINT)))
         return
     options = IndexOptions(model=model, dim=dim, device=device, rebuild=rebuild,
-                           batch_files=max(1, batch_files), cache_uri=cache_uri)
+                           batch_files=max(1, batch_files), cache_uri=cache_uri,
+                           compact=compact)
     if background_child:
         stats, stopped = run.run_background_child(root, settings, options, notify=notice)
         print(json.dumps({"stopped": stopped, **stats.to_dict()}), flush=True)

@@ -153,6 +153,8 @@ class IndexOptions:
     # rate, between EMBED_BATCH_MIN and batch_chunks chunks): a slow model's vectors still appear
     # steadily, and a kill loses at most this much work.
     embed_batch_seconds: float = 10.0
+    # Compact and drop old versions even when the run wrote nothing (``cs index --compact``).
+    compact: bool = False
 
 
 @dataclass
@@ -447,8 +449,9 @@ class Indexer:
     def _finish(self, start: float, *, optimize: bool = True) -> None:
         assert self.manifest is not None and self.cache is not None
         # A run that changed nothing skips compaction, unless an earlier run was killed before
-        # building the indexes.
-        if optimize and (self.stats.batches or self.store.needs_indexes()):
+        # building the indexes, or compaction was asked for.
+        if optimize and (self.stats.batches or self.options.compact
+                         or self.store.needs_indexes()):
             self._progress(IndexProgress("optimize", self._files_done, self._files_total,
                                          self.stats.chunks_embedded, self.stats.chunks_reused))
             self.store.optimize(ann_threshold=self.options.ann_threshold)

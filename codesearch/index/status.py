@@ -14,8 +14,9 @@ from codesearch.store.store import Store
 
 
 def index_status(root: Path, store: Store) -> dict[str, Any]:
-    """``cs status``: what built the index, its size, the last run, and how many files changed
-    since (by stat: new, modified, removed). IndexMissingError when there is no index."""
+    """``cs status``: what built the index, its size (rows, bytes on disk, versions), the last
+    run, and how many files changed since (by stat: new, modified, removed).
+    IndexMissingError when there is no index."""
     root = root.resolve()
     manifest = store.read_manifest()
     if manifest is None:
@@ -48,6 +49,8 @@ def index_status(root: Path, store: Store) -> dict[str, Any]:
             "removed": len(the_plan.removed),
         },
         "indexes": store.index_info().get("indexes", []),
+        # On disk: bytes, and versions per table (old ones go at each compaction).
+        **_footprint(store),
     }
 
 
@@ -55,3 +58,8 @@ def _background_of(index_uri: str) -> dict[str, Any] | None:
     """The index's ``cs index --background`` job as ``cs status`` shows it, or None."""
     job = job_for(index_uri)
     return None if job is None else job.to_dict()
+
+
+def _footprint(store: Store) -> dict[str, Any]:
+    footprint = store.footprint()
+    return {"size_bytes": footprint["bytes"], "versions": footprint["versions"]}

@@ -26,10 +26,11 @@ A :class:`Watcher` owns one root's index for its whole session:
    a file. A stop request (Ctrl-C, SIGTERM, :meth:`Watcher.stop`) is honoured between slices: the
    running commit finishes, and what was not committed yet still differs from the index by stat,
    so the next run's catch-up redoes it. A kill -9 is recovered the same way.
-6. Every ``optimize_every`` commits, or ``optimize_interval`` seconds after the first commit since
-   the last one, when the queue is empty, the store is compacted and old LanceDB versions pruned
-   (:meth:`~codesearch.store.store.Store.optimize`), so queries stay fast after a day of small
-   commits.
+6. At a quiet moment (``optimize_quiet`` seconds without an event or a commit), else every
+   ``optimize_every`` commits, or ``optimize_interval`` seconds after the first commit since the
+   last one, when the queue is empty, the store is compacted and old LanceDB versions pruned
+   (:meth:`~codesearch.store.store.Store.optimize`; those kept for readers go once the grace
+   window has passed), so the index keeps its size and speed after a day of small commits.
 
 Progress and state reach the caller through callbacks (``progress`` for the indexer's
 :class:`~codesearch.index.indexer.IndexProgress`, ``on_status`` for :class:`WatchStatus`); nothing
@@ -92,10 +93,13 @@ class WatchOptions:
     debounce: float = 0.25  # quiet time before a batch starts
     max_delay: float = 3.0  # the longest a steady stream of events can hold a batch back
     # Compaction (bench/watch_latency.py, 5,000 files): top-10 queries take ~20 ms compacted,
-    # ~60 ms after 100 single-file commits, ~500 ms after 1,000; each compaction rewrites small
-    # fragments and keeps the old version for an hour (readers), so not much more often.
-    optimize_every: int = 100  # commits between compactions
+    # ~60 ms after 100 single-file commits, ~500 ms after 1,000; each compaction also drops the
+    # versions no reader needs any more (store/versions.py), so the index keeps its size
+    # (bench/index_growth.py). At a quiet moment it costs the user nothing; during a steady
+    # stream of edits it waits for this many commits (each one a version of every table).
+    optimize_every: int = 10  # commits between compactions
     optimize_interval: float = 600.0  # ...and at least this often (seconds) while commits happen
+    optimize_quiet: float = 5.0  # ...and once no event nor commit came for this many seconds
     preload_model: bool = True  # load the model before watching, so the first edit is not slow
 
 
@@ -251,6 +255,8 @@ class Watcher:
         self._status = WatchStatus("starting", str(self.root), store.uri)
         self._commits_since_optimize = 0
         self._first_commit_since_optimize: float | None = None
+        self._last_commit = 0.0
+        self._prune_at: float | None = None  # the versions a compaction kept for readers go
         self._vectors_missing = False  # chunks without a vector wait for an idle loop
 
     # public ---------------------------------------------------------------------------------
@@ -342,6 +348,11 @@ class Watcher:
                     self._set(phase="watching")
             elif self._optimize_due(idle=not self._pending and not self._full):
                 self._optimize()
+            elif (self._prune_at is not None and time.monotonic() >= self._prune_at
+                  and not self._pending and not self._full):
+                with contextlib.suppress(StorageError):  # best effort, like compaction
+                    self.store.prune_versions()
+                self._prune_at = None
             elif self._vectors_missing and not self._pending and not self._full:
                 self._fill_vectors()
             status = self.status
@@ -509,15 +520,23 @@ class Watcher:
         if n and self._first_commit_since_optimize is None:
             self._first_commit_since_optimize = time.monotonic()
         self._commits_since_optimize += n
+        if n:
+            self._last_commit = time.monotonic()
         self._set(commits=self._status.commits + n)
 
     def _optimize_due(self, *, idle: bool) -> bool:
-        """Compaction is due after ``optimize_every`` commits or ``optimize_interval`` seconds;
-        while events wait for their batch, only at twice that (compaction delays the batch)."""
+        """Compaction is due at a quiet moment (``optimize_quiet`` seconds without an event or
+        a commit), after ``optimize_every`` commits (even while events wait: the versions they
+        leave must not pile up), or ``optimize_interval`` seconds; while events wait for their
+        batch, only at twice that interval (compaction delays the batch)."""
         if not self._commits_since_optimize:
             return False
+        opts = self.watch_options
+        if idle and time.monotonic() - max(self._last_event, self._last_commit) >= \
+                opts.optimize_quiet:
+            return True
         factor = 1 if idle else 2
-        if self._commits_since_optimize >= factor * self.watch_options.optimize_every:
+        if self._commits_since_optimize >= self.watch_options.optimize_every:
             return True
         first = self._first_commit_since_optimize
         return first is not None and (
@@ -529,6 +548,7 @@ class Watcher:
         self._set(phase="optimizing")
         try:
             self.store.optimize(ann_threshold=self.options.ann_threshold)
+            self._prune_at = time.monotonic() + self.store.version_grace.total_seconds() + 1
         except StorageError as err:
             # Best effort (e.g. a commit conflict with a compaction run elsewhere): the index
             # stays correct, only slower; the next due compaction tries again.

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,8 @@ import pyarrow as pa
 from codesearch import config
 from codesearch.store.failures import storage_errors
 from codesearch.store.records import VECTOR, sql_in, vectors_from_arrow, vectors_to_arrow
-from codesearch.store.store import VERSION_RETENTION, lancedb_module
+from codesearch.store.store import lancedb_module
+from codesearch.store.versions import prune, version_grace
 
 
 def cache_table_name(identity: Mapping[str, Any]) -> str:
@@ -100,15 +102,19 @@ class EmbeddingCache:
         self._since_optimize += 1
 
     def optimize(self) -> None:
-        """Compact appends and keep a scalar index on ``hash`` so lookups stay fast as it grows.
-        Best effort: a concurrent writer's commit may win; the next run tries again."""
+        """Compact appends, drop old versions, and keep a scalar index on ``hash`` so lookups
+        stay fast as it grows. Best effort: a concurrent writer's commit may win; the next run
+        tries again."""
         from lancedb.index import BTree
 
         table = self._open_table(create=False)
         if table is None or self._since_optimize == 0:
             return
         try:
-            table.optimize(cleanup_older_than=VERSION_RETENTION)
+            table.optimize(cleanup_older_than=timedelta(days=3650))  # pruned just below
+            # Every root's writer shares the cache, so no writer lock covers it: old versions
+            # go, but files no version references yet may be another writer's commit.
+            prune(table, grace=version_grace(), delete_unverified=False)
             if not any("hash" in idx.columns for idx in table.list_indices()):
                 table.create_index("hash", config=BTree())
             self._since_optimize = 0

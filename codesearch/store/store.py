@@ -35,13 +35,14 @@ an index or cache can live on an object store.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -78,6 +79,7 @@ from codesearch.store.records import (
     vectors_from_arrow,
     vectors_to_arrow,
 )
+from codesearch.store.versions import directory_bytes, prune, version_grace
 
 # costs more than it ever saves).
 DEFAULT_ANN_THRESHOLD = 100_000
@@ -89,9 +91,9 @@ ANN_EF = 64
 ANN_EF_CONSTRUCTION = 150
 ANN_RETRAIN_GROWTH = 4
 ANN_INDEX_PREFIX = "vector_ann_"
-# LanceDB versions older than this are pruned by optimize(); readers re-open per query, so an hour
-# is far longer than any reader holds a version.
-VERSION_RETENTION = timedelta(hours=1)
+_T = TypeVar("_T")
+# optimize() leaves old versions to prune_versions() (LanceDB's default would prune after 7 days).
+_NO_CLEANUP = timedelta(days=3650)
 
 
 def lancedb_module() -> Any:
@@ -101,6 +103,21 @@ def lancedb_module() -> Any:
     import lancedb
 
     return lancedb
+
+
+def _retry_read(method: Callable[..., _T]) -> Callable[..., _T]:
+    """A read that failed on the storage (a file of the version it read was removed by a
+    cleanup since: store/versions.py) is tried once more on the latest version."""
+
+    @functools.wraps(method)
+    def read(self: Store, *args: Any, **kwargs: Any) -> _T:
+        try:
+            return method(self, *args, **kwargs)
+        except StorageError:
+            self._tables.clear()  # re-open: the latest version
+            return method(self, *args, **kwargs)
+
+    return read
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -121,6 +138,8 @@ class Store:
         # True once this store deleted or rewrote chunk rows: the full-text index still counts
         # them (see optimize()) until it is rebuilt.
         self._fts_stale = False
+        # How long a superseded version stays for the readers still on it (store/versions.py).
+        self.version_grace = version_grace()
 
     @classmethod
     def open(cls, uri: str, *, storage_options: Mapping[str, str] | None = None,
@@ -242,6 +261,7 @@ class Store:
 
     # reads ----------------------------------------------------------------------------------
 
+    @_retry_read
     def file_records(self) -> dict[str, FileRecord]:
         """Every indexed file, by path."""
         table = self._table(FILES)
@@ -251,6 +271,7 @@ class Store:
             rows = table.to_arrow().to_pylist()
         return {row["path"]: FileRecord(**row) for row in rows}
 
+    @_retry_read
     def count_chunks(self, where: str | None = None) -> int:
         """Number of chunk rows (matching ``where``)."""
         table = self._table(CHUNKS)
@@ -271,6 +292,7 @@ class Store:
         """The distinct languages of indexed files, sorted."""
         return sorted({r.language for r in self.file_records().values() if r.language})
 
+    @_retry_read
     def vectors_by_hash(self, paths: Sequence[str], dim: int) -> dict[str, np.ndarray]:
         """hash -> vector for the chunks currently stored for ``paths`` (reuse on edit)."""
         table = self._table(CHUNKS)
@@ -282,6 +304,7 @@ class Store:
         vectors = vectors_from_arrow(data.column(VECTOR), dim)
         return dict(zip(data.column("hash").to_pylist(), vectors, strict=True))
 
+    @_retry_read
     def chunks(self, where: str | None = None, *, with_vectors: bool = False,
                limit: int | None = None) -> list[StoredChunk]:
         """Chunk rows matching ``where`` (all when None), in storage order."""
@@ -312,6 +335,7 @@ class Store:
 
     # the progressive index ------------------------------------------------------------------
 
+    @_retry_read
     def coverage(self, where: str | None = None) -> tuple[int, int]:
         """(chunks with a vector, all chunks), among rows matching ``where``: two counts, no
         vectors read."""
@@ -388,6 +412,7 @@ class Store:
 
     # searches -------------------------------------------------------------------------------
 
+    @_retry_read
     def vector_search(self, vector: np.ndarray, k: int, *, where: str | None = None,
                       with_vectors: bool = False, nprobes: int = ANN_PROBES,
                       refine_factor: int = 4) -> list[StoredChunk]:
@@ -410,6 +435,7 @@ class Store:
         return rows_to_chunks(data, self._dim(table), score_from="_distance",
                                invert_distance=True)
 
+    @_retry_read
     def text_search(self, text: str, k: int, *, where: str | None = None,
                     with_vectors: bool = False) -> list[StoredChunk]:
         """The ``k`` best BM25 matches of ``text`` over ``search_text``, among rows matching
@@ -488,9 +514,11 @@ class Store:
                 file_table.delete(sql_in("path", removed))
 
     def optimize(self, *, ann_threshold: int = DEFAULT_ANN_THRESHOLD) -> None:
-        """Compact small commits, prune old versions, and keep the indexes current: a full-text
-        index on ``search_text``, scalar indexes on ``path`` and ``id``, and an ANN vector index
-        once the table has ``ann_threshold`` rows. Safe to call after every run.
+        """Compact small commits, keep the indexes current, then drop old versions and the files
+        no version references (:meth:`prune_versions`). The indexes: a full-text index on
+        ``search_text``, scalar indexes on ``path`` and ``id``, and an ANN vector index once the
+        table has ``ann_threshold`` rows. Safe to call after every run; call it holding the writer
+        lock (it deletes files a killed writer left behind).
 
         The full-text index is rebuilt from the live rows when this store deleted or rewrote
         rows since the last rebuild. LanceDB's own optimize() only folds new rows into it: a
@@ -502,39 +530,54 @@ class Store:
         when it is merged with other small fragments). Without the rebuild, two indexes of the
         same tree built along different paths (one embedding in phase 2, one taking every vector
         from the cache) give different BM25 scores after the same edit."""
-        from lancedb.index import FTS, BTree
-
-        chunk_table = self._table(CHUNKS)
         with storage_errors("optimize", self.uri):
             for name in (CHUNKS, FILES, MANIFEST):
                 table = self._table(name)
                 if table is not None:
-                    table.optimize(cleanup_older_than=VERSION_RETENTION)
-            if chunk_table is None:
-                return
-            rows = chunk_table.count_rows()
-            if rows == 0:
-                if self._fts_stale:  # nothing to rebuild from: drop it, the next rows recreate it
-                    for idx in chunk_table.list_indices():
-                        if "search_text" in idx.columns:
-                            chunk_table.drop_index(idx.name)
-                    self._fts_stale = False
-                return
-            if self._fts_stale or not self._has_index(chunk_table, "search_text"):
-                # After compaction, so it is built on the fragments it will serve.
-                chunk_table.create_index("search_text", config=FTS(with_position=False),
-                                         replace=True)
+                    # Old versions go in prune_versions(), once the indexes are rebuilt.
+                    table.optimize(cleanup_older_than=_NO_CLEANUP)
+            self._refresh_indexes(ann_threshold)
+        self.prune_versions()
+
+    def prune_versions(self) -> None:
+        """Drop every table's versions superseded more than :attr:`version_grace` ago (at most a
+        few recent ones stay, see store/versions.py) and the files only they reference: old data
+        fragments, old full-text and vector indexes, and what a killed commit left behind."""
+        with storage_errors("optimize", self.uri):
+            for name in (CHUNKS, FILES, MANIFEST):
+                table = self._table(name)
+                if table is not None:
+                    prune(table, grace=self.version_grace, delete_unverified=True)
+
+    def _refresh_indexes(self, ann_threshold: int) -> None:
+        from lancedb.index import FTS, BTree
+
+        chunk_table = self._table(CHUNKS)
+        if chunk_table is None:
+            return
+        rows = chunk_table.count_rows()
+        if rows == 0:
+            if self._fts_stale:  # nothing to rebuild from: drop it, the next rows recreate it
+                for idx in chunk_table.list_indices():
+                    if "search_text" in idx.columns:
+                        chunk_table.drop_index(idx.name)
                 self._fts_stale = False
-            for column in ("path", "id"):
-                if not self._has_index(chunk_table, column):
-                    chunk_table.create_index(column, config=BTree())
-            trained = self._ann_trained_rows(chunk_table)
-            # Train once past the threshold, and again when the table has outgrown the index
-            # (optimize() folds new rows into it, but its partitions were sized for fewer rows).
-            # Not while vectors are missing: zero vectors would train it on nothing.
-            if (rows >= ann_threshold and (trained is None or rows > ANN_RETRAIN_GROWTH * trained)
-                    and self.coverage()[0] == rows):
-                self.create_vector_index(rows)
+            return
+        if self._fts_stale or not self._has_index(chunk_table, "search_text"):
+            # After compaction, so it is built on the fragments it will serve.
+            chunk_table.create_index("search_text", config=FTS(with_position=False),
+                                     replace=True)
+            self._fts_stale = False
+        for column in ("path", "id"):
+            if not self._has_index(chunk_table, column):
+                chunk_table.create_index(column, config=BTree())
+        trained = self._ann_trained_rows(chunk_table)
+        # Train once past the threshold, and again when the table has outgrown the index
+        # (optimize() folds new rows into it, but its partitions were sized for fewer rows).
+        # Not while vectors are missing: zero vectors would train it on nothing.
+        if (rows >= ann_threshold and (trained is None or rows > ANN_RETRAIN_GROWTH * trained)
+                and self.coverage()[0] == rows):
+            self.create_vector_index(rows)
 
     def needs_indexes(self) -> bool:
         """True when chunks exist but the full-text index does not (a run died before optimize)."""
@@ -576,6 +619,7 @@ class Store:
     def _has_index(self, table: Any, column: str) -> bool:
         return any(column in idx.columns for idx in table.list_indices())
 
+    @_retry_read
     def index_info(self) -> dict[str, Any]:
         """Sizes and indexes, for ``cs status``."""
         table = self._table(CHUNKS)
@@ -587,5 +631,21 @@ class Store:
                 )
                 info["version"] = int(table.version)
         return info
+
+    @_retry_read
+    def footprint(self) -> dict[str, Any]:
+        """``cs status``: the index's bytes on disk (for an object store, the data and index
+        files of the latest versions) and each table's number of versions."""
+        versions: dict[str, int] = {}
+        stored = 0
+        with storage_errors("read", self.uri):
+            for name in (CHUNKS, FILES, MANIFEST):
+                table = self._table(name)
+                if table is not None:
+                    versions[name] = len(table.list_versions())
+                    if config.is_remote(self.uri):
+                        stored += int(table.stats()["total_bytes"])
+        size = stored if config.is_remote(self.uri) else directory_bytes(Path(self.uri))
+        return {"bytes": size, "versions": versions}
 
 
