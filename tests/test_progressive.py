@@ -166,6 +166,18 @@ def test_embed_order_recent_first_tests_last(tmp_path: Path) -> None:
         "old.py", "mid.py", "new.py", "tests/test_new.py", "lib/util_test.go"]
 
 
+def test_embed_order_puts_documentation_after_code(tmp_path: Path) -> None:
+    # issue 32: the newest files of a release are often its docs; code is searched first
+    paths = ["README.rst", "doc/build/conf.py", "doc/build/orm/session.rst", "lib/orm/session.py",
+             "CHANGES.md", "lib/engine.py", "test/orm/test_session.py"]
+    records = {p: FileRecord(p, mtime_ns=t, size=1, hash="") for p, t in
+               zip(paths, [9, 8, 7, 2, 6, 1, 5], strict=True)}
+    assert embed_order(tmp_path, paths, records, recency={}) == [
+        "lib/orm/session.py", "lib/engine.py",
+        "README.rst", "doc/build/conf.py", "doc/build/orm/session.rst", "CHANGES.md",
+        "test/orm/test_session.py"]
+
+
 def test_an_index_without_the_embedded_column_works_and_is_migrated(
         repo: Path, tiny_model_dir: Path) -> None:
     index(repo, "--model", str(tiny_model_dir))
