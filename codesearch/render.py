@@ -10,7 +10,7 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,7 +121,7 @@ def print_index_stats(stats: IndexStats, *, as_json: bool, verbose: bool) -> Non
     console.print(
         f"Chunks: {stats.chunks_embedded} embedded, {stats.chunks_reused} reused, "
         f"{stats.chunks_total} in the index. Model {stats.model} (dim {stats.dim}). "
-        f"{stats.seconds:.1f}s"
+        f"{format_duration(stats.seconds)}"
     )
     if stats.chunks_with_vectors < stats.chunks_total:
         console.print(f"[yellow]Vectors for {stats.chunks_with_vectors:,} of "
@@ -150,63 +150,105 @@ def coverage_line(coverage: Any) -> str | None:
 
 class IndexProgressBar:
     """A progress callback for the indexer, on stderr: one bar per phase, named (Scanning,
-    Chunking, Embedding, Optimizing). Chunking counts files; embedding counts chunks embedded
-    (the cost of the run), with the rate measured since the first vector and the ETA it implies.
-    Silent when stderr is not a terminal (scripts, tests, --json)."""
+    Chunking, Embedding, Optimizing). Chunking counts files; embedding counts the distinct chunk
+    texts this run embeds (the cost of the run: identical chunks share one vector, and vectors
+    the cache holds are reused, so the index's chunk count can be higher). Rate and ETA are the
+    average since the phase's first progress (model loading left out); the elapsed time counts
+    from the phase's start, a compaction amid embedding included. Silent when stderr is not a
+    terminal (scripts, tests, --json).
+
+    :meth:`notice` prints a line above the live bar (a notice written to stderr past rich would
+    land glued onto the bar's line); with no live bar, it calls ``notice``."""
 
     _NAMES = {"scan": "Scanning", "chunk": "Chunking", "embed": "Embedding",
               "optimize": "Optimizing"}
 
-    def __init__(self, enabled: bool | None = None) -> None:
+    def __init__(self, enabled: bool | None = None, *,
+                 notice: Callable[[str], None] | None = None, console: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._notice = notice
+        self._console = console
+        self._clock = clock
         self._progress: Any = None
         self._task: Any = None
         self._phase = ""
-        self._embed_start: tuple[float, int] | None = None  # (time, count) at the first vector
+        self._since: dict[str, float] = {}  # phase -> when it began (the elapsed time)
+        self._first: dict[str, tuple[float, int]] = {}  # phase -> (time, count) before progress
+        self.shown: dict[str, str] = {}  # what the bar shows now: count, rate, eta, elapsed
 
     def __enter__(self) -> IndexProgressBar:
         if self.enabled:
             from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn
+            from rich.text import Text
+
+            bar = self
+
+            class Elapsed(ProgressColumn):
+                def render(self, task: Any) -> Text:
+                    return Text(bar.elapsed(), style="progress.elapsed")
 
             self._progress = Progress(
                 TextColumn("{task.description:<10}"), BarColumn(),
                 TextColumn("{task.fields[count]}"), TextColumn("{task.fields[rate]}"),
-                TimeElapsedColumn(),
-                TextColumn("{task.fields[eta]}"), console=Console(stderr=True), transient=True,
+                Elapsed(), TextColumn("{task.fields[eta]}"),
+                console=self._console or Console(stderr=True), transient=True,
             )
             self._progress.start()
             self._task = self._progress.add_task("Scanning", total=None, count="", rate="",
                                                  eta="")
         return self
 
+    def elapsed(self) -> str:
+        """How long the current phase has run, as m:ss (h:mm:ss past an hour)."""
+        since = self._since.get(self._phase)
+        return "" if since is None else format_duration(self._clock() - since, short=False)
+
+    def notice(self, message: str) -> None:
+        """A one-line notice: above the live bar, else through the ``notice`` given."""
+        if self._progress is not None:
+            self._progress.console.print(message, markup=False, highlight=False,
+                                         soft_wrap=True)
+        elif self._notice is not None:
+            self._notice(message)
+        else:
+            print(message, file=sys.stderr)
+
     def __call__(self, event: IndexProgress) -> None:
         if self._progress is None:
             return
+        now = self._clock()
         if event.phase != self._phase:
-            if not (self._phase == "optimize" and event.phase == "embed"):
-                self._embed_start = None  # a compaction amid phase 2 keeps its measured rate
+            amid_embedding = self._phase == "optimize" and event.phase == "embed"
+            if not amid_embedding or "embed" not in self._since:
+                self._since[event.phase] = now  # a compaction amid phase 2 keeps its clock
+                self._first.pop(event.phase, None)
             self._phase = event.phase
             self._progress.reset(self._task)
         fields = {"count": "", "rate": "", "eta": ""}
+        total: int | None = None
+        done = 0
+        unit = ""
         if event.phase == "chunk":
-            total, done = event.files_total or None, event.files_done
+            total, done, unit = event.files_total or None, event.files_done, "files"
             fields["count"] = f"{done:,}/{event.files_total:,} files"
         elif event.phase == "embed":
-            total, done = event.chunks_to_embed or None, event.chunks_embedded
-            fields["count"] = f"{done:,}/{event.chunks_to_embed:,} chunks"
-            now = time.monotonic()
-            if self._embed_start is None:
-                self._embed_start = (now, done)
-                fields["rate"] = "loading the model..." if not done else ""
-            start_time, start_done = self._embed_start
+            total, done, unit = event.chunks_to_embed or None, event.chunks_embedded, "chunks"
+            fields["count"] = f"{done:,}/{event.chunks_to_embed:,} distinct chunks"
+        if unit:
+            first = self._first.get(event.phase)
+            if first is None or done <= first[1]:  # no progress yet (loading the model)
+                self._first[event.phase] = first = (now, done)
+                if event.phase == "embed" and not done:
+                    fields["rate"] = "loading the model..."
+            start_time, start_done = first
             if done > start_done and now > start_time:
                 rate = (done - start_done) / (now - start_time)
-                left = max(0, (event.chunks_to_embed or 0) - done) / rate
-                fields["rate"] = f"{rate:.1f} chunks/s"
-                fields["eta"] = f"ETA {_duration(left)}"
-        else:
-            total, done = None, 0
+                fields["rate"] = f"{rate:.1f} {unit}/s"
+                left = max(0, (total or 0) - done) / rate
+                fields["eta"] = f"ETA {format_duration(left, short=False)}"
+        self.shown = {**fields, "elapsed": self.elapsed()}
         self._progress.update(self._task, description=self._NAMES.get(event.phase, event.phase),
                               total=total, completed=done, **fields)
 
@@ -216,11 +258,14 @@ class IndexProgressBar:
             self._progress = None
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds >= 3600:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 60}:{seconds % 60:02d}"
+def format_duration(seconds: float, *, short: bool = True) -> str:
+    """A duration as a person reads it: ``42.3s`` under a minute (``short``; else ``0:42``),
+    ``2:05`` under an hour, ``2:02:39`` past one."""
+    if short and seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = int(seconds)
+    hours, minutes, secs = whole // 3600, whole % 3600 // 60, whole % 60
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def print_status(status: dict[str, Any], *, as_json: bool) -> None:

@@ -170,3 +170,103 @@ def test_the_progress_bar_names_the_phases_and_counts_chunks(
     assert total > 0 and all(e.chunks_to_embed == total for e in embeds)
     counts = [e.chunks_embedded for e in embeds]
     assert counts == sorted(counts) and counts[-1] == total
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def quiet_console() -> object:
+    import io
+
+    from rich.console import Console
+
+    return Console(file=io.StringIO(), force_terminal=True, width=120)
+
+
+def test_the_progress_bar_eta_is_the_average_rate_since_progress_began() -> None:
+    from codesearch.index.indexer import IndexProgress
+    from codesearch.render import IndexProgressBar
+
+    clock = FakeClock()
+    with IndexProgressBar(enabled=True, console=quiet_console(), clock=clock) as bar:
+        # chunking has an ETA too (issue 32: none for 2:40 over 954 files)
+        bar(IndexProgress("chunk", files_done=0, files_total=100))
+        clock.now += 10
+        bar(IndexProgress("chunk", files_done=10, files_total=100))
+        assert bar.shown["eta"] == "ETA 1:30" and bar.shown["rate"] == "1.0 files/s"
+        bar(IndexProgress("embed", chunks_to_embed=1000))
+        assert bar.shown["rate"] == "loading the model..."
+        clock.now += 60  # loading the model: not part of the rate
+        bar(IndexProgress("embed", chunks_embedded=0, chunks_to_embed=1000))
+        clock.now += 10
+        bar(IndexProgress("embed", chunks_embedded=100, chunks_to_embed=1000))  # 10/s
+        clock.now += 2
+        bar(IndexProgress("embed", chunks_embedded=200, chunks_to_embed=1000))  # a fast burst
+        # the average since the first vector (200 in 12 s), not the last batch's 50/s
+        assert bar.shown["rate"] == "16.7 chunks/s" and bar.shown["eta"] == "ETA 0:48"
+
+
+def test_the_embedding_elapsed_time_survives_an_optimize_step() -> None:
+    from codesearch.index.indexer import IndexProgress
+    from codesearch.render import IndexProgressBar
+
+    clock = FakeClock()
+    with IndexProgressBar(enabled=True, console=quiet_console(), clock=clock) as bar:
+        bar(IndexProgress("optimize"))  # the end of phase 1
+        clock.now += 5
+        bar(IndexProgress("embed", chunks_to_embed=1000))
+        clock.now += 100
+        bar(IndexProgress("embed", chunks_embedded=500, chunks_to_embed=1000))
+        assert bar.shown["elapsed"] == "1:40"
+        bar(IndexProgress("optimize"))  # a compaction amid phase 2
+        clock.now += 30
+        bar(IndexProgress("embed", chunks_embedded=600, chunks_to_embed=1000))
+        assert bar.shown["elapsed"] == "2:10"  # counted from the phase's start, not reset
+        assert bar.shown["rate"] == "4.6 chunks/s"  # 600 in 130 s: the pause is in the average
+
+
+def test_durations_read_as_clock_times() -> None:
+    from codesearch.render import format_duration
+
+    assert format_duration(7358.8) == "2:02:38"
+    assert format_duration(160.2) == "2:40"
+    assert format_duration(42.25) == "42.2s"
+    assert format_duration(42.25, short=False) == "0:42"
+
+
+def test_the_index_summary_prints_its_duration_as_a_clock_time(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from codesearch.index.indexer import IndexStats
+    from codesearch.render import print_index_stats
+
+    stats = IndexStats(root="/r", index="/i", model="m", dim=8, seconds=7358.8)
+    print_index_stats(stats, as_json=False, verbose=False)
+    assert "(dim 8). 2:02:38" in capsys.readouterr().out
+
+
+def test_a_notice_during_a_live_bar_gets_its_own_line() -> None:
+    import io
+    import re
+
+    from rich.console import Console
+
+    from codesearch.index.indexer import IndexProgress
+    from codesearch.render import IndexProgressBar
+
+    stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, width=120)
+    message = "Measuring fp32 vs bf16 speed on this CPU (once per model)..."
+    with IndexProgressBar(enabled=True, console=console) as bar:
+        bar(IndexProgress("embed", chunks_to_embed=1000))
+        bar._progress.refresh()  # the bar is drawn
+        bar.notice(message)
+        bar(IndexProgress("embed", chunks_embedded=10, chunks_to_embed=1000))
+    # what the terminal shows: control sequences dropped, carriage returns start a line afresh
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", stream.getvalue())
+    lines = [line.rsplit("\r", 1)[-1].strip() for line in text.split("\n")]
+    assert message in lines

@@ -90,9 +90,9 @@ def index_cmd(
         stats, stopped = run.run_background_child(root, settings, options, notify=notice)
         print(json.dumps({"stopped": stopped, **stats.to_dict()}), flush=True)
         return
-    with IndexProgressBar(enabled=None if not as_json else False) as bar:
+    with IndexProgressBar(enabled=None if not as_json else False, notice=notice) as bar:
         stats = run.run_index(root, settings, options, run_options, progress=bar,
-                              notify=notice)
+                              notify=bar.notice)
     print_index_stats(stats, as_json=as_json, verbose=verbose)
     if stats.stopped:  # SIGTERM: what was kept is printed; a script must not read it as done
         raise typer.Exit(int(ExitCode.TERMINATED))
