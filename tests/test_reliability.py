@@ -260,21 +260,28 @@ class _NO_RUN:  # noqa: N801 - a stand-in manifest without a last run
     last_run = None
 
 
+def _signal_after_phase_one(root: Path, model: Path, signum: int, *args: str
+                            ) -> tuple[subprocess.Popen[bytes], bytes, bytes]:
+    """Run `cs index ROOT`, send ``signum`` once phase 1 has ended (its summary is in the
+    manifest, just before phase 2 starts), and wait for the process: (process, stdout, stderr)."""
+    proc = subprocess.Popen([*CS, "index", str(root), "--model", str(model), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for("phase 1 to end", lambda: proc.poll() is not None or (
+            _searchable(root) and (store_of(root).read_manifest() or _NO_RUN).last_run),
+            deadline=DEADLINE)
+    finally:
+        proc.send_signal(signum)
+        out, err = proc.communicate()
+    return proc, out, err
+
+
 @pytest.mark.slow
 def test_ctrl_c_in_phase_two_says_how_far_it_got_and_resumes(
         tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
     root = tmp_path / "big"
     _many_files(root, fixtures_dir, 6)
-    proc = subprocess.Popen([*CS, "index", str(root), "--model", str(tiny_model_dir)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        # Phase 1 ends with its summary in the manifest, just before phase 2 starts.
-        wait_for("phase 1 to end", lambda: proc.poll() is not None or (
-            _searchable(root) and (store_of(root).read_manifest() or _NO_RUN).last_run),
-            deadline=DEADLINE)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate()
+    proc, _, err = _signal_after_phase_one(root, tiny_model_dir, signal.SIGINT)
     if proc.returncode == 0:
         pytest.skip("the run finished before the interrupt")  # a very fast machine
     assert proc.returncode == 130, err.decode()[-2000:]
@@ -296,15 +303,7 @@ def test_sigterm_in_phase_two_prints_what_it_kept_and_exits_143(
     can tell it from a finished run."""
     root = tmp_path / "big"
     _many_files(root, fixtures_dir, 6)
-    proc = subprocess.Popen([*CS, "index", str(root), "--model", str(tiny_model_dir), "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        wait_for("phase 1 to end", lambda: proc.poll() is not None or (
-            _searchable(root) and (store_of(root).read_manifest() or _NO_RUN).last_run),
-            deadline=DEADLINE)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate()
+    proc, out, err = _signal_after_phase_one(root, tiny_model_dir, signal.SIGTERM, "--json")
     if proc.returncode == 0 and not json.loads(out)["stopped"]:
         pytest.skip("the run finished before the signal")  # a very fast machine
     assert proc.returncode == 143, err.decode()[-2000:]
