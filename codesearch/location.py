@@ -104,12 +104,12 @@ class IndexSettings:
         own = self.for_root(path)
         if own.explicit or own.remote or is_index(own.uri):
             return own
-        for parent in own.root.parents:
-            uri = config.resolve_index_uri(parent, index_dir=self.index_dir)
-            if is_index(uri):
-                return IndexLocation(parent, uri, dict(self.storage_options),
-                                     scope=own.root.relative_to(parent).as_posix())
-        return own
+        parent = self._indexed_ancestor(own.root, include_self=False)
+        if parent is None:
+            return own
+        return IndexLocation(parent, config.resolve_index_uri(parent, index_dir=self.index_dir),
+                             dict(self.storage_options),
+                             scope=own.root.relative_to(parent).as_posix())
 
     def root_for_file(self, location: str, cwd: Path) -> Path:
         """For ``cs similar FILE:LINE`` without ``--path``: ``cwd`` when it lies in an indexed
@@ -132,6 +132,23 @@ class IndexSettings:
             if is_index(config.resolve_index_uri(parent, index_dir=self.index_dir)):
                 return parent
         return None
+
+
+def file_at(location: str, cwd: Path) -> tuple[Path, int, str]:
+    """``FILE:LINE`` (FILE relative to ``cwd``) -> (the file, resolved; the line; FILE as typed).
+    A UsageError that blames the location (its form, a missing file, a directory), so a typo is
+    never reported as a missing index."""
+    file, line = parse_location(location)
+    path = Path(file).expanduser()
+    if not path.is_absolute():
+        path = cwd / path
+    if not path.exists():
+        raise UsageError(f"no such file: {file}",
+                         hint="FILE is relative to the current directory; "
+                              "e.g. cs similar src/app.py:42")
+    if not path.is_file():
+        raise UsageError(f"not a file: {file}", hint="e.g. cs similar src/app.py:42")
+    return path.resolve(), line, file
 
 
 def parse_location(location: str) -> tuple[str, int]:

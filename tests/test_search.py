@@ -14,10 +14,10 @@ from codesearch.documents import fold, lexical_query, lexical_text, query_views
 from codesearch.errors import IndexMissingError, UsageError
 from codesearch.index.indexer import IndexOptions
 from codesearch.index.run import index_root
-from codesearch.location import IndexSettings
+from codesearch.location import IndexSettings, parse_location
 from codesearch.query.ranking import detect_task, fuse, glob_to_regex
 from codesearch.query.request import SearchOptions
-from codesearch.query.searcher import Searcher, enclosing_chunk, parse_location
+from codesearch.query.searcher import Searcher, enclosing_chunk
 from codesearch.source.chunk import Chunk
 from codesearch.vocabulary import identifier_words
 

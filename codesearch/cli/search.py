@@ -62,7 +62,6 @@ def _search(op: Op, text: str, path: Path, *, k: int, lang: list[str] | None,
     settings = index_settings(index_dir, index_uri, storage_option)
     query = Query(op, text, search_options(k, lang, glob, min_score, mode, task), model,
                   Path.cwd())
-    query.check()  # FILE:LINE first: a typo is not blamed on a missing index
     if op == "similar" and path == Path("."):
         # Run outside any indexed tree: search the tree that holds FILE.
         path = settings.root_for_file(text, Path.cwd())

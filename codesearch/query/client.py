@@ -84,7 +84,7 @@ def answer(query: Query, path: Path, settings: IndexSettings, *, device: str | N
     a query server when one answers faithfully (:func:`ask`, which may start the automatic one
     for next time), else in-process through the same :meth:`QueryService.answer` a server runs.
     Both give the same hits and raise the same errors."""
-    query.check()
+    query.check()  # before the index lookup: a bad FILE:LINE is not blamed on a missing index
     location = settings.locate(path)
     if servers_enabled(no_server):
         served = ask(location, query, device=device, notify=notify)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from codesearch.errors import UsageError
 from codesearch.hits import Hit
-from codesearch.location import parse_location
+from codesearch.location import file_at
 
 MODES = ("semantic", "lexical", "hybrid")
 QUERY_TASKS = ("nl2code", "code2code", "qa", "code2nl", "code2completion")
@@ -79,17 +79,7 @@ class Query:
     def check_file(self) -> Path:
         """For ``similar``: the file FILE:LINE names (relative to ``cwd``), checked before any
         index is looked up, so a typo is blamed on the location and not on a missing index."""
-        file, _ = parse_location(self.text)
-        path = Path(file).expanduser()
-        if not path.is_absolute():
-            path = (self.cwd or Path.cwd()) / path
-        if not path.exists():
-            raise UsageError(f"no such file: {file}",
-                             hint="FILE is relative to the current directory; "
-                                  "e.g. cs similar src/app.py:42")
-        if not path.is_file():
-            raise UsageError(f"not a file: {file}", hint="e.g. cs similar src/app.py:42")
-        return path.resolve()
+        return file_at(self.text, self.cwd or Path.cwd())[0]
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form (see query.protocol)."""

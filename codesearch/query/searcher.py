@@ -30,7 +30,7 @@ from codesearch.documents import chunk_query_vector, lexical_query, query_vector
 from codesearch.embed.handle import EmbedderHandle, check_readable, handle_for
 from codesearch.errors import IndexMissingError, UsageError
 from codesearch.hits import Hit
-from codesearch.location import IndexLocation, parse_location
+from codesearch.location import IndexLocation, file_at
 from codesearch.query.ranking import (
     DEFAULT_MODE,
     DEFAULT_SIMILAR_MODE,
@@ -237,13 +237,7 @@ class Searcher:
                      "`cs index --verbose` lists the files it skips and why")
 
     def _resolve_location(self, location: str, cwd: Path) -> tuple[str, int, str, str | None]:
-        file, line = parse_location(location)
-        path = Path(file).expanduser()
-        path = (path if path.is_absolute() else cwd / path).resolve()
-        if not path.exists():
-            raise UsageError(f"no such file: {file}")
-        if not path.is_file():
-            raise UsageError(f"not a file: {file}")
+        path, line, file = file_at(location, cwd)
         try:
             rel = path.relative_to(self.root).as_posix()
         except ValueError:
