@@ -87,8 +87,8 @@ def index_cmd(
                            batch_files=max(1, batch_files), cache_uri=cache_uri,
                            compact=compact)
     if background_child:
-        stats, stopped = run.run_background_child(root, settings, options, notify=notice)
-        print(json.dumps({"stopped": stopped, **stats.to_dict()}), flush=True)
+        stats = run.run_background_child(root, settings, options, notify=notice)
+        print(json.dumps({"stopped": stats.stopped, **stats.to_dict()}), flush=True)
         return
     with IndexProgressBar(enabled=None if not as_json else False, notice=notice) as bar:
         stats = run.run_index(root, settings, options, run_options, progress=bar,

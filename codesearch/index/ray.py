@@ -221,7 +221,7 @@ def index_root_ray(location: IndexLocation, *, options: IndexOptions | None = No
     """:func:`codesearch.index.run.index_root` with the embedding done on Ray (see the module
     doc). The returned stats count the texts Ray embedded as ``chunks_embedded``."""
     import_ray()  # fail before touching the index
-    store = Store.open(location.uri, storage_options=location.storage_options)
+    store = Store.at(location)
     indexer = _RayIndexer(location.root, store, options, progress=progress, notify=notify,
                           ray_options=ray_options)
     return indexer.run(defer=True)

@@ -50,13 +50,8 @@ def index_root(root: Path, *, settings: IndexSettings | None = None,
     """Index ``root`` into its index (see :class:`codesearch.location.IndexSettings`) on this
     machine; ``should_stop`` and ``on_searchable`` as in :meth:`Indexer.run`."""
     location = (settings or IndexSettings()).for_root(root, hint=DIRECTORY_HINT)
-    return Indexer(location.root, open_store(location), options, progress=progress,
+    return Indexer(location.root, Store.at(location), options, progress=progress,
                    notify=notify).run(should_stop=should_stop, on_searchable=on_searchable)
-
-
-def open_store(location: IndexLocation) -> Store:
-    """The store of the index at ``location``."""
-    return Store.open(location.uri, storage_options=location.storage_options)
 
 
 def run_index(root: Path, settings: IndexSettings, options: IndexOptions, run: RunOptions, *,
@@ -107,9 +102,9 @@ def run_index(root: Path, settings: IndexSettings, options: IndexOptions, run: R
 
 
 def run_background_child(root: Path, settings: IndexSettings, options: IndexOptions, *,
-                         notify: Notify | None = None) -> tuple[IndexStats, bool]:
+                         notify: Notify | None = None) -> IndexStats:
     """The detached phase 2 of ``cs index --background``: records itself, embeds until done or
-    SIGTERM (after its batch). Returns the stats and whether it was stopped."""
+    SIGTERM (after its batch; ``stats.stopped``)."""
     location = settings.for_root(root)
     job = background.job_for(location.uri)
     if job is None or job.pid != os.getpid():  # started by hand: record ourselves
@@ -122,7 +117,7 @@ def run_background_child(root: Path, settings: IndexSettings, options: IndexOpti
             stats = index_root(root, settings=settings, options=options, notify=notify,
                                should_stop=stopping)
             stats.stopped = stopping()
-            return stats, stats.stopped
+            return stats
     finally:
         background.forget(location.uri, os.getpid())
 
@@ -139,7 +134,7 @@ def stop_background(location: IndexLocation) -> str:
 
 def coverage_text(location: IndexLocation) -> str:
     """``vectors for N of M chunks`` of the index at ``location``."""
-    embedded, total = open_store(location).coverage()
+    embedded, total = Store.at(location).coverage()
     return f"vectors for {embedded:,} of {total:,} chunks"
 
 

@@ -689,8 +689,7 @@ def watch_root(root: Path, settings: IndexSettings | None = None, *,
     through them: :func:`codesearch.query.server.watch_and_serve`)."""
     location = (settings or IndexSettings()).for_root(root, hint="cs watch takes a directory")
     # A long-lived writer: always start from the latest committed version, whoever made it.
-    store = Store.open(location.uri, storage_options=location.storage_options,
-                       read_consistency_interval=timedelta(0))
+    store = Store.at(location, read_consistency_interval=timedelta(0))
     watcher = Watcher(location.root, store, options, watch_options, on_status=on_status,
                       progress=progress, notify=notify, loader=loader, on_ready=on_ready)
     with stop_on_signals(watcher):

@@ -281,8 +281,6 @@ def prior(terms: frozenset[str] | None, tests_wanted: bool, symbol: str, path: s
     return bonus
 
 
-
-
 def hybrid_pool(k: int) -> int:
     """How many candidates each search (semantic and BM25) contributes to a hybrid ranking of
     ``k`` hits."""

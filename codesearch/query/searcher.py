@@ -90,7 +90,7 @@ class Searcher:
         there is none, IndexMismatchError when it was built by another format, chunker or (when
         ``model`` is given) model."""
         root = location.root
-        store = Store.open(location.uri, storage_options=location.storage_options)
+        store = Store.at(location)
         manifest = store.read_manifest()
         if manifest is None:
             raise IndexMissingError(f"no index for {root.resolve()}",

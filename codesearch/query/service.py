@@ -85,7 +85,7 @@ class QueryService:
 
     def status(self, location: IndexLocation) -> dict[str, Any]:
         """What ``cs status --json`` prints for the index at ``location``."""
-        store = Store.open(location.uri, storage_options=location.storage_options)
+        store = Store.at(location)
         return index_status(location.root, store)
 
     def warm(self) -> None:

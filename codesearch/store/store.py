@@ -54,6 +54,7 @@ from codesearch.errors import (
     IndexMissingError,
     StorageError,
 )
+from codesearch.location import IndexLocation
 from codesearch.store.failures import storage_errors
 from codesearch.store.locks import WriterLock, remote_writer_lock
 from codesearch.store.records import (
@@ -159,6 +160,13 @@ class Store:
         if not config.is_remote(uri) and not os.path.isdir(uri):
             return cls(uri, None, storage_options, connect)  # created by the first write
         return cls(uri, connect(), storage_options)
+
+    @classmethod
+    def at(cls, location: IndexLocation, *,
+           read_consistency_interval: timedelta | None = None) -> Store:
+        """:meth:`open` the index at ``location`` (its URI and storage options)."""
+        return cls.open(location.uri, storage_options=location.storage_options,
+                        read_consistency_interval=read_consistency_interval)
 
     @property
     def _db(self) -> Any:
