@@ -416,7 +416,7 @@ class Discovery:
     def _outer_specs(self) -> list[_Spec]:
         """.git/info/exclude and the .gitignore files above the root, up to the repository top."""
         specs: list[_Spec] = []
-        top = _git_toplevel(self.root)
+        top = self._git_top
         if top is None:
             return specs
         exclude = top / ".git" / "info" / "exclude"
