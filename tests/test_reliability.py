@@ -277,8 +277,10 @@ def _signal_after_phase_one(root: Path, model: Path, signum: int, *args: str
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_phase_two_says_how_far_it_got_and_resumes(
+def test_ctrl_c_in_phase_two_keeps_its_batch_says_how_far_it_got_and_resumes(
         tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
+    """A first Ctrl-C once the tree is searchable ends the run after the batch in progress:
+    that batch is committed (it used to be thrown away), the line says so once, exit 130."""
     root = tmp_path / "big"
     _many_files(root, fixtures_dir, 6)
     proc, _, err = _signal_after_phase_one(root, tiny_model_dir, signal.SIGINT)
@@ -286,14 +288,42 @@ def test_ctrl_c_in_phase_two_says_how_far_it_got_and_resumes(
         pytest.skip("the run finished before the interrupt")  # a very fast machine
     assert proc.returncode == 130, err.decode()[-2000:]
     assert "Traceback" not in err.decode()
-    assert re.search(r"Interrupted: kept vectors for [\d,]+ of [\d,]+ chunks \(the batch in "
-                     r"progress is redone next time\); the tree is searchable, and `cs index` "
-                     r"resumes", err.decode()), err.decode()[-2000:]
+    embedded, total = store_of(root).coverage()
+    # (that the batch in flight is kept: test_first_ctrl_c_commits_the_batch_being_embedded)
+    assert (f"Interrupted: kept vectors for {embedded:,} of {total:,} chunks (the batch in "
+            "progress was committed); the tree is searchable, and `cs index` resumes"
+            in err.decode()), err.decode()[-2000:]
     assert err.decode().count("Interrupted") == 1, err.decode()[-2000:]  # said once
+    assert "Ctrl-C again to stop now" in err.decode()
     assert stored_chunks(root) == expected_chunks(root)
     out = index(root)
     assert out["chunks_with_vectors"] == out["chunks_total"]
+    assert out["chunks_embedded"] <= total - embedded  # committed vectors are not redone
     assert_clean_index(root)
+
+
+def test_first_ctrl_c_commits_the_batch_being_embedded(
+        tmp_path: Path, fixtures_dir: Path, tiny_model_dir: Path) -> None:
+    """Ctrl-C while a batch is being embedded: that batch is committed before the run ends (it
+    used to be thrown away: the bar had shown 48 vectors, 32 were kept)."""
+    from codesearch.index.indexer import IndexOptions, IndexProgress
+    from codesearch.index.run import RunOptions, run_index
+    from codesearch.location import IndexSettings
+
+    root = tmp_path / "big"
+    _many_files(root, fixtures_dir, 6)
+    shown: list[int] = []
+
+    def press_ctrl_c_mid_batch(p: IndexProgress) -> None:
+        if p.phase == "embed" and p.chunks_embedded and not shown:
+            shown.append(p.chunks_embedded)  # the bar shows these as embedded
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt, match="the batch in progress was committed"):
+        run_index(root, IndexSettings(), IndexOptions(model=str(tiny_model_dir)), RunOptions(),
+                  progress=press_ctrl_c_mid_batch)
+    embedded, total = store_of(root).coverage()
+    assert shown and shown[0] <= embedded < total
 
 
 @pytest.mark.slow

@@ -69,8 +69,8 @@ def index_cmd(
 
     Only what changed since the last run is re-chunked, and only chunks never seen before are
     embedded. The tree is searchable (by words) as soon as it is chunked; vectors fill in after,
-    most recently changed files first. Ctrl-C keeps everything committed; run it again to
-    resume."""
+    most recently changed files first. Ctrl-C commits the batch in progress, then stops (press
+    it again to stop at once); run it again to resume."""
     import json
 
     from codesearch.index import run

@@ -58,8 +58,9 @@ def run_index(root: Path, settings: IndexSettings, options: IndexOptions, run: R
               progress: ProgressFn | None = None, notify: Notify | None = None) -> IndexStats:
     """``cs index ROOT``: index with the chosen engine; SIGTERM ends the run after the batch in
     progress (``stats.stopped``). With ``run.background``, phase 2 goes on in a detached process.
-    Ctrl-C after the tree became searchable raises KeyboardInterrupt with the one line to print:
-    how far the committed vectors got."""
+    Ctrl-C before the tree is searchable interrupts at once; after, the first one also ends the
+    run after its batch, the second at once; either way KeyboardInterrupt carries the one line
+    to print: how far the committed vectors got."""
     run.check()
     location = settings.for_root(root, hint=DIRECTORY_HINT)
     searchable = False
@@ -69,28 +70,33 @@ def run_index(root: Path, settings: IndexSettings, options: IndexOptions, run: R
         searchable = True
 
     try:
-        with _stop_on_sigterm() as stopping:
+        with _stop_on_signals(interruptible=lambda: not searchable, notify=notify) as stop:
             if run.engine == "ray":
                 from codesearch.index.ray import RayOptions, index_root_ray
 
                 stats = index_root_ray(location, options=options, progress=progress,
                                        notify=notify, ray_options=RayOptions(
                                            address=run.ray_address, workers=run.ray_workers))
-                stats.stopped = stopping()
-                return stats
-            options = replace(options, embed=not run.background)
-            stats = index_root(root, settings=settings, options=options, progress=progress,
-                               notify=notify, should_stop=stopping,
-                               on_searchable=mark_searchable)
-            stats.stopped = stopping()
+            else:
+                options = replace(options, embed=not run.background)
+                stats = index_root(root, settings=settings, options=options, progress=progress,
+                                   notify=notify, should_stop=stop.asked,
+                                   on_searchable=mark_searchable)
+            stats.stopped = stop.asked()
     except KeyboardInterrupt:
         if searchable:
-            # The batch being embedded is not committed: the count is what the index keeps.
+            # A second Ctrl-C: the batch being embedded is not committed.
             raise KeyboardInterrupt(
                 f"Interrupted: kept {coverage_text(location)} (the batch in progress is redone "
                 "next time); the tree is searchable, and `cs index` resumes the embedding"
             ) from None
         raise
+    if stop.signal == signal.SIGINT:
+        # A first Ctrl-C: the run ended after committing its batch, like SIGTERM, but the
+        # user pressed Ctrl-C, so the exit is the interrupt's (130).
+        raise KeyboardInterrupt(
+            f"Interrupted: kept {coverage_text(location)} (the batch in progress was "
+            "committed); the tree is searchable, and `cs index` resumes the embedding")
     if (run.background and not stats.stopped
             and stats.chunks_with_vectors < stats.chunks_total):
         args = background.child_args(settings, replace(options, model=stats.model or None))
@@ -112,11 +118,11 @@ def run_background_child(root: Path, settings: IndexSettings, options: IndexOpti
                                                     location.uri, job.log if job else "",
                                                     time.time()))
     try:
-        with _stop_on_sigterm() as stopping:
+        with _stop_on_signals() as stop:
             options = replace(options, lock_wait=600.0)
             stats = index_root(root, settings=settings, options=options, notify=notify,
-                               should_stop=stopping)
-            stats.stopped = stopping()
+                               should_stop=stop.asked)
+            stats.stopped = stop.asked()
             return stats
     finally:
         background.forget(location.uri, os.getpid())
@@ -138,17 +144,40 @@ def coverage_text(location: IndexLocation) -> str:
     return f"vectors for {embedded:,} of {total:,} chunks"
 
 
+class _StopRequest:
+    """What a stop signal asked: ``signal`` is the first one received (None: none yet)."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def asked(self) -> bool:
+        return self.signal is not None
+
+
 @contextlib.contextmanager
-def _stop_on_sigterm() -> Iterator[Callable[[], bool]]:
-    """While inside, SIGTERM asks the run to stop after its batch; yields the question to ask."""
-    asked = False
+def _stop_on_signals(*, interruptible: Callable[[], bool] = lambda: False,
+                     notify: Notify | None = None) -> Iterator[_StopRequest]:
+    """While inside, SIGTERM and a first Ctrl-C ask the run to stop after its batch (so the
+    vectors it is computing are committed, not thrown away); a second Ctrl-C, or a Ctrl-C while
+    ``interruptible()`` (before anything is worth finishing), interrupts at once."""
+    request = _StopRequest()
 
-    def handler(*_: object) -> None:
-        nonlocal asked
-        asked = True
+    def on_sigint(signum: int, _frame: object) -> None:
+        if interruptible() or request.signal == signal.SIGINT:
+            raise KeyboardInterrupt
+        if request.signal is None:
+            request.signal = signum
+            if notify is not None:
+                notify("Ctrl-C: stopping after the batch in progress (Ctrl-C again to stop now)")
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    def on_sigterm(signum: int, _frame: object) -> None:
+        if request.signal is None:
+            request.signal = signum
+
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, on_sigint),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, on_sigterm)}
     try:
-        yield lambda: asked
+        yield request
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
