@@ -212,3 +212,24 @@ def test_first_index_with_a_non_commercial_model_says_so_once(
                      "CS_MODEL=qwen3-0.6b (see `cs model list`)"]
     second = cs("index", str(roots[1]), "--model", "jina-code-0.5b", "--dim", "64")
     assert second.exit_code == 0 and "CC-BY-NC" not in second.stderr
+
+
+def test_query_server_answers_with_the_preset(hub: Path, repo: Path) -> None:
+    from codesearch.embed.pool import EmbedderPool
+    from codesearch.location import IndexSettings
+    from codesearch.query.server import serve_in_background
+    from codesearch.query.service import QueryService
+
+    assert cs("index", str(repo), "--model", "qwen3-0.6b", "--dim", "128").exit_code == 0
+    log: list[str] = []
+    server = serve_in_background(QueryService([IndexSettings().for_root(repo)],
+                                              pool=EmbedderPool(queries_only=True)),
+                                 log=log.append)
+    try:
+        assert server.ready.wait(60)
+        args = ("find", "parse a CSV file and compute the mean", "--path", str(repo), "--json")
+        via, local = cs(*args), cs(*args, "--no-server")
+        assert len(log) == 1, "the first command must have gone through the server"
+        assert (via.exit_code, via.stdout) == (local.exit_code, local.stdout) and via.stdout
+    finally:
+        server.stop()
