@@ -133,3 +133,23 @@ def test_prompt_names_map_to_tasks_and_sides() -> None:
     assert prompt_scheme(prompt_table(_recipe(jina))) == "jina-code-v1"
     assert prompt_scheme(table).startswith("st-") and prompt_scheme(table) != prompt_scheme(
         prompt_table(_recipe({"query": "q2: ", "passage": "p: "})))
+
+
+def test_an_index_records_the_prompts_it_was_built_with(st_last: Path, tmp_path: Path,
+                                                         repo: Path) -> None:
+    from tests.support.cli import cs
+
+    model = shutil.copytree(st_last, tmp_path / "model")
+    assert cs("index", str(repo), "--model", str(model), "--dim", "64").exit_code == 0
+    status = json.loads(cs("status", str(repo), "--json").stdout)
+    assert status["prefix_scheme"].startswith("st-") and status["dim"] == 64
+    found = cs("find", "mean of a list", "--path", str(repo), "--json")
+    assert found.exit_code == 0 and json.loads(found.stdout)
+    # Other prompts in the same directory: another vector space, one clear error.
+    cfg = model / "config_sentence_transformers.json"
+    data = json.loads(cfg.read_text())
+    data["prompts"]["query"] = "Instruct: something else\nQuery: "
+    cfg.write_text(json.dumps(data))
+    again = cs("find", "mean of a list", "--path", str(repo), "--json")
+    assert again.exit_code == 2 and "prefix_scheme" in again.stderr
+    assert "cs index --rebuild" in again.stderr
