@@ -5,14 +5,15 @@ bf16 and int8, and how closely int8 agrees with fp32.
   and qwen3-0.6b (Qwen3: hidden 1024, 28 layers, 16 heads of 128, 8 KV, MLP 3072, vocab 151,669),
   built with random weights (bench/_models.py: FLOPs, and so timings, do not depend on them),
   through the embedder pipeline (``embed_documents``) on a seeded sample of real code chunks of
-  about 256 tokens (this Python's standard library, cut by cs's chunker). One precision loaded at
-  a time (memory); a warm-up call first; the int8 build (ONNX export + quantisation, once per
-  model) is timed apart. Cosine of int8 and bf16 to fp32 over the same texts (random weights:
-  reported, not a verdict on meaning).
+  about 256 tokens (this Python's standard library, cut by cs's chunker). Every (model, precision)
+  is loaded first (a warm-up call each; the int8 build, ONNX export + quantisation once per
+  model, shows in its load time), then each round takes them in turn, so a load that changes
+  during the run falls on all alike; the median round counts. Cosine of int8 and bf16 to fp32
+  over the same texts (random weights: reported, not a verdict on meaning).
 - ``meaning``: MiniLM (real weights) fp32 vs int8 on real code chunks: min / p1 / median cosine.
 
-    python bench/model_speed.py                           # ~25 min on 2 shared CPU cores
-    python bench/model_speed.py --models qwen3-0.6b --sample 4
+    python bench/model_speed.py --work DIR               # ~25 min on 2 shared CPU cores
+    python bench/model_speed.py --models qwen3-0.6b --sample 4 --rounds 2
 
 Prints a table and writes bench/results/model_speed.json.
 """
@@ -20,7 +21,6 @@ Prints a table and writes bench/results/model_speed.json.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import platform
 import random
@@ -50,13 +50,18 @@ def pick_texts(tokenizer: Any, texts: list[str], sample: int, low: int, high: in
 
 def part_speed(results: dict[str, Any], work: Path, models: list[str], sample: int,
                rounds: int) -> None:
+    """Every (model, precision) loaded at once, then rounds that take each in turn: a load that
+    changes during the run (the CPU is shared) falls on all of them alike."""
     import torch
 
     from codesearch.embed import load_embedder
 
     corpus, source = collect_chunks(80)
-    out: dict[str, Any] = {"source": source, "threads": torch.get_num_threads(), "models": {}}
+    out: dict[str, Any] = {"source": source, "threads": torch.get_num_threads(),
+                           "rounds": rounds, "models": {}}
     results["speed"] = out
+    embedders: dict[tuple[str, str], Any] = {}
+    chosen: list[str] = []
     for kind in models:
         path = work / kind
         if not (path / "config.json").is_file():
@@ -64,41 +69,42 @@ def part_speed(results: dict[str, Any], work: Path, models: list[str], sample: i
             build_arch(kind, path, corpus)
         row: dict[str, Any] = {"precisions": {}}
         out["models"][kind] = row
-        vectors: dict[str, Any] = {}
-        chosen: list[str] = []
         for p in PRECISIONS:
             t0 = time.perf_counter()
             emb = load_embedder(str(path), device="cpu", precision=p, notify=log)
-            load_s = time.perf_counter() - t0
+            # For int8 this includes the one-off build (export + quantisation) unless cached.
+            row["precisions"][p] = {"precision_loaded": emb.precision,
+                                    "load_seconds": round(time.perf_counter() - t0, 1)}
             if not chosen:
                 chosen = pick_texts(emb.tokenizer, corpus, sample, 200, 320)
-                seqs = emb.tokenize(chosen, "nl2code", "document")
-                row.update(texts=len(chosen), tokens=sum(len(s) for s in seqs),
-                           params=sum(x.numel() for x in emb.model.parameters()))
+            if p == "fp32":
+                row["params"] = sum(x.numel() for x in emb.model.parameters())
+            row.update(texts=len(chosen), tokens=sum(
+                len(s) for s in emb.tokenize(chosen, "nl2code", "document")))
             emb.embed_documents(chosen[:2])  # kernels for these shapes are built on first use
-            times = []
-            for r in range(rounds):
-                t1 = time.perf_counter()
-                vectors[p] = emb.embed_documents(chosen)
-                times.append(time.perf_counter() - t1)
-                log(f"{kind} {p} round {r + 1}: {row['tokens'] / times[-1]:.1f} tokens/s")
-            med = statistics.median(times)
-            row["precisions"][p] = {
-                "precision_loaded": emb.precision,
-                "load_seconds": round(load_s, 1),
-                "tokens_per_s": round(row["tokens"] / med, 1),
-                "chunks_per_s": round(len(chosen) / med, 3),
-                "seconds_per_round": [round(t, 1) for t in times],
-            }
-            if p != "fp32":
-                row["precisions"][p]["cosine_to_fp32_random_weights"] = spread(
-                    cosines(vectors["fp32"], vectors[p]))
-            write(REPO / "bench" / "results" / "model_speed.json", results)
-            del emb
-            gc.collect()
-        base = row["precisions"]["fp32"]["tokens_per_s"]
-        for p in PRECISIONS:
-            row["precisions"][p]["x_fp32"] = round(row["precisions"][p]["tokens_per_s"] / base, 2)
+            embedders[(kind, p)] = emb
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in embedders}
+    vectors: dict[tuple[str, str], Any] = {}
+    for r in range(rounds):
+        for (kind, p), emb in embedders.items():
+            t1 = time.perf_counter()
+            vectors[(kind, p)] = emb.embed_documents(chosen)
+            times[(kind, p)].append(time.perf_counter() - t1)
+            tokens = out["models"][kind]["tokens"]
+            log(f"{kind} {p} round {r + 1}: {tokens / times[(kind, p)][-1]:.1f} tokens/s "
+                f"(load {os.getloadavg()[0]:.1f})")
+    for (kind, p), taken in times.items():
+        row = out["models"][kind]
+        med = statistics.median(taken)
+        fp32 = statistics.median(times[(kind, "fp32")])
+        row["precisions"][p].update(
+            tokens_per_s=round(row["tokens"] / med, 1),
+            chunks_per_s=round(len(chosen) / med, 3),
+            x_fp32=round(fp32 / med, 2),
+            seconds_per_round=[round(t, 1) for t in taken])
+        if p != "fp32":
+            row["precisions"][p]["cosine_to_fp32_random_weights"] = spread(
+                cosines(vectors[(kind, "fp32")], vectors[(kind, p)]))
 
 
 def part_meaning(results: dict[str, Any], sample: int) -> None:
@@ -130,8 +136,8 @@ def print_tables(results: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--sample", type=int, default=8, help="chunks of ~256 tokens")
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--sample", type=int, default=4, help="chunks of ~256 tokens")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--meaning-sample", type=int, default=64)
     parser.add_argument("--parts", default="speed,meaning")
     parser.add_argument("--work", type=Path, default=None, help="keeps the built models")
