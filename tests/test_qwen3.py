@@ -233,3 +233,40 @@ def test_query_server_answers_with_the_preset(hub: Path, repo: Path) -> None:
         assert (via.exit_code, via.stdout) == (local.exit_code, local.stdout) and via.stdout
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_ray_engine_embeds_like_the_local_one_with_the_preset(
+        hub: Path, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    pytest.importorskip("ray.data", reason="the ray extra (ray[data]) is not installed")
+    from codesearch.index.indexer import IndexOptions
+    from codesearch.index.ray import RayOptions, index_root_ray
+    from codesearch.index.run import index_root
+    from codesearch.location import IndexSettings
+    from codesearch.store.store import Store
+
+    def vectors(uri: str) -> dict[str, np.ndarray]:
+        return {c.id: c.vector for c in Store.open(uri).chunks(with_vectors=True)
+                if c.vector is not None}
+
+    monkeypatch.setenv("CS_PRECISION", "fp32")  # one vector space on both sides
+    options = IndexOptions(model="qwen3-0.6b", dim=64)
+    local = index_root(repo, settings=IndexSettings(index_dir=tmp_path / "local"),
+                       options=options)
+    # Workers inherit this environment: the hub cache holding the preset, fp32 as locally.
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"env_vars": {"HF_HUB_CACHE": str(hub), "CS_PRECISION": "fp32"}})
+    try:
+        remote = index_root_ray(IndexSettings(index_dir=tmp_path / "ray").for_root(repo),
+                                options=IndexOptions(model="qwen3-0.6b", dim=64,
+                                                     cache_uri=str(tmp_path / "ray-cache")),
+                                ray_options=RayOptions(workers=1))
+    finally:
+        ray.shutdown()
+    assert remote.chunks_embedded == local.chunks_embedded > 0
+    a, b = vectors(local.index), vectors(remote.index)
+    assert a.keys() == b.keys()
+    ids = sorted(a)
+    cos = np.sum(np.stack([a[i] for i in ids]) * np.stack([b[i] for i in ids]), axis=1)
+    assert cos.min() > 0.9999
