@@ -56,14 +56,6 @@ def card_last_token_pool(last_hidden_states: torch.Tensor,
 
 
 @pytest.fixture(scope="session")
-def qwen3_hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A hub cache holding the tiny Qwen3 as Qwen/Qwen3-Embedding-0.6B."""
-    cache = tmp_path_factory.mktemp("hub-qwen3")
-    build_tiny_qwen3(hub_snapshot(cache, HUB_ID))
-    return cache
-
-
-@pytest.fixture(scope="session")
 def old_qwen3_hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same model with a tokenizer that does not append <|endoftext|> (before the hub's fix)."""
     cache = tmp_path_factory.mktemp("hub-qwen3-old")
