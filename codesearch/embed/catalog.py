@@ -9,8 +9,7 @@ from typing import Any
 
 from codesearch.config import default_model
 from codesearch.embed.hub import cache_state, fetch
-from codesearch.embed.presets import PRESETS, ModelPreset, preset_for_hub_id
-from codesearch.embed.rates import first_time, measured_rate
+from codesearch.embed.presets import PRESETS, preset_for_hub_id
 from codesearch.embed.resolve import resolve_model
 from codesearch.errors import ModelError
 
@@ -19,14 +18,12 @@ Notify = Callable[[str], None]
 COMMERCIAL_CHOICE = "qwen3-0.6b"
 
 
-def _preset_of(model: str) -> ModelPreset | None:
-    return PRESETS.get(model) or preset_for_hub_id(model.partition("@")[0])
-
-
 def licence_notice(model: str) -> str | None:
     """The one line to show the first time this user indexes with ``model`` when its weights'
     licence forbids commercial use (how to pick another); None otherwise or after the first."""
-    preset = _preset_of(model)
+    from codesearch.embed.rates import first_time
+
+    preset = PRESETS.get(model) or preset_for_hub_id(model.partition("@")[0])
     if preset is None or preset.commercial_use or not first_time(f"licence:{preset.name}"):
         return None
     other = PRESETS[COMMERCIAL_CHOICE]
@@ -39,6 +36,8 @@ def preset_rows() -> list[dict[str, Any]]:
     """One row per preset: name, whether it is the default, hub id and revision, size, dims,
     licence and whether it allows commercial use, whether (and where) it is on this machine, and
     the chunks/s the last `cs index` here measured (None until one has)."""
+    from codesearch.embed.rates import measured_rate
+
     rows: list[dict[str, Any]] = []
     for preset in PRESETS.values():
         state = cache_state(preset)

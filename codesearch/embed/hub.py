@@ -73,8 +73,7 @@ def _dir_size(path: Path) -> int:
 
 
 def _has_weights(path: Path) -> bool:
-    # Older sentence-transformers models keep the weights in their Transformer's folder.
-    return any(p.suffix in _WEIGHT_SUFFIXES for p in path.rglob("*") if p.is_file())
+    return any(p.suffix in _WEIGHT_SUFFIXES for p in path.iterdir() if p.is_file())
 
 
 def cached_snapshot(hub_id: str, revision: str) -> Path | None:
