@@ -103,6 +103,8 @@ def test_recipes_cs_cannot_follow_are_one_clear_error(st_bert: Path, st_last: Pa
         "idx": 3, "name": "3", "path": "3_Dense", "type": "sentence_transformers.models.Dense"}])
     with pytest.raises(ModelError, match="module Dense, which cs does not run"):
         load_embedder(str(dense), device="cpu")
+    # As the hint says: --pooling uses the transformer alone.
+    assert load_embedder(str(dense), device="cpu", pooling="mean").resolved.recipe == "guess"
     maxpool = _edit(st_bert, tmp_path / "max", "1_Pooling/config.json",
                     {"embedding_dimension": 48, "pooling_mode": "max"})
     with pytest.raises(ModelError, match="pools by max"):

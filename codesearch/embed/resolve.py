@@ -142,7 +142,12 @@ def _from_directory(
     prefix_scheme: str | None,
     max_length: int | None,
 ) -> ResolvedModel:
-    recipe = read_recipe(path)
+    try:
+        recipe = read_recipe(path)
+    except ModelError:
+        if pooling is None:
+            raise
+        recipe = None  # --pooling given: the transformer alone, as the error's hint says
     weights = recipe.transformer_dir if recipe is not None else path
     if not (weights / "config.json").is_file():
         raise ModelError(
