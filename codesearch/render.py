@@ -416,16 +416,22 @@ def print_models(rows: list[dict[str, Any]], *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    print(f"{'NAME':<16} {'PARAMS':>6} {'DIMS':<24} {'LICENCE':<13} {'SIZE':>8}  STATE")
+    print(f"{'NAME':<16} {'PARAMS':>6} {'DIMS':<28} {'LICENCE':<19} {'SIZE':>8}  "
+          f"{'CHUNKS/S':>8}  STATE")
     for r in rows:
         dims = ",".join(str(d) for d in r["dims"])
         size = (format_bytes(r["size_bytes"]) if r["cached"]
                 else "~" + format_bytes(r["size_bytes"]))
         name = r["name"] + (" *" if r["default"] else "")
-        print(f"{name:<16} {r['params']:>6} {dims:<24} {r['licence']:<13} {size:>8}  "
-              f"{r['source']}")
-    print("* default. jina-code weights are CC-BY-NC-4.0 (non-commercial); "
-          "for other uses pick --model minilm or your own model.")
+        licence = r["licence"] + ("" if r.get("commercial_use", True) else " (NC)")
+        measured = r.get("measured")
+        rate = f"{r['chunks_per_s']:.1f}" if r.get("chunks_per_s") is not None else "-"
+        state = r["source"] + (f", {measured['precision']} on {measured['device']}"
+                               if measured else "")
+        print(f"{name:<16} {r['params']:>6} {dims:<28} {licence:<19} {size:>8}  {rate:>8}  "
+              f"{state}")
+    print("* default. (NC): no commercial use; for work pick --model qwen3-0.6b (Apache-2.0) or "
+          "set CS_MODEL. CHUNKS/S: measured by the last `cs index` here.")
 
 
 def print_model_info(info: dict[str, Any], *, as_json: bool) -> None:

@@ -56,6 +56,17 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"))
 
 
+@pytest.fixture(scope="session")
+def qwen3_hub(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Hugging Face hub cache holding a tiny random Qwen3 as Qwen/Qwen3-Embedding-0.6B: with
+    HF_HUB_CACHE pointing here, the qwen3-0.6b preset loads it offline (support/tiny_qwen3)."""
+    from tests.support.tiny_qwen3 import build_tiny_qwen3, hub_snapshot
+
+    cache = tmp_path_factory.mktemp("hub-qwen3")
+    build_tiny_qwen3(hub_snapshot(cache, "Qwen/Qwen3-Embedding-0.6B"))
+    return cache
+
+
 # --- sample repositories: copies of fixtures/ in the test's tmp_path ---------------------------
 # Both trees live at tmp_path/repo (tests name paths around it): a test takes one or the other.
 

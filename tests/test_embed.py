@@ -347,7 +347,9 @@ def test_cli_model_list_and_info(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     result = cs("model", "list", "--json")
     assert result.exit_code == 0, result.output
     rows = {r["name"]: r for r in json.loads(result.stdout)}
-    assert set(rows) == {"jina-code-0.5b", "jina-code-1.5b", "minilm"}
+    assert set(rows) == {"jina-code-0.5b", "jina-code-1.5b", "qwen3-0.6b", "minilm"}
+    assert rows["qwen3-0.6b"]["licence"] == "Apache-2.0" and rows["qwen3-0.6b"]["commercial_use"]
+    assert rows["qwen3-0.6b"]["dims"] == [32, 64, 128, 256, 512, 768, 1024]
     assert rows["jina-code-0.5b"]["licence"] == "CC-BY-NC-4.0" and rows["jina-code-0.5b"]["default"]
     assert rows["jina-code-0.5b"]["dims"] == [64, 128, 256, 512, 896]
     assert rows["jina-code-1.5b"]["dims"] == [128, 256, 512, 1024, 1536]

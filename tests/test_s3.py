@@ -240,3 +240,17 @@ def test_s3_index_keeps_its_size_across_edits(py_go_repo: Path, bucket: str, tmp
                                  "--mode", "lexical", "--json").stdout)
     cs_ok("index", str(py_go_repo), "--index-uri", uri, "--compact", "--json")
     assert Store.open(uri).footprint()["versions"]["chunks"] == 1
+
+
+def test_s3_index_with_the_qwen3_preset_matches_local(py_go_repo: Path, bucket: str,
+                                                      tmp_path: Path, qwen3_hub: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_CACHE", str(qwen3_hub))
+    monkeypatch.setenv("CS_PRECISION", "fp32")
+    uri = f"s3://{bucket}/qwen3"
+    cs_ok("index", str(py_go_repo), "--index-uri", uri, "--model", "qwen3-0.6b", "--dim", "64")
+    cs_ok("index", str(py_go_repo), "--index-dir", str(tmp_path / "local"), "--model",
+          "qwen3-0.6b", "--dim", "64")
+    for query in QUERIES[:2]:
+        same_hits(find_hits(py_go_repo, query, "--index-uri", uri),
+                  find_hits(py_go_repo, query, "--index-dir", str(tmp_path / "local")))

@@ -18,8 +18,9 @@ CONTRACT (owned by the embedding work, issue 3; other modules rely on these name
     def load_embedder(model: str | None = None, *, dim: int | None = None,
                       device: str | None = None, pooling: str | None = None,
                       max_length: int | None = None) -> Embedder
-        # model: a preset ("jina-code-0.5b", "jina-code-1.5b", "minilm"), a hub id or a local dir.
-        # A local dir with a Qwen2 config defaults to last-token pooling and jina prefixes.
+        # model: a preset ("jina-code-0.5b", "jina-code-1.5b", "qwen3-0.6b", "minilm"), a hub id
+        # or a local dir. A sentence-transformers dir uses its own recipe (st_recipe.py); another
+        # local dir with a Qwen2 config defaults to last-token pooling and jina prefixes.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def load_embedder(
 ) -> HFEmbedder:
     """Load ``model`` (default: CS_MODEL, else jina-code-0.5b) as an Embedder.
 
-    Presets carry their pooling, prefixes and valid dims; a local directory or hub id with a Qwen2
+    Presets carry their pooling, prefixes and valid dims; a sentence-transformers directory or hub
+    id its own pooling, prompts and token limit (embed.st_recipe); another one with a Qwen2
     config gets last-token pooling and jina prefixes, other encoders mean pooling and no prefix;
     ``pooling`` and ``prefix_scheme`` override. ``dim`` defaults to 256 where offered; an invalid
     dim raises ModelError listing the valid ones. Device: ``device``, else CS_DEVICE, else CUDA

@@ -1,5 +1,6 @@
-"""``cs model list | pull | info``: the presets with their licences, sizes and cache state, a
-download into the cache, and what a model is (presets without loading anything)."""
+"""``cs model list | pull | info``: the presets with their licences, sizes, cache state and the
+rate measured here, a download into the cache, and what a model is (presets without loading
+anything); and the one-time notice for a model whose licence forbids commercial use."""
 
 from __future__ import annotations
 
@@ -13,14 +14,34 @@ from codesearch.embed.resolve import resolve_model
 from codesearch.errors import ModelError
 
 Notify = Callable[[str], None]
+# What the licence notice proposes instead of a non-commercial model.
+COMMERCIAL_CHOICE = "qwen3-0.6b"
+
+
+def licence_notice(model: str) -> str | None:
+    """The one line to show the first time this user indexes with ``model`` when its weights'
+    licence forbids commercial use (how to pick another); None otherwise or after the first."""
+    from codesearch.embed.rates import first_time
+
+    preset = PRESETS.get(model) or preset_for_hub_id(model.partition("@")[0])
+    if preset is None or preset.commercial_use or not first_time(f"licence:{preset.name}"):
+        return None
+    other = PRESETS[COMMERCIAL_CHOICE]
+    return (f"note: {preset.name} weights are licensed {preset.licence} (no commercial use); for "
+            f"work use --model {other.name} ({other.licence}) or set CS_MODEL={other.name} "
+            "(see `cs model list`)")
 
 
 def preset_rows() -> list[dict[str, Any]]:
     """One row per preset: name, whether it is the default, hub id and revision, size, dims,
-    licence, and whether (and where) it is on this machine."""
+    licence and whether it allows commercial use, whether (and where) it is on this machine, and
+    the chunks/s the last `cs index` here measured (None until one has)."""
+    from codesearch.embed.rates import measured_rate
+
     rows: list[dict[str, Any]] = []
     for preset in PRESETS.values():
         state = cache_state(preset)
+        rate = measured_rate(preset.name, preset.hub_id) if state.cached else None
         rows.append({
             "name": preset.name,
             "default": preset.name == default_model(),
@@ -30,10 +51,13 @@ def preset_rows() -> list[dict[str, Any]]:
             "dims": list(preset.dims),
             "default_dim": preset.default_dim,
             "licence": preset.licence,
+            "commercial_use": preset.commercial_use,
             "size_bytes": state.size_bytes or preset.approx_bytes,
             "cached": state.cached,
             "source": state.source,
             "path": str(state.path) if state.path else None,
+            "chunks_per_s": rate["chunks_per_s"] if rate else None,
+            "measured": rate,
         })
     return rows
 
@@ -74,6 +98,7 @@ def model_info(name: str | None, notify: Notify | None = None) -> dict[str, Any]
             "description": p.description,
             "params": p.params,
             "licence": p.licence,
+            "commercial_use": p.commercial_use,
             "dims": list(p.dims),
             "default_dim": p.default_dim,
             "pooling": p.pooling,
@@ -94,7 +119,9 @@ def model_info(name: str | None, notify: Notify | None = None) -> dict[str, Any]
         "default_dim": r.default_dim,
         "pooling": r.pooling,
         "prefix_scheme": r.prefix_scheme,
+        "recipe": r.recipe,
         "max_length": r.max_length,
         "cached": True,
         "path": str(r.path),
+        **({"prefixes": {t: list(qd) for t, qd in r.prompts.items()}} if r.prompts else {}),
     }

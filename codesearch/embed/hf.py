@@ -22,7 +22,7 @@ import torch
 from codesearch.config import cache_dir, default_device, default_precision
 from codesearch.embed.batching import pad_batch, plan_batches
 from codesearch.embed.pooling import check_dim, pool, truncate_normalize
-from codesearch.embed.presets import check_side, check_task, prefix_for
+from codesearch.embed.presets import check_side, check_task
 from codesearch.embed.resolve import ResolvedModel, resolve_model
 from codesearch.errors import ModelError, UsageError
 
@@ -205,6 +205,13 @@ class HFEmbedder:
         self._takes_positions = "position_ids" in forward_params
         eos = self.tokenizer.eos_token_id
         self._filler_id = int(eos) if eos is not None else self._pad_id
+        self._end_id: int | None = None
+        if res.end_token is not None:
+            end_id = self.tokenizer.convert_tokens_to_ids(res.end_token)
+            if not isinstance(end_id, int) or end_id == self.tokenizer.unk_token_id:
+                raise ModelError(f"{res.name}'s tokenizer has no {res.end_token} token",
+                                 hint="check that the model files are complete")
+            self._end_id = end_id
 
     # -- loading ------------------------------------------------------------------------------
 
@@ -326,18 +333,27 @@ class HFEmbedder:
     # -- embedding ----------------------------------------------------------------------------
 
     def tokenize(self, texts: Sequence[str], task: str, side: str) -> list[list[int]]:
-        """Token ids of ``prefix + text`` for each text, truncated to ``max_length`` tokens."""
-        prefix = prefix_for(self.prefix_scheme, check_task(task), check_side(side))
+        """Token ids of ``prefix + text`` for each text, truncated to ``max_length`` tokens (the
+        model's end token kept last, when it has one)."""
+        prefix = self.resolved.prefix(check_task(task), check_side(side))
         if not texts:
             return []
+        inputs = [prefix + t for t in texts]
+        if self.resolved.lowercase:
+            inputs = [t.lower() for t in inputs]
         encoded = self.tokenizer(
-            [prefix + t for t in texts],
+            inputs,
             add_special_tokens=True,
             truncation=True,
             max_length=self.max_length,
             return_attention_mask=False,
             return_token_type_ids=False,
         )["input_ids"]
+        end = self._end_id
+        if end is not None:
+            # What the current tokenizer appends itself, for a snapshot whose tokenizer does not.
+            encoded = [ids if ids and ids[-1] == end else [*ids[: self.max_length - 1], end]
+                       for ids in encoded]
         # An empty text with no prefix and no special tokens would be a zero-length row.
         return [ids if ids else [self._filler_id] for ids in encoded]
 

