@@ -439,12 +439,13 @@ def print_model_info(info: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(info, indent=2))
         return
+    width = max(len(key) for key in info) + 2  # the longest key still leaves a space
     for key, value in info.items():
         if key == "size_bytes":
             value = format_bytes(value if isinstance(value, int) else None)
         elif isinstance(value, list):
             value = ", ".join(str(v) for v in value)
-        print(f"{key + ':':<15}{value}")
+        print(f"{key + ':':<{width}}{value}")
     scheme = PREFIX_SCHEMES.get(str(info["prefix_scheme"]))
     if scheme:
         print("prefixes:")
