@@ -1,0 +1,321 @@
+"""Near-duplicate definitions across an index (``cs dups``): groups of functions, methods and
+classes that do the same thing, most worth merging first.
+
+Everything comes from what the index stores; nothing is embedded again:
+
+- **candidates** from two near-linear sources: the stored vectors (:func:`neighbour_pairs`: each
+  definition's nearest neighbours by cosine, through a partitioned exact search: see there) and
+  text fingerprints (:func:`fingerprint`: exact copies share their whitespace-normalised text,
+  renamed copies their token stream with every name replaced by its first position), which also
+  work for chunks still without a vector (a progressive index);
+- **pairs** above the threshold become groups (single linkage, strongest pairs first); a group's
+  ``similarity`` is its weakest link, 1.0 for exact and renamed copies;
+- **order**: ``similarity x lines`` (the lines merging would save: all but the longest copy's).
+
+The pieces of one long definition never pair with each other (they share a definition id), test
+code is left out unless asked for (ranking.is_test_path), and so are chunks that are no
+definition (module glue, Markdown sections, line windows).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from codesearch.hits import DupGroup, Hit
+from codesearch.query.ranking import UNNAMED_KINDS, is_test_path
+from codesearch.query.request import SearchOptions
+from codesearch.store.records import StoredChunk, sql_in
+from codesearch.store.store import Store
+
+# The cosine two stored vectors need to be reported as near duplicates, and the smallest
+# definition compared (shorter ones are accessors and one-liners, seldom worth merging).
+# Measured with MiniLM on the shared eval's pair/ trees (bench/dups_quality.py).
+DEFAULT_THRESHOLD = 0.93
+DEFAULT_MIN_LINES = 5
+# Each definition keeps its NEIGHBOURS nearest candidates: bounds the pairs (and so the time) on
+# trees with thousands of near-identical definitions; copies beyond it still join their group
+# through the others.
+NEIGHBOURS = 10
+# The vector search: rows are split into partitions of about PARTITION_ROWS (spherical k-means on
+# a sample), each row is compared exactly with the rows of its PROBES nearest partitions, in
+# blocks of BLOCK_ROWS. Linear in the rows for a fixed partition size; below EXACT_ROWS every
+# row is compared with every other (bench/dups_scale.py measures both, and LanceDB's ANN index).
+PARTITION_ROWS = 1024
+PROBES = 3
+BLOCK_ROWS = 2048
+EXACT_ROWS = 8192
+KMEANS_ROUNDS = 6
+
+
+@dataclass(frozen=True)
+class DupSettings:
+    """What a dups query compares: the options' values or the defaults."""
+
+    threshold: float
+    min_lines: int
+    tests: bool
+
+    @classmethod
+    def of(cls, options: SearchOptions) -> DupSettings:
+        return cls(DEFAULT_THRESHOLD if options.threshold is None else options.threshold,
+                   DEFAULT_MIN_LINES if options.min_lines is None else options.min_lines,
+                   options.tests)
+
+
+def duplicates(store: Store, options: SearchOptions, where: str | None = None) -> list[DupGroup]:
+    """The groups of near-duplicate definitions among the chunks matching ``where`` (``--lang``,
+    ``--glob``, the scope), most worth merging first, at most ``options.k``."""
+    settings = DupSettings.of(options)
+    kinds = f"NOT ({sql_in('kind', list(UNNAMED_KINDS))})"
+    rows = store.chunks(f"({where}) AND {kinds}" if where else kinds, with_vectors=True)
+    return group_duplicates(rows, settings)[:options.k]
+
+
+@dataclass
+class _Definition:
+    """One definition: its chunks (several when it was cut into pieces), as one location."""
+
+    rows: list[StoredChunk]
+
+    @property
+    def lines(self) -> int:
+        return self.rows[-1].end_line - self.rows[0].start_line + 1
+
+    def hit(self, score: float) -> Hit:
+        first, last = self.rows[0], self.rows[-1]
+        return Hit(first.path, first.start_line, last.end_line, first.symbol, first.language,
+                   first.kind, score, "\n".join(r.text for r in self.rows))
+
+
+def group_duplicates(rows: Sequence[StoredChunk], settings: DupSettings) -> list[DupGroup]:
+    """:func:`duplicates` over rows already read (each with its vector, zeros when it has none),
+    every group, best first."""
+    by_definition: dict[tuple[str, int], _Definition] = {}
+    for row in sorted(rows, key=lambda r: (r.path, r.start_line)):
+        if settings.tests or not is_test_path(row.path):
+            by_definition.setdefault(row.definition, _Definition([])).rows.append(row)
+    units = [d for d in by_definition.values() if d.lines >= settings.min_lines]
+    if len(units) < 2:
+        return []
+    texts = ["\n".join(r.text for r in d.rows) for d in units]
+    languages = [d.rows[0].language for d in units]
+    pairs: dict[tuple[int, int], float] = {}
+    exact = [fingerprint(t, lang, rename=False) for t, lang in zip(texts, languages, strict=True)]
+    # Renamed copies: the token stream with every name numbered by first use; computed only for
+    # definitions whose names-blanked text (a cheap, looser key) another one shares.
+    shared = _shared([_blank_names(t, lang) for t, lang in zip(texts, languages, strict=True)])
+    renamed = [fingerprint(texts[i], languages[i], rename=True) if i in shared else exact[i]
+               for i in range(len(units))]
+    for keys in (exact, renamed):
+        for i, j in _same_key_pairs(keys):
+            pairs[(i, j)] = 1.0
+    # Every chunk with a vector, labelled with its definition: the pieces of one never pair.
+    owner = [(u, r) for u, d in enumerate(units) for r in d.rows
+             if r.vector is not None and r.vector.any()]
+    if len(owner) > 1:
+        labels = np.array([u for u, _ in owner], dtype=np.int64)
+        vectors = np.stack([r.vector for _, r in owner]).astype(np.float32)  # type: ignore[misc]
+        a, b, sims = neighbour_pairs(vectors, settings.threshold, groups=labels)
+        for x, y, s in zip(labels[a].tolist(), labels[b].tolist(), sims.tolist(), strict=True):
+            key = (x, y) if x < y else (y, x)
+            pairs[key] = max(pairs.get(key, 0.0), float(s))
+    return _groups(units, pairs, exact, renamed)
+
+
+# --- fingerprints ------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"[A-Za-z_$][\w$]*|\d[\w.]*|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|\S")
+_NAME = re.compile(r"[A-Za-z_$][\w$]*")
+# Words that shape code rather than name things, in the languages cs chunks: kept as they are
+# when names are replaced, so a renamed copy must keep its control flow.
+_KEYWORDS = frozenset("""
+abstract and as assert async await break case catch class const continue def default defer del
+do elif else enum except export extends false final finally fn for from func function go goto if
+impl import in instanceof interface is lambda let loop match mod mut new nil none not null of or
+package pass pub raise return select self static struct super switch this throw throws trait
+true try type typeof use var void where while with yield None True False Self
+""".split())
+
+
+def fingerprint(text: str, language: str, *, rename: bool) -> str:
+    """A hash of ``text`` that exact copies share (whitespace aside) or, with ``rename``, that
+    renamed copies share too: every name (not a keyword) becomes the number of its first use,
+    so ``def area(w, h): return w * h`` and ``def size(a, b): return a * b`` agree."""
+    if rename:
+        seen: dict[str, str] = {}
+        tokens = [seen.setdefault(t, f"#{len(seen)}")
+                  if _NAME.fullmatch(t) and t not in _KEYWORDS else t
+                  for t in _TOKEN.findall(text)]
+        body = " ".join(tokens)
+    else:
+        body = " ".join(text.split())
+    return hashlib.sha1(f"{language}\n{body}".encode()).hexdigest()
+
+
+def _blank_names(text: str, language: str) -> str:
+    """A cheap key that every renamed copy shares: the text with every word blanked and
+    whitespace dropped (looser than :func:`fingerprint`, so it only picks rows to fingerprint)."""
+    return language + "\n" + "".join(_NAME.sub("_", text).split())
+
+
+def _shared(keys: Sequence[str]) -> set[int]:
+    """The positions whose key occurs more than once."""
+    count: dict[str, int] = {}
+    for key in keys:
+        count[key] = count.get(key, 0) + 1
+    return {i for i, key in enumerate(keys) if count[key] > 1}
+
+
+def _same_key_pairs(keys: Sequence[str]) -> list[tuple[int, int]]:
+    """Pairs (i < j) with the same key, as a star per key (first-second, first-third ...):
+    enough to join them, linear in the keys."""
+    first: dict[str, int] = {}
+    out = []
+    for i, key in enumerate(keys):
+        j = first.setdefault(key, i)
+        if j != i:
+            out.append((j, i))
+    return out
+
+
+# --- the vector search -------------------------------------------------------------------------
+
+
+def neighbour_pairs(vectors: np.ndarray, threshold: float, *, groups: np.ndarray | None = None,
+                    neighbours: int = NEIGHBOURS, partition_rows: int = PARTITION_ROWS,
+                    probes: int = PROBES, exact_rows: int = EXACT_ROWS, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs of rows of ``vectors`` (unit length) with cosine >= ``threshold``, each row keeping
+    its ``neighbours`` best: arrays (a, b, cosine) with a < b. Rows with the same ``groups``
+    value (the pieces of one definition) never pair.
+
+    Below ``exact_rows`` rows, every pair is compared. Above, rows are partitioned by spherical
+    k-means (about ``partition_rows`` each) and each row is compared with the rows of its
+    ``probes`` nearest partitions only: near duplicates sit in the same or neighbouring
+    partitions, so this finds nearly all of them in time linear in the rows."""
+    n = len(vectors)
+    groups = np.arange(n) if groups is None else np.asarray(groups)
+    if n <= max(exact_rows, 2):
+        home = np.zeros(n, dtype=np.int64)
+        near = home[:, None]
+    else:
+        centroids = _kmeans(vectors, max(2, n // partition_rows), seed)
+        near = _nearest(vectors, centroids, min(probes, len(centroids)))
+        home = near[:, 0]
+    found_a, found_b, found_s = [], [], []
+    order = np.argsort(home, kind="stable")
+    bounds = np.searchsorted(home[order], np.arange(home.max() + 2))
+    for part in range(len(bounds) - 1):
+        members = order[bounds[part]:bounds[part + 1]]
+        if not len(members):
+            continue
+        queries = np.flatnonzero((near == part).any(axis=1))
+        block_m = vectors[members]
+        for start in range(0, len(queries), BLOCK_ROWS):
+            q = queries[start:start + BLOCK_ROWS]
+            sims = vectors[q] @ block_m.T
+            sims[groups[q][:, None] == groups[members][None, :]] = -np.inf
+            keep = min(neighbours, len(members))
+            top = np.argpartition(-sims, keep - 1, axis=1)[:, :keep]
+            best = np.take_along_axis(sims, top, axis=1)
+            hit = best >= threshold
+            found_a.append(np.repeat(q, keep).reshape(len(q), keep)[hit])
+            found_b.append(members[top][hit])
+            found_s.append(best[hit])
+    if not found_a:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=np.float32)
+    a, b, s = np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_s)
+    return _top_pairs(a, b, s, neighbours)
+
+
+def _top_pairs(a: np.ndarray, b: np.ndarray, s: np.ndarray, neighbours: int
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's ``neighbours`` best candidates (from any partition), as unique pairs a < b."""
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    # Unique pairs first (a pair is found from both ends, and from several partitions).
+    pair_key = lo.astype(np.int64) * (int(hi.max()) + 1) + hi
+    _, first = np.unique(pair_key, return_index=True)
+    lo, hi, s = lo[first], hi[first], s[first]
+    # A pair stays when it is among the best of either of its rows.
+    ends = np.concatenate([lo, hi])
+    sims = np.concatenate([s, s])
+    idx = np.concatenate([np.arange(len(lo)), np.arange(len(lo))])
+    order = np.lexsort((-sims, ends))
+    ends_sorted = ends[order]
+    starts = np.searchsorted(ends_sorted, ends_sorted, side="left")
+    rank = np.arange(len(order)) - starts
+    kept = np.unique(idx[order][rank < neighbours])
+    return lo[kept], hi[kept], s[kept]
+
+
+def _kmeans(vectors: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """``k`` unit centroids of ``vectors`` by spherical k-means on a sample of them."""
+    rng = np.random.default_rng(seed)
+    sample = vectors[rng.choice(len(vectors), size=min(len(vectors), k * 64), replace=False)]
+    centroids = sample[rng.choice(len(sample), size=k, replace=False)].copy()
+    for _ in range(KMEANS_ROUNDS):
+        assign = _nearest(sample, centroids, 1)[:, 0]
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, assign, sample)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        filled = norms[:, 0] > 0
+        centroids[filled] = sums[filled] / norms[filled]
+    return centroids
+
+
+def _nearest(vectors: np.ndarray, centroids: np.ndarray, probes: int) -> np.ndarray:
+    """For each row, its ``probes`` nearest centroids, nearest first (in blocks: bounded
+    memory)."""
+    out = np.empty((len(vectors), probes), dtype=np.int64)
+    for start in range(0, len(vectors), 16384):
+        sims = vectors[start:start + 16384] @ centroids.T
+        top = np.argpartition(-sims, probes - 1, axis=1)[:, :probes] if probes < sims.shape[1] \
+            else np.tile(np.arange(sims.shape[1]), (len(sims), 1))
+        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
+        out[start:start + len(sims)] = np.take_along_axis(top, order, axis=1)
+    return out
+
+
+# --- groups ------------------------------------------------------------------------------------
+
+
+def _groups(units: Sequence[_Definition], pairs: dict[tuple[int, int], float],
+            exact: Sequence[str], renamed: Sequence[str]) -> list[DupGroup]:
+    """Single linkage over ``pairs``, strongest first (Kruskal): each group's similarity is the
+    pair that joined its last two parts (its weakest link)."""
+    parent = list(range(len(units)))
+    weakest: dict[int, float] = {}
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    best = [0.0] * len(units)  # each definition's best pair: the score shown for it
+    for (i, j), sim in sorted(pairs.items(), key=lambda item: -item[1]):
+        best[i], best[j] = max(best[i], sim), max(best[j], sim)
+        ri, rj = root(i), root(j)
+        if ri != rj:
+            parent[rj] = ri
+            weakest[ri] = min(sim, weakest.get(ri, 1.0), weakest.get(rj, 1.0))
+    members: dict[int, list[int]] = {}
+    for i in range(len(units)):
+        if best[i] > 0:
+            members.setdefault(root(i), []).append(i)
+    out = []
+    for r, group in members.items():
+        kind = ("exact" if len({exact[i] for i in group}) == 1
+                else "renamed" if len({renamed[i] for i in group}) == 1 else "similar")
+        sizes = [units[i].lines for i in group]
+        out.append(DupGroup(weakest.get(r, 1.0), kind, sum(sizes) - max(sizes),
+                            tuple(units[i].hit(min(best[i], 1.0)) for i in group)))
+    out.sort(key=lambda g: (-g.similarity * g.lines, g.locations[0].path,
+                            g.locations[0].start_line))
+    return out
