@@ -35,7 +35,7 @@ from codesearch.store.store import Store
 # The cosine two stored vectors need to be reported as near duplicates, and the smallest
 # definition compared (shorter ones are accessors and one-liners, seldom worth merging).
 # Measured with MiniLM on the shared eval's pair/ trees (bench/dups_quality.py).
-DEFAULT_THRESHOLD = 0.93
+DEFAULT_THRESHOLD = 0.9
 DEFAULT_MIN_LINES = 5
 # Each definition keeps its NEIGHBOURS nearest candidates: bounds the pairs (and so the time) on
 # trees with thousands of near-identical definitions; copies beyond it still join their group
@@ -86,6 +86,14 @@ class _Definition:
     def lines(self) -> int:
         return self.rows[-1].end_line - self.rows[0].start_line + 1
 
+    def vector(self) -> np.ndarray | None:
+        """The unit mean of its pieces' vectors; None while none has one."""
+        have = [r.vector for r in self.rows if r.vector is not None and r.vector.any()]
+        if not have:
+            return None
+        mean = np.mean(have, axis=0)
+        return (mean / np.linalg.norm(mean)).astype(np.float32)
+
     def hit(self, score: float) -> Hit:
         first, last = self.rows[0], self.rows[-1]
         return Hit(first.path, first.start_line, last.end_line, first.symbol, first.language,
@@ -124,7 +132,7 @@ def group_duplicates(rows: Sequence[StoredChunk], settings: DupSettings) -> list
         for x, y, s in zip(labels[a].tolist(), labels[b].tolist(), sims.tolist(), strict=True):
             key = (x, y) if x < y else (y, x)
             pairs[key] = max(pairs.get(key, 0.0), float(s))
-    return _groups(units, pairs, exact, renamed)
+    return _groups(units, pairs, renamed, exact, settings.threshold)
 
 
 # --- fingerprints ------------------------------------------------------------------------------
@@ -286,11 +294,14 @@ def _nearest(vectors: np.ndarray, centroids: np.ndarray, probes: int) -> np.ndar
 
 
 def _groups(units: Sequence[_Definition], pairs: dict[tuple[int, int], float],
-            exact: Sequence[str], renamed: Sequence[str]) -> list[DupGroup]:
-    """Single linkage over ``pairs``, strongest first (Kruskal): each group's similarity is the
-    pair that joined its last two parts (its weakest link)."""
+            renamed: Sequence[str], exact: Sequence[str], threshold: float) -> list[DupGroup]:
+    """Groups from ``pairs``, strongest first. Copies (the same :func:`fingerprint`) always
+    join; otherwise two groups join only when their centroids are as similar as the threshold
+    asks of a pair too, so a chain of pairs each just above it (a family of look-alike builder
+    methods) does not become one group. A group's similarity is the mean of its pairs'."""
+    vectors = [d.vector() for d in units]
     parent = list(range(len(units)))
-    weakest: dict[int, float] = {}
+    sums: dict[int, np.ndarray] = {i: v for i, v in enumerate(vectors) if v is not None}
 
     def root(i: int) -> int:
         while parent[i] != i:
@@ -298,24 +309,45 @@ def _groups(units: Sequence[_Definition], pairs: dict[tuple[int, int], float],
             i = parent[i]
         return i
 
-    best = [0.0] * len(units)  # each definition's best pair: the score shown for it
     for (i, j), sim in sorted(pairs.items(), key=lambda item: -item[1]):
-        best[i], best[j] = max(best[i], sim), max(best[j], sim)
         ri, rj = root(i), root(j)
-        if ri != rj:
-            parent[rj] = ri
-            weakest[ri] = min(sim, weakest.get(ri, 1.0), weakest.get(rj, 1.0))
+        if ri == rj:
+            continue
+        a, b = sums.get(ri), sums.get(rj)
+        if renamed[i] != renamed[j] and a is not None and b is not None and \
+                float(a @ b) < threshold * float(np.linalg.norm(a) * np.linalg.norm(b)):
+            continue
+        parent[rj] = ri
+        if b is not None:
+            sums[ri] = b if a is None else a + b
     members: dict[int, list[int]] = {}
-    for i in range(len(units)):
-        if best[i] > 0:
-            members.setdefault(root(i), []).append(i)
+    for (i, j) in pairs:
+        for u in (i, j):
+            members.setdefault(root(u), [])
+    for u in {u for pair in pairs for u in pair}:
+        members[root(u)].append(u)
     out = []
-    for r, group in members.items():
+    for group in members.values():
+        if len(group) < 2:
+            continue
+        group.sort()
+        sims = np.eye(len(group))
+        for x, i in enumerate(group):
+            for y in range(x + 1, len(group)):
+                j = group[y]
+                vi, vj = vectors[i], vectors[j]
+                sim = (1.0 if renamed[i] == renamed[j] else
+                       float(vi @ vj) if vi is not None and vj is not None else np.nan)
+                sims[x, y] = sims[y, x] = sim
+        off = sims[~np.eye(len(group), dtype=bool)]
+        similarity = float(np.nanmean(off)) if not np.isnan(off).all() else 1.0
+        best = np.nanmax(np.where(np.eye(len(group), dtype=bool), np.nan, sims), axis=1)
         kind = ("exact" if len({exact[i] for i in group}) == 1
                 else "renamed" if len({renamed[i] for i in group}) == 1 else "similar")
         sizes = [units[i].lines for i in group]
-        out.append(DupGroup(weakest.get(r, 1.0), kind, sum(sizes) - max(sizes),
-                            tuple(units[i].hit(min(best[i], 1.0)) for i in group)))
+        out.append(DupGroup(min(similarity, 1.0), kind, sum(sizes) - max(sizes),
+                            tuple(units[i].hit(min(float(best[x]), 1.0))
+                                  for x, i in enumerate(group))))
     out.sort(key=lambda g: (-g.similarity * g.lines, g.locations[0].path,
                             g.locations[0].start_line))
     return out
