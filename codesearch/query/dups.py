@@ -235,10 +235,9 @@ def neighbour_pairs(vectors: np.ndarray, threshold: float, *, groups: np.ndarray
             found_a.append(np.repeat(q, keep).reshape(len(q), keep)[hit])
             found_b.append(members[top][hit])
             found_s.append(best[hit])
-    if not found_a:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0, dtype=np.float32)
     a, b, s = np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_s)
+    if not len(a):
+        return a, b, s
     return _top_pairs(a, b, s, neighbours)
 
 
@@ -309,7 +308,7 @@ def _groups(units: Sequence[_Definition], pairs: dict[tuple[int, int], float],
             i = parent[i]
         return i
 
-    for (i, j), sim in sorted(pairs.items(), key=lambda item: -item[1]):
+    for i, j in sorted(pairs, key=lambda pair: -pairs[pair]):
         ri, rj = root(i), root(j)
         if ri == rj:
             continue

@@ -66,7 +66,8 @@ class SearchOptions:
 @dataclass(frozen=True)
 class Query:
     """``find`` (``text`` is the query), ``similar`` (``text`` is FILE:LINE, relative to
-    ``cwd``) or ``dups`` (``text`` unused: the whole index, or its scope), with its options and the model asked for (None: the index's own)."""
+    ``cwd``) or ``dups`` (``text`` unused: the whole index, or its scope), with its options
+    and the model asked for (None: the index's own)."""
 
     op: Op
     text: str
