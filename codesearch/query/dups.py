@@ -227,14 +227,19 @@ def neighbour_pairs(vectors: np.ndarray, threshold: float, *, groups: np.ndarray
         for start in range(0, len(queries), BLOCK_ROWS):
             q = queries[start:start + BLOCK_ROWS]
             sims = vectors[q] @ block_m.T
-            sims[groups[q][:, None] == groups[members][None, :]] = -np.inf
-            keep = min(neighbours, len(members))
-            top = np.argpartition(-sims, keep - 1, axis=1)[:, :keep]
-            best = np.take_along_axis(sims, top, axis=1)
-            hit = best >= threshold
-            found_a.append(np.repeat(q, keep).reshape(len(q), keep)[hit])
-            found_b.append(members[top][hit])
-            found_s.append(best[hit])
+            hit_q, hit_m = np.nonzero(sims >= threshold)
+            if len(hit_q) > 4 * neighbours * len(q):
+                # A dense block (many look-alike rows): keep each row's best few here already.
+                sims[groups[q][:, None] == groups[members][None, :]] = -np.inf
+                keep = min(neighbours, len(members))
+                top = np.argpartition(-sims, keep - 1, axis=1)[:, :keep]
+                hit_q, hit_m = np.repeat(np.arange(len(q)), keep), top.reshape(-1)
+            # Never a row with itself, nor two pieces of one definition.
+            ok = (groups[q[hit_q]] != groups[members[hit_m]]) & (sims[hit_q, hit_m] >= threshold)
+            hit_q, hit_m = hit_q[ok], hit_m[ok]
+            found_a.append(q[hit_q])
+            found_b.append(members[hit_m])
+            found_s.append(sims[hit_q, hit_m])
     a, b, s = np.concatenate(found_a), np.concatenate(found_b), np.concatenate(found_s)
     if not len(a):
         return a, b, s
