@@ -13,6 +13,7 @@ import pytest
 from codesearch.query.dups import (
     DEFAULT_MIN_LINES,
     DEFAULT_THRESHOLD,
+    Chunks,
     DupSettings,
     fingerprint,
     group_duplicates,
@@ -129,10 +130,10 @@ def test_groups_join_pieces_and_copies_and_do_not_chain() -> None:
         # Test code is left out unless asked for.
         chunk("tests/test_b.py", 1, 5, "def b(): pass", [0.0, 1.0, 0.0]),
     ]
-    groups = group_duplicates(rows, settings)
+    groups = group_duplicates(Chunks.from_rows(rows), settings)
     assert [[h.path for h in g.locations] for g in groups] == [["b.py", "c.py"]]
     assert groups[0].kind == "similar" and groups[0].similarity == pytest.approx(0.95, abs=1e-3)
-    with_tests = group_duplicates(rows, DupSettings(0.9, 1, tests=True))
+    with_tests = group_duplicates(Chunks.from_rows(rows), DupSettings(0.9, 1, tests=True))
     assert [h.path for h in with_tests[0].locations] == ["b.py", "c.py", "tests/test_b.py"]
     assert with_tests[0].locations[2].score == pytest.approx(1.0)
 
