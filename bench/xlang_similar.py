@@ -8,12 +8,17 @@ function of every file is the same task). The tree is indexed together (``--mode
 default); then for every function and every other language, ``similar`` from the middle of the
 function with ``--lang`` that language, and the reciprocal rank of the counterpart in the top 10.
 
+``--anonymise`` first gives every task's function a random name of its own in each language
+(recursive calls and exports follow), in a copy under /tmp: the names, which a port usually
+keeps, then say nothing, and only the code can match.
+
 Prints the 5x5 MRR@10 table (source language per row, target per column) for each mode and writes
 bench/results/xlang_similar.json (``--tag`` names the run inside it, so a later run adds beside
 an earlier one).
 
     python bench/xlang_similar.py                       # hybrid (default), semantic, lexical
     python bench/xlang_similar.py --modes hybrid --tag before
+    python bench/xlang_similar.py --anonymise --tag anonymised
 """
 
 from __future__ import annotations
@@ -52,18 +57,38 @@ def functions(root: Path) -> dict[str, list[tuple[int, int, str]]]:
     return out
 
 
+def anonymised_copy(target: Path) -> Path:
+    """fixtures/xlang in ``target`` with each task function renamed to a random word (seeded),
+    every whole-word use of the name in its file following."""
+    import random
+    import re
+
+    rng = random.Random(0)
+    target.mkdir(parents=True, exist_ok=True)
+    for lang, tasks in functions(FIXTURE).items():
+        text = (FIXTURE / FILES[lang]).read_text()
+        for _, _, symbol in tasks:
+            fresh = "".join(rng.choice("bcdfghjklmnpqrstvwxz") for _ in range(7))
+            text = re.sub(rf"\b{re.escape(symbol)}\b", fresh, text)
+        (target / FILES[lang]).write_text(text)
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--modes", nargs="*", default=["hybrid", "semantic", "lexical"])
     parser.add_argument("--tag", default="now")
+    parser.add_argument("--anonymise", action="store_true",
+                        help="rename every task function at random first (see above)")
     args = parser.parse_args()
     os.environ.setdefault("CS_HOME", str(quality.DEFAULT_HOME))
     from codesearch.location import IndexSettings
     from codesearch.query.request import SearchOptions
     from codesearch.query.searcher import Searcher
 
-    root = FIXTURE.resolve()
+    root = (anonymised_copy(Path("/tmp/cs-xlang-anonymised")) if args.anonymise
+            else FIXTURE).resolve()
     loader = quality.SharedLoader()
     quality.index_tree(root, args.model, loader, rebuild=False,
                        fingerprint=quality.code_fingerprint())
@@ -105,7 +130,7 @@ def main() -> None:
             cells = [f"{table[source][t]:.3f}" if t in table[source] else "–" for t in LANGS]
             print(f"| {source} | " + " | ".join(cells) + " |")
     saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    saved[f"{args.tag}/{args.model}"] = {
+    saved[f"{args.tag}/{args.model}" + ("/anonymised" if args.anonymise else "")] = {
         mode: {k: v for k, v in r.items() if k != "misses"} for mode, r in report.items()}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(saved, indent=2) + "\n")
