@@ -74,6 +74,10 @@ def make_tree(root: Path) -> Path:
         "tests/test_geometry.py": AREA,
         "go/area.go": GO,
         "go/copy.go": GO.replace("Area", "Surface"),
+        # Typing overloads repeat each other by design: never a group.
+        "src/typed.py": "from typing import overload\n\n\n" + "\n\n".join(
+            f"@overload\ndef parse(\n    value: {t},\n    strict: bool = False,\n"
+            f"    base: int = 10,\n) -> {t}: ..." for t in ("int", "str")),
     }
     for rel, text in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)

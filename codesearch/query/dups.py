@@ -124,7 +124,8 @@ def group_duplicates(chunks: Chunks, settings: DupSettings) -> list[DupGroup]:
             definition = (path, chunks.definition_line[i] or -chunks.start_line[i])
             by_definition.setdefault(definition, []).append(i)
     units = [rows for rows in by_definition.values()
-             if chunks.end_line[rows[-1]] - chunks.start_line[rows[0]] + 1 >= settings.min_lines]
+             if chunks.end_line[rows[-1]] - chunks.start_line[rows[0]] + 1 >= settings.min_lines
+             and not _OVERLOAD.match(chunks.text[rows[0]])]
     if len(units) < 2:
         return []
     texts = [chunks.text[rows[0]] if len(rows) == 1 else "\n".join(chunks.text[i] for i in rows)
@@ -188,6 +189,8 @@ impl import in instanceof interface is lambda let loop match mod mut new nil non
 package pass pub raise return select self static struct super switch this throw throws trait
 true try type typeof use var void where while with yield None True False Self
 """.split())
+# A typing overload declares a signature (and repeats its siblings by design): not code to merge.
+_OVERLOAD = re.compile(r"(?:\s*@.*\n)*?\s*@(?:typing\.)?overload\b")
 _WORD = re.compile(r"[A-Za-z_$][\w$]*")
 
 
