@@ -6,10 +6,11 @@ Everything comes from what the index stores; nothing is embedded again:
 - **candidates** from two near-linear sources: the stored vectors (:func:`neighbour_pairs`: each
   definition's nearest neighbours by cosine, through a partitioned exact search: see there) and
   text fingerprints (:func:`fingerprint`: exact copies share their whitespace-normalised text,
-  renamed copies their token stream with every name replaced by its first position), which also
-  work for chunks still without a vector (a progressive index);
-- **pairs** above the threshold become groups (single linkage, strongest pairs first); a group's
-  ``similarity`` is its weakest link, 1.0 for exact and renamed copies;
+  renamed copies that text with every identifier but keywords blanked), which also work for
+  chunks still without a vector (a progressive index);
+- **pairs** above the threshold become groups, strongest first, two groups joining only when
+  their centroids are as similar as a pair must be (:func:`_groups`: no chains of look-alikes);
+  a group's ``similarity`` is the mean over its pairs, 1.0 for exact and renamed copies;
 - **order**: ``similarity x lines`` (the lines merging would save: all but the longest copy's).
 
 The pieces of one long definition never pair with each other (they share a definition id), test
@@ -209,10 +210,10 @@ def fingerprint(text: str, language: str, *, rename: bool) -> str:
     return f"{language}\n{' '.join(text.split())}"
 
 
-# Deletes ASCII letters, digits, ``_`` and whitespace: what is left (punctuation and operators)
+# Deletes ASCII letters, digits, ``_``, ``$`` and whitespace: what is left (punctuation and operators)
 # is a cheap key every renamed copy shares, so only rows sharing it are fingerprinted by name.
 _WORDS_AND_SPACE = str.maketrans("", "", "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                 "0123456789_ \t\r\n")
+                                 "0123456789_$ \t\r\n")
 
 
 def _shared(keys: Sequence[str]) -> set[int]:
