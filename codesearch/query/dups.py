@@ -210,8 +210,9 @@ def fingerprint(text: str, language: str, *, rename: bool) -> str:
     return f"{language}\n{' '.join(text.split())}"
 
 
-# Deletes ASCII letters, digits, ``_``, ``$`` and whitespace: what is left (punctuation and operators)
-# is a cheap key every renamed copy shares, so only rows sharing it are fingerprinted by name.
+# Deletes ASCII letters, digits, ``_``, ``$`` and whitespace: what is left (punctuation and
+# operators) is a cheap key every renamed copy shares, so only rows sharing it are fingerprinted
+# by name.
 _WORDS_AND_SPACE = str.maketrans("", "", "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                  "0123456789_$ \t\r\n")
 
