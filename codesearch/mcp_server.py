@@ -5,7 +5,9 @@ Built on the official ``mcp`` Python SDK (``pip install 'codesearch[mcp]'``): ``
 2.x, ``FastMCP`` in 1.x. Tools (all answers are structured, with a JSON schema):
 
 - ``search_code(query, k, language, path_glob)``: ``cs find``.
-- ``find_similar(file, line, k)``: ``cs similar FILE:LINE``; ``file`` relative to the root.
+- ``find_similar(file, line, k, language)``: ``cs similar FILE:LINE``; ``file`` relative to the
+  root; ``language`` finds the equivalent in another language.
+- ``find_duplicates(k, threshold, min_lines, language, path_glob, include_tests)``: ``cs dups``.
 - ``index_status()``: ``cs status --json``.
 
 One root per server (the working directory, or ``--path``). Queries take the one route,
@@ -38,9 +40,18 @@ SERVER_NAME = "codesearch"
 INSTRUCTIONS = (
     "Semantic code search over one local repository (cs). Use search_code with a description of "
     "what the code does (or a code snippet) to find the functions, methods and classes that do "
-    "it; find_similar to find code like a given file:line; index_status to see what is indexed "
-    "and how stale it is. Paths are relative to the repository root."
+    "it; find_similar to find code like a given file:line (or its equivalent in another "
+    "language, with language); find_duplicates to list near-duplicate code worth merging; "
+    "index_status to see what is indexed and how stale it is. Paths are relative to the "
+    "repository root."
 )
+
+
+class DuplicateGroups(TypedDict):
+    """Groups of near-duplicate definitions, most worth merging first (``cs dups --json``)."""
+
+    root: str
+    groups: list[dict[str, Any]]
 
 
 class SearchResults(TypedDict):
@@ -115,11 +126,36 @@ def build_server(service: QueryService, location: IndexLocation) -> Any:
         line: Annotated[int, Field(description="A line inside the code to compare with "
                                    "(1-based).", ge=1)],
         k: Annotated[int, Field(description="How many results.", ge=1, le=100)] = 10,
+        language: Annotated[str | None, Field(description="Only this language: e.g. go finds "
+                                              "the Go equivalent of a Python function.")] = None,
     ) -> SearchResults:
         """Find code like the function or class enclosing file:line (itself excluded): near
-        duplicates, other implementations of the same idea."""
-        return await answer(Query("similar", f"{file}:{line}", SearchOptions(k=k),
-                                  cwd=location.root))
+        duplicates, other implementations of the same idea, its equivalent in another
+        language."""
+        options = SearchOptions(k=k, languages=(language,) if language else ())
+        return await answer(Query("similar", f"{file}:{line}", options, cwd=location.root))
+
+    @server.tool()
+    async def find_duplicates(
+        k: Annotated[int, Field(description="How many groups.", ge=1, le=200)] = 20,
+        threshold: Annotated[float | None, Field(description="Similarity a group needs, 0-1 "
+                                                 "(default 0.9).", gt=0, le=1)] = None,
+        min_lines: Annotated[int | None, Field(description="Leave out shorter definitions "
+                                               "(default 5).", ge=1)] = None,
+        language: Annotated[str | None, Field(description="Only this language.")] = None,
+        path_glob: Annotated[str | None, Field(description="Only paths matching this glob.")
+                             ] = None,
+        include_tests: Annotated[bool, Field(description="Compare test code too.")] = False,
+    ) -> DuplicateGroups:
+        """Groups of near-duplicate functions, methods and classes across the repository (exact
+        copies, renamed copies, code doing the same thing), most worth merging first, each with
+        its similarity, the lines merging would save and its locations."""
+        options = SearchOptions(k=k, languages=(language,) if language else (),
+                                globs=(path_glob,) if path_glob else (), threshold=threshold,
+                                min_lines=min_lines, tests=include_tests)
+        result = await call(lambda: service.answer(location, Query("dups", "", options)))
+        return DuplicateGroups(root=str(result.root),
+                               groups=[g.to_dict() for g in result.groups or []])
 
     @server.tool()
     async def index_status() -> dict[str, Any]:

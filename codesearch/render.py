@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from codesearch.embed.presets import PREFIX_SCHEMES
 from codesearch.errors import CodeSearchError
-from codesearch.hits import Hit
+from codesearch.hits import DupGroup, Hit
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -388,6 +388,57 @@ def print_answer(answer: Answer, *, as_json: bool, grep: bool) -> bool:
     else:
         print("No results.", file=sys.stderr)
     return bool(hits)
+
+
+def print_dups(answer: Answer, *, as_json: bool, grep: bool) -> bool:
+    """``cs dups``: the coverage line (stderr) while the index lacks vectors, then the groups as
+    a JSON array, grep lines (``path:line:symbol [group N, similarity]``) or a rich list (each
+    group's locations, then an excerpt of its first). Returns whether there were groups."""
+    line = coverage_line(answer.coverage) if answer.coverage is not None else None
+    if line:
+        print(line + " (exact and renamed copies are found without vectors)", file=sys.stderr)
+    groups = answer.groups or []
+    if as_json:
+        print(json.dumps([g.to_dict() for g in groups], indent=2))
+    elif grep:
+        for n, g in enumerate(groups, 1):
+            for h in g.locations:
+                print(f"{display_path(answer.root, h.path)}:{h.start_line}:{h.symbol or h.kind}"
+                      f" [group {n}, {g.similarity:.3f}]")
+    elif groups:
+        _print_groups(groups, answer.root)
+    else:
+        print("No duplicates.", file=sys.stderr)
+    return bool(groups)
+
+
+def _print_groups(groups: Sequence[DupGroup], root: Path) -> None:
+    from rich.console import Console
+    from rich.syntax import Syntax
+    from rich.text import Text
+
+    console = Console(highlight=False, soft_wrap=True)
+    for n, g in enumerate(groups, 1):
+        if n > 1:
+            console.print()
+        head = Text()
+        head.append(f"#{n}  {g.kind}", style="bold")
+        head.append(f"  similarity {g.similarity:.3f}", style="green")
+        head.append(f"  {len(g.locations)} places, {g.lines} lines to save", style="dim")
+        console.print(head)
+        for h in g.locations:
+            line = Text("  ")
+            line.append(f"{display_path(root, h.path)}:{h.start_line}-{h.end_line}",
+                        style="bold magenta")
+            if h.symbol:
+                line.append(f"  {h.symbol}", style="bold cyan")
+            line.append(f"  {h.end_line - h.start_line + 1} lines", style="dim")
+            console.print(line)
+        first = g.locations[0]
+        excerpt = "\n".join(first.text.split("\n")[:EXCERPT_LINES // 2])
+        console.print(Syntax(excerpt, _lexer(first.language), line_numbers=True,
+                             start_line=first.start_line, word_wrap=False, theme="ansi_dark",
+                             background_color="default"))
 
 
 def print_vectors(vectors: np.ndarray, *, as_json: bool) -> None:

@@ -50,6 +50,11 @@ async def _session_calls(repo: Path, model: Path) -> dict[str, Any]:
                                     "path_glob": "py/datatools/*.py"})
                 out["similar"] = await session.call_tool(
                     "find_similar", {"file": "py/datatools/stats.py", "line": 5, "k": 3})
+                out["similar_go"] = await session.call_tool(
+                    "find_similar", {"file": "py/datatools/stats.py", "line": 5, "k": 2,
+                                     "language": "go"})
+                out["dups"] = await session.call_tool(
+                    "find_duplicates", {"k": 5, "threshold": 0.5, "min_lines": 3})
                 out["status"] = await session.call_tool("index_status", {})
                 out["bad_language"] = await session.call_tool(
                     "search_code", {"query": "x", "language": "cobol"})
@@ -73,7 +78,7 @@ def test_mcp_tools_end_to_end(indexed_py_go_repo: Path, tiny_model_dir: Path) ->
     out = anyio.run(_session_calls, indexed_py_go_repo, tiny_model_dir)
 
     tools = out["tools"]
-    assert set(tools) == {"search_code", "find_similar", "index_status"}
+    assert set(tools) == {"search_code", "find_similar", "find_duplicates", "index_status"}
     search_args = tools["search_code"].input_schema["properties"]
     assert set(search_args) == {"query", "k", "language", "path_glob"}
     assert tools["search_code"].input_schema["required"] == ["query"]
@@ -97,6 +102,18 @@ def test_mcp_tools_end_to_end(indexed_py_go_repo: Path, tiny_model_dir: Path) ->
     assert similar == cs_json("similar", str(indexed_py_go_repo / "py/datatools/stats.py") + ":5",
                               "-k", "3", "--path", str(indexed_py_go_repo), "--json")
     assert len(similar) == 3
+
+    similar_go = _structured(out["similar_go"])["hits"]
+    assert similar_go == cs_json("similar", str(indexed_py_go_repo / "py/datatools/stats.py")
+                                 + ":5", "-k", "2", "--lang", "go", "--path",
+                                 str(indexed_py_go_repo), "--json")
+    assert similar_go and all(h["language"] == "go" for h in similar_go)
+
+    dups = _structured(out["dups"])
+    assert dups["root"] == str(indexed_py_go_repo.resolve())
+    assert dups["groups"] == cs_json("dups", str(indexed_py_go_repo), "-k", "5",
+                                     "--threshold", "0.5", "--min-lines", "3", "--json")
+    assert dups["groups"]
 
     status = _structured(out["status"])
     expected = cs_json("status", str(indexed_py_go_repo), "--json")

@@ -160,6 +160,13 @@ def test_s3_index_search_reindex_matches_local(py_go_repo: Path, bucket: str, tm
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)) == 3
 
+    # So does dups, from the stored vectors: the same groups as the local index.
+    args = ("--json", "--threshold", "0.5", "--min-lines", "3")
+    remote_dups = json.loads(cs_ok("dups", str(py_go_repo), "--index-uri", uri, *args).stdout)
+    assert remote_dups
+    assert remote_dups == json.loads(cs_ok("dups", str(py_go_repo), "--index-dir", str(local),
+                                           *args).stdout)
+
 
 def test_storage_options_instead_of_environment(py_go_repo: Path, bucket: str, s3_endpoint: str,
                                                 tiny_model_dir: Path,

@@ -6,16 +6,17 @@ imported inside commands so `cs --help` and a warm `cs find` stay fast.
 - :mod:`~codesearch.cli.options`: options several commands share;
 - :mod:`~codesearch.cli.index`: index, watch;
 - :mod:`~codesearch.cli.search`: find, similar, status;
+- :mod:`~codesearch.cli.dups`: dups;
 - :mod:`~codesearch.cli.serve`: serve, server, mcp;
 - :mod:`~codesearch.cli.model`: model, embed, chunks.
 """
 
 from __future__ import annotations
 
-from codesearch.cli import index, model, search, serve
+from codesearch.cli import dups, index, model, search, serve
 from codesearch.cli.app import app
 
-__all__ = ["app", "index", "main", "model", "search", "serve"]
+__all__ = ["app", "dups", "index", "main", "model", "search", "serve"]
 
 
 def main() -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from codesearch.errors import UsageError
-from codesearch.hits import Hit
+from codesearch.hits import DupGroup, Hit
 from codesearch.location import file_at
 
 MODES = ("semantic", "lexical", "hybrid")
 QUERY_TASKS = ("nl2code", "code2code", "qa", "code2nl", "code2completion")
-Op = Literal["find", "similar"]
+Op = Literal["find", "similar", "dups"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,11 @@ class SearchOptions:
     min_score: float | None = None
     mode: str | None = None
     task: str | None = None
+    # `cs dups` only (query.dups): the smallest definition compared, the similarity a group
+    # needs (None: the defaults there), and whether test code is compared too.
+    min_lines: int | None = None
+    threshold: float | None = None
+    tests: bool = False
 
     def validate(self) -> None:
         """UsageError for values no query can satisfy."""
@@ -43,6 +48,8 @@ class SearchOptions:
         if self.task is not None and self.task not in QUERY_TASKS:
             raise UsageError(f"unknown task '{self.task}'",
                              hint="use one of: " + ", ".join(QUERY_TASKS))
+        if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
+            raise UsageError(f"--threshold must be in (0, 1], got {self.threshold}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (tuples as lists)."""
@@ -58,8 +65,9 @@ class SearchOptions:
 
 @dataclass(frozen=True)
 class Query:
-    """``find`` (``text`` is the query) or ``similar`` (``text`` is FILE:LINE, relative to
-    ``cwd``), with its options and the model asked for (None: the index's own)."""
+    """``find`` (``text`` is the query), ``similar`` (``text`` is FILE:LINE, relative to
+    ``cwd``) or ``dups`` (``text`` unused: the whole index, or its scope), with its options
+    and the model asked for (None: the index's own)."""
 
     op: Op
     text: str
@@ -90,7 +98,7 @@ class Query:
     def from_dict(cls, data: Mapping[str, Any]) -> Query:
         """The inverse of :meth:`to_dict`; ValueError or TypeError for a malformed one."""
         op = data.get("op")
-        if op not in ("find", "similar"):
+        if op not in ("find", "similar", "dups"):
             raise ValueError(f"unknown op {op!r}")
         cwd = data.get("cwd")
         return cls(op, str(data["text"]), SearchOptions.from_dict(data.get("options") or {}),
@@ -100,21 +108,28 @@ class Query:
 @dataclass(frozen=True)
 class Answer:
     """The hits of one query, the root their paths are relative to, and how much of the index
-    had vectors (``store.Coverage.to_dict()``; None when unknown)."""
+    had vectors (``store.Coverage.to_dict()``; None when unknown). ``groups``: what a ``dups``
+    query found (its ``hits`` are empty)."""
 
     hits: list[Hit]
     root: Path
     coverage: dict[str, Any] | None = None
+    groups: list[DupGroup] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Every field of every hit, scores unrounded (JSON floats round-trip exactly), so the
         client renders exactly what this process would."""
-        return {"hits": [asdict(h) for h in self.hits], "root": str(self.root),
-                "coverage": self.coverage}
+        out = {"hits": [asdict(h) for h in self.hits], "root": str(self.root),
+               "coverage": self.coverage}
+        if self.groups is not None:
+            out["groups"] = [asdict(g) for g in self.groups]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Answer:
         """The inverse of :meth:`to_dict`."""
         fields = Hit.__dataclass_fields__
         hits = [Hit(**{k: h[k] for k in fields}) for h in data["hits"]]
-        return cls(hits, Path(str(data["root"])), data.get("coverage"))
+        groups = data.get("groups")
+        return cls(hits, Path(str(data["root"])), data.get("coverage"),
+                   None if groups is None else [DupGroup.from_dict(g) for g in groups])

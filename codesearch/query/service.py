@@ -20,6 +20,7 @@ from codesearch.embed.pool import EmbedderPool, query_loader
 from codesearch.errors import CodeSearchError, UsageError
 from codesearch.index.status import index_status
 from codesearch.location import IndexLocation, IndexSettings, is_index
+from codesearch.query.dups import duplicates
 from codesearch.query.request import Answer, Query
 from codesearch.query.searcher import Searcher
 from codesearch.store.store import Store
@@ -73,10 +74,13 @@ class QueryService:
                              loader=self._load, notify=self.notify)
 
     def answer(self, location: IndexLocation, query: Query) -> Answer:
-        """What ``cs find`` / ``cs similar`` print for ``query`` over the index at ``location``
-        (limited to its ``scope``), with the index's coverage."""
+        """What ``cs find`` / ``cs similar`` / ``cs dups`` print for ``query`` over the index at
+        ``location`` (limited to its ``scope``), with the index's coverage."""
         query.check()
         searcher = self.searcher(location, query.model)
+        if query.op == "dups":
+            groups = duplicates(searcher.store, query.options, searcher._where(query.options))
+            return Answer([], searcher.root, searcher.coverage().to_dict(), groups)
         if query.op == "find":
             hits = searcher.find(query.text, query.options)
         else:

@@ -327,6 +327,17 @@ class Store:
             data = query.to_arrow()
         return rows_to_chunks(data, self._dim(table))
 
+    @_retry_read
+    def chunk_columns(self, columns: Sequence[str], where: str | None = None) -> pa.Table:
+        """Only ``columns`` of the chunk rows matching ``where``, as one Arrow table: a lean
+        read of every row (``cs dups``), with no object per row."""
+        table = self._table(CHUNKS)
+        if table is None:
+            return chunk_schema(0).empty_table().select(list(columns))
+        with storage_errors("read", self.uri):
+            query = table.search().select(list(columns)).limit(None)
+            return (query.where(where) if where else query).to_arrow()
+
     def _dim(self, table: Any) -> int:
         return int(table.schema.field(VECTOR).type.list_size)
 
