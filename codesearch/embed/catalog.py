@@ -4,12 +4,13 @@ download into the cache, and what a model is (presets without loading anything).
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from codesearch.config import default_model
 from codesearch.embed.hub import cache_state, fetch
 from codesearch.embed.presets import PRESETS, preset_for_hub_id
-from codesearch.embed.resolve import resolve_model
+from codesearch.embed.resolve import normalize_model_name, resolve_model
 from codesearch.errors import ModelError
 
 Notify = Callable[[str], None]
@@ -98,3 +99,13 @@ def model_info(name: str | None, notify: Notify | None = None) -> dict[str, Any]
         "cached": True,
         "path": str(r.path),
     }
+
+
+def export(name: str, out: Path, notify: Notify | None = None) -> str:
+    """``cs model export``: ``name`` (a preset, hub id or local directory) as a model directory
+    with an fp32 ONNX graph at ``out``, loadable without torch; returns the line to print."""
+    from codesearch.embed.export import export_model_dir
+
+    res = resolve_model(normalize_model_name(name), notify=notify)
+    path = export_model_dir(res, out.expanduser().resolve(), notify=notify)
+    return f"{res.name}: {path} (use it with --model {path})"

@@ -83,8 +83,9 @@ def set_model_threads(threads: int) -> None:
     _threads = max(1, threads)
     import sys
 
-    if "torch" in sys.modules:  # already loaded: apply now; a later load applies it itself
-        sys.modules["torch"].set_num_threads(_threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:  # already loaded: apply now; a later load applies it itself
+        torch.set_num_threads(_threads)
 
 
 def configured_threads() -> int | None:

@@ -80,8 +80,21 @@ def load(spec: EmbedderSpec, notify: Notify | None = None) -> BaseEmbedder:
         from codesearch.embed.hf import HFEmbedder
 
         return HFEmbedder(spec, resolved=res, notify=notify)
-    from codesearch.embed.ort import OnnxEmbedder
+    from codesearch.embed.ort import Int8Fallback, OnnxEmbedder
 
     if engine == "auto" and precision == "auto" and choice.torch_available():
         precision = "int8"  # chosen above from torch's remembered measurement
-    return OnnxEmbedder(spec, resolved=res, precision=precision, notify=notify)
+    try:
+        return OnnxEmbedder(spec, resolved=res, precision=precision, notify=notify,
+                            torch_fallback=engine == "auto" and choice.torch_available())
+    except Int8Fallback as fallback:
+        from dataclasses import replace
+
+        from codesearch.embed.hf import HFEmbedder
+
+        if notify is not None:
+            notify(str(fallback))
+        embedder = HFEmbedder(replace(spec, precision="fp32", engine="torch"), resolved=res,
+                              notify=notify)
+        embedder.int8_error = str(fallback)
+        return embedder

@@ -67,15 +67,23 @@ def padded_pooled(runner: OrtRunner, sequences: Sequence[Sequence[int]], pooling
     return hidden if hidden.ndim == 2 else pool_array(pooling, hidden, mask)
 
 
+class Int8Fallback(Exception):
+    """int8 was asked for but cannot be built, and torch is here to run fp32 instead; the
+    message is the one line to show."""
+
+
 class OnnxEmbedder(BaseEmbedder):
     """Texts -> (n, dim) float32 L2-normalised vectors with ONNX Runtime on the CPU."""
 
     engine = "onnx"
 
     def __init__(self, spec: EmbedderSpec, *, resolved: ResolvedModel, precision: str,
-                 notify: Notify | None = None) -> None:
-        """``precision``: fp32, int8 or auto (measured once per model and CPU)."""
+                 notify: Notify | None = None, torch_fallback: bool = False) -> None:
+        """``precision``: fp32, int8 or auto (measured once per model and CPU).
+        ``torch_fallback``: when int8 cannot be built, raise Int8Fallback (torch runs fp32)
+        instead of running fp32 here."""
         self._identify(spec, resolved)
+        self._torch_fallback = torch_fallback
         if precision not in ("fp32", "int8", "auto"):
             raise ModelError(f"the ONNX engine runs fp32 or int8, not {precision}",
                              hint=f"for {precision}: {choice.TORCH_HINT}")
@@ -119,6 +127,8 @@ class OnnxEmbedder(BaseEmbedder):
             self.int8 = True
         except Int8Unavailable as err:
             message = f"{err}; using fp32"
+            if self._torch_fallback:
+                raise Int8Fallback(message) from err
             self.int8_error = message
             self._runner = self._fp32(None)
             if notify is not None:
@@ -178,10 +188,3 @@ class OnnxEmbedder(BaseEmbedder):
             return int8_pooled(self._runner, sequences, self.pooling)
         return padded_pooled(self._runner, sequences, self.pooling, self._pad_id,
                              self.padding_side)
-
-
-def int8_from_cache(spec: EmbedderSpec, res: ResolvedModel) -> OnnxEmbedder | None:
-    """An int8 embedder straight from a finished build, or None when there is none yet."""
-    if cached_int8(res, choice.model_threads()) is None:
-        return None
-    return OnnxEmbedder(spec, resolved=res, precision="int8")
