@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from codesearch.embed import choice
+import codesearch.embed.choice as choice
 from codesearch.embed.resolve import ResolvedModel, resolve_model
 from codesearch.errors import ModelError, UsageError
 

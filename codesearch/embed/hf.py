@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+import codesearch.embed.choice as choice
 from codesearch.config import default_device
-from codesearch.embed import choice
 from codesearch.embed.base import BaseEmbedder
 from codesearch.embed.batching import pad_batch
 from codesearch.embed.export import load_torch_model

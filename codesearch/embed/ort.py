@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from codesearch.embed import choice
+import codesearch.embed.choice as choice
 from codesearch.embed.base import BaseEmbedder
 from codesearch.embed.batching import pad_batch
 from codesearch.embed.export import fp32_graph
