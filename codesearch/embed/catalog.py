@@ -57,7 +57,13 @@ def pull(name: str | None, notify: Notify | None = None) -> str:
             f"unknown model '{target}'",
             hint=f"use a preset ({', '.join(PRESETS)}) or a hub id like org/name",
         )
-    path = fetch(hub_id, revision or "main", name=target, notify=notify)
+    from codesearch.embed.choice import torch_available
+
+    onnx = not torch_available()  # this install runs ONNX exports: fetch one, not torch weights
+    if onnx and preset is not None and preset.onnx_hub_id:
+        if preset.onnx_hub_id != preset.hub_id:
+            hub_id, revision = preset.onnx_hub_id, "main"
+    path = fetch(hub_id, revision or "main", name=target, notify=notify, onnx=onnx)
     return f"{target}: {path}"
 
 
