@@ -111,8 +111,9 @@ def test_without_torch_index_and_find_work(exported: Path, tiny_model_dir: Path,
     indexed = cs_without_torch("index", str(root), "--model", str(exported), "--json", env=env)
     assert indexed.returncode == 0, indexed.stderr
     assert "HEAVY []" in indexed.stderr
+    # No precision asked: the index's float vectors are searched with fp32 (no torch for bf16).
     found = cs_without_torch("find", "mean of a column", "--path", str(root), "--json",
-                             "--no-server", env=env)
+                             "--no-server")
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout) and "HEAVY []" in found.stderr
     # The same vectors as the torch engine on the original directory.

@@ -132,7 +132,7 @@ def test_missing_engine_names_the_extra(tiny_model_dir: Path,
     emb = load_embedder(str(tiny_model_dir), device="cpu", precision="int8",
                           notify=notices.append)
     assert emb.precision == "fp32"
-    assert notices == ["int8 needs onnxruntime and onnx (pip install 'codesearch[fast]'); "
+    assert notices == ["int8 needs onnxruntime and onnx (pip install onnxruntime onnx); "
                        "using fp32"]
 
 

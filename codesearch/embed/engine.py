@@ -40,7 +40,8 @@ def choose_engine(spec: EmbedderSpec, res: ResolvedModel, precision: str) -> str
     for needs torch and torch is not installed."""
     engine = requested_engine(spec)
     device = spec.device or os.environ.get("CS_DEVICE") or "auto"
-    needs_torch = device not in ("auto", "cpu") or precision in ("bf16", "fp16", "float")
+    # "float" (an index's fp32 or bf16 vectors) is fp32 where there is no torch for bf16.
+    needs_torch = device not in ("auto", "cpu") or precision in ("bf16", "fp16")
     if engine == "onnx":
         if device not in ("auto", "cpu"):
             raise ModelError("the ONNX engine runs on the CPU only", hint="use --device cpu")
@@ -84,6 +85,8 @@ def load(spec: EmbedderSpec, notify: Notify | None = None) -> BaseEmbedder:
 
     if engine == "auto" and precision == "auto" and choice.torch_available():
         precision = "int8"  # chosen above from torch's remembered measurement
+    elif precision == "float":
+        precision = "fp32"  # the float of an index, without torch (bf16 would need it)
     try:
         return OnnxEmbedder(spec, resolved=res, precision=precision, notify=notify,
                             torch_fallback=engine == "auto" and choice.torch_available())

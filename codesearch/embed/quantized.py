@@ -122,7 +122,7 @@ def load_int8(
     version = runtime_version()
     if version is None:
         raise Int8Unavailable(
-            "int8 needs onnxruntime and onnx (pip install 'codesearch[fast]')"
+            "int8 needs onnxruntime and onnx (pip install onnxruntime onnx)"
         )
     if (cached := cached_int8(res, threads)) is not None:
         return cached
