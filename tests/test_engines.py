@@ -66,6 +66,9 @@ def test_tokenizer_json_alone_gives_transformers_ids(model: str, tiny_model_dir:
         expected = theirs(texts, truncation=True, max_length=max_length)["input_ids"]
         assert ours.encode(texts, max_length) == expected
     assert (ours.pad_id, ours.eos_id) == (theirs.pad_token_id, theirs.eos_token_id)
+    special = theirs.all_special_tokens[0]
+    assert ours.token_id(special) == theirs.convert_tokens_to_ids(special)
+    assert ours.token_id("no such token") is None
 
 
 @pytest.mark.parametrize("name", ["last", "mean", "cls"])

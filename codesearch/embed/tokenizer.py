@@ -21,6 +21,8 @@ class TextTokenizer(Protocol):
 
     def encode(self, texts: Sequence[str], max_length: int) -> list[list[int]]: ...
 
+    def token_id(self, token: str) -> int | None: ...
+
 
 def _read(path: Path) -> dict[str, Any]:
     try:
@@ -63,6 +65,12 @@ class FastTokenizer:
             return int(found)
         return int(fallback) if isinstance(fallback, int) else None
 
+    def token_id(self, token: str) -> int | None:
+        """The id of one token of the vocabulary (a special token such as an end token), or
+        None when there is no such token."""
+        found = self._tok.token_to_id(token)
+        return int(found) if found is not None else None
+
     def encode(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         """Token ids of each text with the model's special tokens, at most ``max_length``."""
         if max_length != self._max_length:
@@ -83,6 +91,10 @@ class AutoTokenizerAdapter:
         self._tok = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         self.pad_id = self._tok.pad_token_id
         self.eos_id = self._tok.eos_token_id
+
+    def token_id(self, token: str) -> int | None:
+        found = self._tok.convert_tokens_to_ids(token)
+        return found if isinstance(found, int) and found != self._tok.unk_token_id else None
 
     def encode(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
         out: list[list[int]] = self._tok(
