@@ -44,7 +44,10 @@ def load_average() -> float:
 
 
 def run(cmd: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    # From the temp dir: `python -c` puts the working directory first on sys.path, and this
+    # checkout's codesearch/ must not shadow the code a variant runs.
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600,
+                         cwd=tempfile.gettempdir())
     if out.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(cmd)} failed:\n{out.stderr[-2000:]}")
     return out

@@ -55,10 +55,10 @@ def choose_engine(spec: EmbedderSpec, res: ResolvedModel, precision: str) -> str
         return "torch"
     if not has_torch:
         return "onnx"
+    if precision == "int8":
+        return "onnx"  # the CPU engine, CUDA or not (an int8 index is searched with int8)
     if device == "auto" and choice.cuda_possible():
         return "torch"  # CUDA may be here: torch decides, and runs bf16 there
-    if precision == "int8":
-        return "onnx"
     if precision == "auto":
         key = choice.measurement_key("torch", res.model_id, res.revision)
         known = choice.remembered(key) or {}
