@@ -146,3 +146,30 @@ def test_engine_names_are_checked(tiny_model_dir: Path) -> None:
         load_embedder(str(tiny_model_dir), engine="tpu")
     with pytest.raises(ModelError, match="CPU only"):
         load_embedder(str(tiny_model_dir), engine="onnx", device="cuda")
+
+
+def test_without_torch_a_preset_runs_its_published_onnx_export(tmp_path: Path) -> None:
+    """MiniLM's hub repository holds onnx/model.onnx: an install without torch fetches that (here
+    laid out in a Hugging Face cache by hand, as a download leaves it) instead of the package's
+    torch weights, and runs it with the preset's pooling and length."""
+    import shutil
+
+    exported = tmp_path / "export"
+    assert cs("model", "export", "minilm", "--out", str(exported)).exit_code == 0
+    commit = "0" * 40
+    repo = tmp_path / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2"
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(exported, snapshot, ignore=shutil.ignore_patterns("codesearch.json"))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "CS_PRECISION": "fp32"}
+    listed = cs_without_torch("model", "list", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    row = next(r for r in json.loads(listed.stdout) if r["name"] == "minilm")
+    if row["source"] != "package":  # the package is installed here: it is listed first
+        assert row["source"] == "hub cache (ONNX)"
+    vectors = cs_without_torch("embed", "--model", "minilm", "--side", "document", "--json",
+                               *TEXTS[:2], env=env)
+    assert vectors.returncode == 0, vectors.stderr
+    expected = load_embedder("minilm", precision="fp32", engine="torch").embed_documents(TEXTS[:2])
+    np.testing.assert_allclose(np.array(json.loads(vectors.stdout)), expected, atol=1e-5)

@@ -108,6 +108,12 @@ def cache_state(preset: ModelPreset) -> CacheState:
         return CacheState(True, pkg, _dir_size(pkg), "package")
     if (snap := cached_snapshot(preset.hub_id, preset.revision)) is not None:
         return CacheState(True, snap, _dir_size(snap), "hub cache")
+    from codesearch.embed.choice import torch_available
+
+    if preset.onnx_hub_id and not torch_available():  # what an install without torch runs
+        rev = preset.revision if preset.onnx_hub_id == preset.hub_id else "main"
+        if (snap := cached_snapshot(preset.onnx_hub_id, rev, onnx=True)) is not None:
+            return CacheState(True, snap, _dir_size(snap), "hub cache (ONNX)")
     return CacheState(False, None, None, "not cached")
 
 
