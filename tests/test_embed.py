@@ -81,16 +81,27 @@ def _ref_vectors(full: np.ndarray, dim: int) -> np.ndarray:
     return cut / np.linalg.norm(cut, axis=1, keepdims=True)
 
 
-@pytest.fixture(scope="module", params=["right", "left"])
+# Every engine must give the reference vectors: torch, and ONNX Runtime's fp32 (the default CPU
+# engine, and the only one without torch; its graph exported once per session by torch here).
+ENGINES = ("torch", "onnx")
+
+
+@pytest.fixture(scope="module", params=[(side, engine) for engine in ENGINES
+                                        for side in ("right", "left")])
 def tiny(request: pytest.FixtureRequest, tiny_model_dir: Path):
-    """The tiny model through our engine, padding on either side; small budget -> many batches."""
-    return load_embedder(
+    """The tiny model through each engine, padding on either side; small budget -> many
+    batches."""
+    side, engine = request.param
+    emb = load_embedder(
         str(tiny_model_dir),
         device="cpu",
         dtype="float32",
-        padding_side=request.param,
+        padding_side=side,
         token_budget=96,
+        engine=engine,
     )
+    assert emb.engine == engine
+    return emb
 
 
 # -- pure pieces ------------------------------------------------------------------------------
@@ -173,9 +184,10 @@ def test_every_dim_is_truncated_then_normalised(
     tiny_model_dir: Path, reference, dim: int, request: pytest.FixtureRequest
 ) -> None:
     full = reference(TEXTS, CARD_PREFIXES["nl2code"][1])
-    for side in ("left", "right"):
+    for side, engine in [(side, engine) for side in ("left", "right") for engine in ENGINES]:
         emb = load_embedder(
-            str(tiny_model_dir), dim=dim, device="cpu", dtype="float32", padding_side=side
+            str(tiny_model_dir), dim=dim, device="cpu", dtype="float32", padding_side=side,
+            engine=engine,
         )
         out = emb.embed_documents(TEXTS)
         assert out.shape == (len(TEXTS), dim) and out.dtype == np.float32
@@ -197,8 +209,10 @@ def test_order_batching_and_progress(tiny, tiny_model_dir: Path) -> None:
     assert tiny.embed_documents([]).shape == (0, tiny.dim)
 
 
-def test_max_length_truncates_tokens(tiny_model_dir: Path, reference) -> None:
-    emb = load_embedder(str(tiny_model_dir), device="cpu", dtype="float32", max_length=8)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_max_length_truncates_tokens(tiny_model_dir: Path, reference, engine: str) -> None:
+    emb = load_embedder(str(tiny_model_dir), device="cpu", dtype="float32", max_length=8,
+                        engine=engine)
     prefix = CARD_PREFIXES["nl2code"][1]
     out = emb.embed_documents(TEXTS)
     np.testing.assert_allclose(
@@ -206,11 +220,13 @@ def test_max_length_truncates_tokens(tiny_model_dir: Path, reference) -> None:
     )
 
 
-def test_explicit_pooling_and_no_prefixes(tiny_model_dir: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_explicit_pooling_and_no_prefixes(tiny_model_dir: Path, engine: str) -> None:
     from transformers import AutoModel, AutoTokenizer
 
     emb = load_embedder(
-        str(tiny_model_dir), device="cpu", dtype="float32", pooling="mean", prefix_scheme="none"
+        str(tiny_model_dir), device="cpu", dtype="float32", pooling="mean", prefix_scheme="none",
+        engine=engine,
     )
     assert emb.pooling == "mean" and emb.prefix_scheme == "none"
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
@@ -416,10 +432,14 @@ def test_minilm_ranks_csv_function_first(minilm) -> None:
     assert int(np.argmax(scores)) == 2, scores
 
 
-def test_minilm_matches_sentence_transformers(minilm) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_minilm_matches_sentence_transformers(minilm, engine: str) -> None:
     from sentence_transformers import SentenceTransformer
 
     st = SentenceTransformer(str(minilm.resolved.path), device="cpu")
     texts = [CSV_MEAN, *DISTRACTORS, "parse CSV and compute mean"]
     expected = st.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
-    np.testing.assert_allclose(minilm.embed_documents(texts), expected, atol=1e-5)
+    # ONNX Runtime runs a BERT graph (token type ids fed as zeros) exported from the package.
+    emb = minilm if engine == "torch" else load_embedder("minilm", dtype="float32", engine=engine)
+    assert emb.engine == engine
+    np.testing.assert_allclose(emb.embed_documents(texts), expected, atol=1e-5)

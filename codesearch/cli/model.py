@@ -1,4 +1,4 @@
-"""``cs model list|pull|info``, ``cs embed`` and ``cs chunks``: the model and the chunker on
+"""``cs model list|pull|info|export``, ``cs embed`` and ``cs chunks``: the model and the chunker on
 their own, for scripts and for checking what cs would do."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import typer
 from codesearch.cli.app import app, sub_app
 from codesearch.cli.options import Precision, notice
 
-model_app = sub_app("List, download and describe embedding models.")
+model_app = sub_app("List, download, describe and export embedding models.")
 app.add_typer(model_app, name="model")
 
 
@@ -112,3 +112,15 @@ def model_info_cmd(
 
     print_model_info(model_info(name, notify=notice), as_json=as_json)
 
+
+
+@model_app.command("export")
+def model_export_cmd(
+    name: Annotated[str, typer.Argument(help="Preset, hub id or local model directory.")],
+    out: Annotated[Path, typer.Option("--out", help="A new directory to write the model to.")],
+) -> None:
+    """Export a model to ONNX (needs torch) as a directory that `--model DIR` loads anywhere,
+    torch or not (its vectors match the original's)."""
+    from codesearch.embed.catalog import export
+
+    typer.echo(export(name, out, notify=notice))

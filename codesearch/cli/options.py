@@ -32,7 +32,8 @@ def _use_precision(value: str | None) -> str | None:
 
 Precision = Annotated[str | None, typer.Option(
     "--precision", envvar="CS_PRECISION", callback=_use_precision, show_default=False,
-    help="auto, fp32, bf16 or int8 (int8: CPU, needs the `fast` extra). auto: on a CPU the "
+    help="auto, fp32, bf16 or int8 (int8: CPU, ONNX Runtime; bf16 needs the `torch` extra). "
+         "auto: on a CPU the "
          "fastest measured that agrees with fp32; an existing index keeps its own.")]
 IndexDir = Annotated[
     Path | None,

@@ -34,7 +34,7 @@ from codesearch.embed.presets import POOLINGS, PRESETS, SIDES, TASKS, ModelPrese
 if TYPE_CHECKING:
     import numpy as np
 
-    from codesearch.embed.hf import HFEmbedder
+    from codesearch.embed.base import BaseEmbedder
 
 __all__ = [
     "POOLINGS",
@@ -89,12 +89,14 @@ class EmbedderSpec:
     padding_side: str = "right"
     # "auto", "fp32", "bf16" or "int8" (None: CS_PRECISION, else auto); wins over dtype.
     precision: str | None = None
+    # "auto", "torch" or "onnx" (None: CS_ENGINE, else auto; embed/engine.py decides).
+    engine: str | None = None
 
-    def load(self, notify: Callable[[str], None] | None = None) -> HFEmbedder:
+    def load(self, notify: Callable[[str], None] | None = None) -> BaseEmbedder:
         """Resolve, download if needed and allowed, and load the model this spec names."""
-        from codesearch.embed.hf import HFEmbedder
+        from codesearch.embed.engine import load
 
-        return HFEmbedder(self, notify=notify)
+        return load(self, notify=notify)
 
 
 def load_embedder(
@@ -109,8 +111,9 @@ def load_embedder(
     token_budget: int | None = None,
     padding_side: str = "right",
     precision: str | None = None,
+    engine: str | None = None,
     notify: Callable[[str], None] | None = None,
-) -> HFEmbedder:
+) -> BaseEmbedder:
     """Load ``model`` (default: CS_MODEL, else jina-code-0.5b) as an Embedder.
 
     Presets carry their pooling, prefixes and valid dims; a sentence-transformers directory or hub
@@ -119,8 +122,10 @@ def load_embedder(
     ``pooling`` and ``prefix_scheme`` override. ``dim`` defaults to 256 where offered; an invalid
     dim raises ModelError listing the valid ones. Device: ``device``, else CS_DEVICE, else CUDA
     (bf16) when present, else CPU. ``precision`` (else CS_PRECISION, else auto): fp32, bf16, int8
-    (ONNX Runtime, CPU only, the `fast` extra), or auto: on a CPU the fastest of those measured on
-    this model whose vectors agree with fp32's to cosine >= 0.99 (once, remembered).
+    (ONNX Runtime, CPU only), or auto: on a CPU the fastest of those measured on this model whose
+    vectors agree with fp32's to cosine >= 0.99 (once, remembered). ``engine`` (else CS_ENGINE,
+    else auto): onnx (ONNX Runtime, CPU, fp32 or int8: the only engine without torch) or torch
+    (fp32, bf16, CUDA); see embed/engine.py for how auto picks.
     ``notify`` receives one-line notices (download starting, dtype measurement) for the CLI.
     Never runs code from a model repository (trust_remote_code is always False).
     """
@@ -138,5 +143,6 @@ def load_embedder(
         token_budget=token_budget,
         padding_side=padding_side,
         precision=precision,
+        engine=engine,
     )
     return spec.load(notify=notify)

@@ -5,12 +5,13 @@ anything); and the one-time notice for a model whose licence forbids commercial 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from codesearch.config import default_model
 from codesearch.embed.hub import cache_state, fetch
 from codesearch.embed.presets import PRESETS, preset_for_hub_id
-from codesearch.embed.resolve import resolve_model
+from codesearch.embed.resolve import normalize_model_name, resolve_model
 from codesearch.errors import ModelError
 
 Notify = Callable[[str], None]
@@ -80,7 +81,13 @@ def pull(name: str | None, notify: Notify | None = None) -> str:
             f"unknown model '{target}'",
             hint=f"use a preset ({', '.join(PRESETS)}) or a hub id like org/name",
         )
-    path = fetch(hub_id, revision or "main", name=target, notify=notify)
+    from codesearch.embed.choice import torch_available
+
+    onnx = not torch_available()  # this install runs ONNX exports: fetch one, not torch weights
+    if onnx and preset is not None and preset.onnx_hub_id:
+        if preset.onnx_hub_id != preset.hub_id:
+            hub_id, revision = preset.onnx_hub_id, "main"
+    path = fetch(hub_id, revision or "main", name=target, notify=notify, onnx=onnx)
     return f"{target}: {path}"
 
 
@@ -125,3 +132,13 @@ def model_info(name: str | None, notify: Notify | None = None) -> dict[str, Any]
         "path": str(r.path),
         **({"prefixes": {t: list(qd) for t, qd in r.prompts.items()}} if r.prompts else {}),
     }
+
+
+def export(name: str, out: Path, notify: Notify | None = None) -> str:
+    """``cs model export``: ``name`` (a preset, hub id or local directory) as a model directory
+    with an fp32 ONNX graph at ``out``, loadable without torch; returns the line to print."""
+    from codesearch.embed.export import export_model_dir
+
+    res = resolve_model(normalize_model_name(name), notify=notify)
+    path = export_model_dir(res, out.expanduser().resolve(), notify=notify)
+    return f"{res.name}: {path} (use it with --model {path})"

@@ -17,6 +17,10 @@ from codesearch.errors import ModelError
 
 # What a transformers embedding model needs; skips ONNX/GGUF/other-format copies in the same repo.
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.md", "1_Pooling/*"]
+# What an ONNX Runtime install needs instead: the fp32 export (and its external data), not the
+# torch weights nor the other exports (fp16, int4...) a repository may hold.
+ONNX_ALLOW_PATTERNS = ["*.json", "*.txt", "*.model", "1_Pooling/*", "onnx/model.onnx",
+                       "onnx/model.onnx_data", "onnx/model.onnx.data"]
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -72,12 +76,15 @@ def _dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _has_weights(path: Path) -> bool:
+def _has_weights(path: Path, onnx: bool = False) -> bool:
+    if onnx:
+        return (path / "onnx" / "model.onnx").is_file()
     return any(p.suffix in _WEIGHT_SUFFIXES for p in path.iterdir() if p.is_file())
 
 
-def cached_snapshot(hub_id: str, revision: str) -> Path | None:
-    """The local snapshot of ``hub_id`` at ``revision`` if complete enough to load, else None."""
+def cached_snapshot(hub_id: str, revision: str, onnx: bool = False) -> Path | None:
+    """The local snapshot of ``hub_id`` at ``revision`` if complete enough to load (its ONNX
+    export when ``onnx``), else None."""
     from huggingface_hub import snapshot_download
 
     try:
@@ -87,12 +94,12 @@ def cached_snapshot(hub_id: str, revision: str) -> Path | None:
                 revision=revision,
                 cache_dir=hub_cache_dir(),
                 local_files_only=True,
-                allow_patterns=ALLOW_PATTERNS,
+                allow_patterns=ONNX_ALLOW_PATTERNS if onnx else ALLOW_PATTERNS,
             )
         )
     except Exception:  # noqa: BLE001 - any failure to find it locally means "not cached"
         return None
-    return path if path.is_dir() and _has_weights(path) else None
+    return path if path.is_dir() and _has_weights(path, onnx) else None
 
 
 def cache_state(preset: ModelPreset) -> CacheState:
@@ -101,6 +108,12 @@ def cache_state(preset: ModelPreset) -> CacheState:
         return CacheState(True, pkg, _dir_size(pkg), "package")
     if (snap := cached_snapshot(preset.hub_id, preset.revision)) is not None:
         return CacheState(True, snap, _dir_size(snap), "hub cache")
+    from codesearch.embed.choice import torch_available
+
+    if preset.onnx_hub_id and not torch_available():  # what an install without torch runs
+        rev = preset.revision if preset.onnx_hub_id == preset.hub_id else "main"
+        if (snap := cached_snapshot(preset.onnx_hub_id, rev, onnx=True)) is not None:
+            return CacheState(True, snap, _dir_size(snap), "hub cache (ONNX)")
     return CacheState(False, None, None, "not cached")
 
 
@@ -121,13 +134,15 @@ def fetch(
     *,
     name: str | None = None,
     notify: Callable[[str], None] | None = None,
+    onnx: bool = False,
 ) -> Path:
     """A local directory with ``hub_id``'s files at ``revision``: from the cache, else downloaded
-    (huggingface_hub shows a progress bar on stderr). Raises ModelError when offline and not cached
+    (huggingface_hub shows a progress bar on stderr); with ``onnx``, its fp32 ONNX export
+    (onnx/model.onnx) instead of torch weights. Raises ModelError when offline and not cached
     or when the download fails.
     """
     label = name or hub_id
-    if (snap := cached_snapshot(hub_id, revision)) is not None:
+    if (snap := cached_snapshot(hub_id, revision, onnx)) is not None:
         return snap
     if is_offline():
         raise offline_error(label, hub_id)
@@ -141,7 +156,7 @@ def fetch(
                 hub_id,
                 revision=revision,
                 cache_dir=hub_cache_dir(),
-                allow_patterns=ALLOW_PATTERNS,
+                allow_patterns=ONNX_ALLOW_PATTERNS if onnx else ALLOW_PATTERNS,
             )
         )
     except Exception as err:  # noqa: BLE001 - network, auth and not-found all end the same way
@@ -152,9 +167,10 @@ def fetch(
             f"could not download {hub_id}@{revision}: {first_line}",
             hint="check the model id and your network, or use `--model PATH` or `--model minilm`",
         ) from err
-    if not _has_weights(path):
+    if not _has_weights(path, onnx):
+        what = "ONNX export (onnx/model.onnx)" if onnx else "safetensors or PyTorch weights"
         raise ModelError(
-            f"{hub_id}@{revision} has no safetensors or PyTorch weights",
+            f"{hub_id}@{revision} has no {what}",
             hint="pick a transformers model repository, or use `--model PATH`",
         )
     return path

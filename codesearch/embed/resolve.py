@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codesearch.embed.hub import cached_snapshot, fetch, package_model_dir
+from codesearch.embed.hub import cached_snapshot, fetch, is_offline, package_model_dir
 from codesearch.embed.pooling import check_pooling
 from codesearch.embed.presets import (
     PREFIX_SCHEMES,
@@ -24,6 +24,7 @@ from codesearch.embed.presets import (
     prefix_for,
     preset_for_hub_id,
 )
+from codesearch.embed.runner import published_graph
 from codesearch.embed.st_recipe import STRecipe, prompt_scheme, prompt_table, read_recipe
 from codesearch.errors import ModelError
 
@@ -103,9 +104,23 @@ def _from_preset(
     max_length: int | None,
     revision: str | None,
     notify: Callable[[str], None] | None,
+    onnx: bool = False,
 ) -> ResolvedModel:
     rev = revision or preset.revision
     path = package_model_dir(preset.package) if revision is None else None
+    if onnx and preset.onnx_hub_id and (path is None or published_graph(path) is None):
+        # No torch to run the package's or hub's torch weights: the published ONNX export.
+        onnx_rev = rev if preset.onnx_hub_id == preset.hub_id else "main"
+        if (snap := cached_snapshot(preset.onnx_hub_id, onnx_rev, onnx=True)) is not None:
+            path = snap
+        elif path is None or not is_offline():
+            if notify is not None:
+                notify(f"{preset.name} weights are licensed {preset.licence}; see the model card.")
+            try:
+                path = fetch(preset.onnx_hub_id, onnx_rev, name=name, notify=notify, onnx=True)
+            except ModelError:
+                if path is None:
+                    raise
     if path is None:
         if notify is not None and cached_snapshot(preset.hub_id, rev) is None:
             notify(f"{preset.name} weights are licensed {preset.licence}; see the model card.")
@@ -142,6 +157,9 @@ def _from_directory(
     prefix_scheme: str | None,
     max_length: int | None,
 ) -> ResolvedModel:
+    if (path / "codesearch.json").is_file():
+        return _from_export(path, name=name, pooling=pooling, prefix_scheme=prefix_scheme,
+                            max_length=max_length)
     try:
         recipe = read_recipe(path)
     except ModelError:
@@ -222,6 +240,35 @@ def _from_recipe(
     )
 
 
+def _from_export(path: Path, *, name: str, pooling: str | None, prefix_scheme: str | None,
+                 max_length: int | None) -> ResolvedModel:
+    """A directory written by ``cs model export``: the original model's identity and settings
+    (codesearch.json), so its vectors match the original's index."""
+    cfg = _read_json(path / "codesearch.json")
+    dims = tuple(int(d) for d in cfg.get("dims") or ())
+    if not dims or not cfg.get("model_id"):
+        raise ModelError(f"{path}/codesearch.json is incomplete",
+                         hint="export the model again with `cs model export`")
+    return ResolvedModel(
+        name=name,
+        model_id=str(cfg["model_id"]),
+        revision=cfg.get("revision"),
+        path=path,
+        pooling=check_pooling(pooling or str(cfg.get("pooling") or "mean")),
+        prefix_scheme=_check_prefix_scheme(prefix_scheme or str(cfg.get("prefix_scheme"))),
+        dims=dims,
+        default_dim=int(cfg.get("default_dim") or default_dim_for(dims)),
+        max_length=max_length or int(cfg.get("max_length") or DEFAULT_LOCAL_MAX_LENGTH),
+        licence=str(cfg.get("licence") or "see the model's card"),
+        preset=PRESETS.get(str(cfg.get("preset"))),
+        prompts=({task: (str(q), str(d)) for task, (q, d) in cfg["prompts"].items()}
+                 if isinstance(cfg.get("prompts"), dict) else None),
+        lowercase=bool(cfg.get("lowercase")),
+        end_token=cfg.get("end_token") or None,
+        recipe=str(cfg.get("recipe") or "guess"),
+    )
+
+
 def normalize_model_name(model: str) -> str:
     """A local directory becomes its absolute path (valid in other processes); anything else is
     returned unchanged."""
@@ -238,9 +285,11 @@ def resolve_model(
     prefix_scheme: str | None = None,
     max_length: int | None = None,
     notify: Callable[[str], None] | None = None,
+    onnx: bool = False,
 ) -> ResolvedModel:
     """Find ``model``'s files (downloading a hub model when allowed) and decide pooling, prefixes,
     valid dims and max length. Explicit arguments win over the preset's or the directory's defaults.
+    ``onnx``: no torch here, so a hub model's ONNX export is fetched instead of its weights.
     Raises ModelError for an unknown name, a missing directory, or offline and not cached.
     """
     if pooling is not None:
@@ -256,6 +305,7 @@ def resolve_model(
             max_length=max_length,
             revision=None,
             notify=notify,
+            onnx=onnx,
         )
     local = Path(model).expanduser()
     if local.is_dir():
@@ -280,9 +330,10 @@ def resolve_model(
                 max_length=max_length,
                 revision=revision or None,
                 notify=notify,
+                onnx=onnx,
             )
         rev = revision or "main"
-        path = fetch(hub_id, rev, name=model, notify=notify)
+        path = fetch(hub_id, rev, name=model, notify=notify, onnx=onnx)
         return _from_directory(
             path,
             name=model,

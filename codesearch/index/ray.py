@@ -82,10 +82,10 @@ class EmbedActor:
 
     def __init__(self, model: str, dim: int | None, device: str | None, dtype: str | None,
                  threads: int, precision: str | None = None) -> None:
-        import torch
+        from codesearch.embed.choice import set_model_threads
 
         # Several actors share a node: each keeps to the CPUs Ray granted it instead of all cores.
-        torch.set_num_threads(max(1, threads))
+        set_model_threads(threads)
         self.embedder = load_embedder(model, dim=dim, device=device, dtype=dtype,
                                       precision=precision)
 

@@ -16,6 +16,10 @@ EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = EOS_TOKEN
 VOCAB_SIZE = 640
 SEED = 1234
+_QWEN2_SPLIT = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 
 _CORPUS = [
     "def parse_csv(path):\n    with open(path) as handle:\n"
@@ -46,11 +50,17 @@ _CORPUS = [
 
 
 def _train_tokenizer():  # type: ignore[no-untyped-def]
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
-    # Byte-level like Qwen2: every string encodes, nothing is ever an unknown token.
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # Byte-level and split like Qwen2's own tokenizer.json (transformers rebuilds a qwen2
+    # tokenizer this way whatever the file says; the ONNX engines read the file): every string
+    # encodes, nothing is ever an unknown token.
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(_QWEN2_SPLIT), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=VOCAB_SIZE,
