@@ -453,14 +453,18 @@ class Indexer:
 
     def _finish(self, start: float, *, optimize: bool = True) -> None:
         assert self.manifest is not None and self.cache is not None
-        # A run that changed nothing skips compaction, unless an earlier run was killed before
-        # building the indexes, or compaction was asked for.
+        # A run that changed nothing skips compaction (it only drops old versions), unless an
+        # earlier run was killed before building the indexes, or compaction was asked for.
         if optimize and (self.stats.batches or self.options.compact
                          or self.store.needs_indexes()):
             self._progress(IndexProgress("optimize", self._files_done, self._files_total,
                                          self.stats.chunks_embedded, self.stats.chunks_reused))
             self.store.optimize(ann_threshold=self.options.ann_threshold)
             self.cache.optimize()
+        elif optimize:
+            # Nothing to compact, but the versions an earlier run kept for its readers are
+            # past their grace by now: dropping them is cheap and is what shrinks a fresh index.
+            self.store.prune_versions()
         self.stats.chunks_with_vectors, self.stats.chunks_total = self.store.coverage()
         self.stats.seconds = time.monotonic() - start
         self.manifest = replace(self.manifest, last_run_at=time.time(),
