@@ -18,14 +18,18 @@ from codesearch.location import file_at
 
 MODES = ("semantic", "lexical", "hybrid")
 QUERY_TASKS = ("nl2code", "code2code", "qa", "code2nl", "code2completion")
-Op = Literal["find", "similar"]
+# What a result is: code, or documentation (a chunk of kind "doc"). ``--code`` / ``--docs``.
+KINDS = ("code", "doc")
+Op = Literal["find", "similar", "docs"]
+OPS = ("find", "similar", "docs")
 
 
 @dataclass(frozen=True)
 class SearchOptions:
     """What every query accepts: ``-k``, ``--lang``, ``--glob``, ``--min-score``, ``--mode``,
-    ``--task`` (None: detected). ``mode`` None: the operation's default (see query.ranking), so
-    every front end (CLI, server, MCP) agrees."""
+    ``--task`` (None: detected), ``kinds`` (``--code`` / ``--docs``; empty: both, for find).
+    ``mode`` None: the operation's default (see query.ranking), so every front end (CLI,
+    server, MCP) agrees."""
 
     k: int = 10
     languages: tuple[str, ...] = ()
@@ -33,6 +37,7 @@ class SearchOptions:
     min_score: float | None = None
     mode: str | None = None
     task: str | None = None
+    kinds: tuple[str, ...] = ()
 
     def validate(self) -> None:
         """UsageError for values no query can satisfy."""
@@ -43,6 +48,9 @@ class SearchOptions:
         if self.task is not None and self.task not in QUERY_TASKS:
             raise UsageError(f"unknown task '{self.task}'",
                              hint="use one of: " + ", ".join(QUERY_TASKS))
+        for kind in self.kinds:
+            if kind not in KINDS:
+                raise UsageError(f"unknown kind '{kind}'", hint="use one of: " + ", ".join(KINDS))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (tuples as lists)."""
@@ -58,8 +66,8 @@ class SearchOptions:
 
 @dataclass(frozen=True)
 class Query:
-    """``find`` (``text`` is the query) or ``similar`` (``text`` is FILE:LINE, relative to
-    ``cwd``), with its options and the model asked for (None: the index's own)."""
+    """``find`` (``text`` is the query), ``similar`` or ``docs`` (``text`` is FILE:LINE,
+    relative to ``cwd``), with its options and the model asked for (None: the index's own)."""
 
     op: Op
     text: str
@@ -73,12 +81,13 @@ class Query:
         self.options.validate()
         if self.op == "find" and not self.text.strip():
             raise UsageError("empty query", hint='e.g. cs find "parse a CSV file"')
-        if self.op == "similar":
+        if self.op in ("similar", "docs"):
             self.check_file()
 
     def check_file(self) -> Path:
-        """For ``similar``: the file FILE:LINE names (relative to ``cwd``), checked before any
-        index is looked up, so a typo is blamed on the location and not on a missing index."""
+        """For ``similar`` and ``docs``: the file FILE:LINE names (relative to ``cwd``), checked
+        before any index is looked up, so a typo is blamed on the location and not on a missing
+        index."""
         return file_at(self.text, self.cwd or Path.cwd())[0]
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,7 +99,7 @@ class Query:
     def from_dict(cls, data: Mapping[str, Any]) -> Query:
         """The inverse of :meth:`to_dict`; ValueError or TypeError for a malformed one."""
         op = data.get("op")
-        if op not in ("find", "similar"):
+        if op not in OPS:
             raise ValueError(f"unknown op {op!r}")
         cwd = data.get("cwd")
         return cls(op, str(data["text"]), SearchOptions.from_dict(data.get("options") or {}),

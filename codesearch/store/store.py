@@ -64,6 +64,7 @@ from codesearch.store.records import (
     FILES,
     MANIFEST,
     REBUILD_HINT,
+    TASK,
     VECTOR,
     ChunkRecord,
     Coverage,
@@ -473,10 +474,16 @@ class Store:
         chunks = self._table(CHUNKS)
         if chunks is None:
             self._create(CHUNKS, chunk_schema(dim))
-        elif not self._has_embedded_column(chunks):
-            # An index from before the progressive index: every row has its vector.
+        else:
+            names = chunks.schema.names
             with storage_errors("write", self.uri):
-                chunks.add_columns({EMBEDDED: "true"})
+                if EMBEDDED not in names:
+                    # An index from before the progressive index: every row has its vector.
+                    chunks.add_columns({EMBEDDED: "true"})
+                if TASK not in names:
+                    # From before doc chunks: every row is code (the chunker version changed
+                    # with it, so the run that adds this re-chunks every file).
+                    chunks.add_columns({TASK: "'nl2code'"})
         if self._table(FILES) is None:
             self._create(FILES, file_schema())
 
