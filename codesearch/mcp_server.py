@@ -4,8 +4,10 @@ indexed code base by meaning.
 Built on the official ``mcp`` Python SDK (``pip install 'codesearch[mcp]'``): ``MCPServer`` in mcp
 2.x, ``FastMCP`` in 1.x. Tools (all answers are structured, with a JSON schema):
 
-- ``search_code(query, k, language, path_glob)``: ``cs find``.
+- ``search_code(query, k, language, path_glob, kind)``: ``cs find`` (``kind``: ``code`` or
+  ``doc`` is ``--code`` / ``--docs``; a question ranks documentation as answers).
 - ``find_similar(file, line, k)``: ``cs similar FILE:LINE``; ``file`` relative to the root.
+- ``find_docs(file, line, k)``: ``cs docs FILE:LINE``, the documentation about that code.
 - ``index_status()``: ``cs status --json``.
 
 One root per server (the working directory, or ``--path``). Queries take the one route,
@@ -38,7 +40,10 @@ SERVER_NAME = "codesearch"
 INSTRUCTIONS = (
     "Semantic code search over one local repository (cs). Use search_code with a description of "
     "what the code does (or a code snippet) to find the functions, methods and classes that do "
-    "it; find_similar to find code like a given file:line; index_status to see what is indexed "
+    "it, or a question to find the documentation sections that answer it (kind='doc' for docs "
+    "only, kind='code' for code only); find_similar to find code like a given file:line; "
+    "find_docs to find the documentation describing the code at a file:line; index_status to "
+    "see what is indexed "
     "and how stale it is. Paths are relative to the repository root."
 )
 
@@ -101,11 +106,15 @@ def build_server(service: QueryService, location: IndexLocation) -> Any:
                                               "typescript, go, rust.")] = None,
         path_glob: Annotated[str | None, Field(description="Only paths matching this glob, "
                                                "e.g. 'src/**/*.py'; '!tests/' excludes.")] = None,
+        kind: Annotated[str | None, Field(description="Only 'code' or only 'doc' "
+                                          "(documentation sections); both by default.")] = None,
     ) -> SearchResults:
-        """Search the repository by meaning: the functions, methods and classes that best match
-        the query, best first, each with its path, line range, symbol, score and source text."""
+        """Search the repository by meaning: the functions, methods, classes and documentation
+        sections that best match the query, best first, each with its path, line range, symbol,
+        kind ('doc' for documentation), score and text."""
         options = SearchOptions(k=k, languages=(language,) if language else (),
-                                globs=(path_glob,) if path_glob else ())
+                                globs=(path_glob,) if path_glob else (),
+                                kinds=(kind,) if kind else ())
         return await answer(Query("find", query, options))
 
     @server.tool()
@@ -119,6 +128,19 @@ def build_server(service: QueryService, location: IndexLocation) -> Any:
         """Find code like the function or class enclosing file:line (itself excluded): near
         duplicates, other implementations of the same idea."""
         return await answer(Query("similar", f"{file}:{line}", SearchOptions(k=k),
+                                  cwd=location.root))
+
+    @server.tool()
+    async def find_docs(
+        file: Annotated[str, Field(description="A file of the repository (relative to its "
+                                   "root, or absolute).")],
+        line: Annotated[int, Field(description="A line inside the code whose documentation "
+                                   "to find (1-based).", ge=1)],
+        k: Annotated[int, Field(description="How many results.", ge=1, le=100)] = 10,
+    ) -> SearchResults:
+        """Find the documentation sections that describe the function or class enclosing
+        file:line: the pages to read, or to update after changing that code."""
+        return await answer(Query("docs", f"{file}:{line}", SearchOptions(k=k),
                                   cwd=location.root))
 
     @server.tool()

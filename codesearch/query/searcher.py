@@ -156,13 +156,15 @@ class Searcher:
 
     def similar(self, location: str, options: SearchOptions | None = None, *,
                 cwd: Path | None = None) -> list[Hit]:
-        """Code like the chunk enclosing ``FILE:LINE`` (code2code), excluding itself. The file is
-        chunked now, so an unindexed or edited file works too."""
+        """Code like the chunk enclosing ``FILE:LINE`` (code2code), excluding itself; for a line
+        of documentation, documentation like it. The file is chunked now, so an unindexed or
+        edited file works too."""
         opts = options or SearchOptions()
         opts.validate()
         opts = replace(opts, mode=opts.mode or DEFAULT_SIMILAR_MODE)
         chunk, own = self._chunk_at(location, cwd or Path.cwd())
-        where = self._where(opts, extra=[own, CODE_ROWS])
+        same_kind = self._doc_rows("qa") if chunk.kind == DOC_KIND else CODE_ROWS
+        where = self._where(opts, extra=[own, same_kind])
         task = opts.task or "code2code"
 
         def embed() -> np.ndarray:
