@@ -45,7 +45,7 @@ Task = Annotated[str | None, typer.Option("--task", help="nl2code, qa or code2co
                                           "detected from the query: a question is qa).",
                                           show_default=False)]
 Docs = Annotated[bool, typer.Option("--docs", help="Only documentation (Markdown, reST, "
-                                    "AsciiDoc, README...).")]
+                                    "AsciiDoc and plain-text doc sections).")]
 Code = Annotated[bool, typer.Option("--code", help="Only code.")]
 SimilarTask = Annotated[str | None, typer.Option("--task", help="nl2code or code2code "
                                                  "(default: code2code).", show_default=False)]

@@ -110,7 +110,8 @@ class IndexStats:
     files_failed: int = 0  # could not be read or chunked; reported, never fatal
     chunks_embedded: int = 0  # texts run through the model
     chunks_reused: int = 0  # chunks of changed files whose vector came from the index or cache
-    chunks_total: int = 0  # rows in the index after the run
+    chunks_total: int = 0  # rows in the index after the run (a doc chunk has two with a model
+    # that has task prefixes: its qa and code2nl sides; chunks_embedded/reused count rows too)
     chunks_with_vectors: int = 0  # of chunks_total, those with their vector (the rest: lexical)
     chunks_unresolved: int = 0  # phase 2: files changed since phase 1; the next run redoes them
     seconds_searchable: float = 0.0  # when phase 1 ended: the whole tree lexically searchable

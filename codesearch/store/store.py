@@ -282,7 +282,8 @@ class Store:
 
     @_retry_read
     def count_chunks(self, where: str | None = None) -> int:
-        """Number of chunk rows (matching ``where``)."""
+        """Number of chunk rows (matching ``where``; a doc chunk has two with a model that has
+        task prefixes, documents.row_tasks)."""
         table = self._table(CHUNKS)
         if table is None:
             return 0
@@ -346,8 +347,9 @@ class Store:
 
     @_retry_read
     def coverage(self, where: str | None = None) -> tuple[int, int]:
-        """(chunks with a vector, all chunks), among rows matching ``where``: two counts, no
-        vectors read."""
+        """(rows with a vector, all rows), among rows matching ``where``: two counts, no
+        vectors read. Every row counts (a doc chunk's second row too), so complete means every
+        vector is there."""
         table = self._table(CHUNKS)
         if table is None:
             return 0, 0
