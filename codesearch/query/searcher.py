@@ -179,12 +179,18 @@ class Searcher:
              cwd: Path | None = None) -> list[Hit]:
         """Documentation about the code enclosing ``FILE:LINE`` (task code2nl: its definition as
         the query, doc chunks as the candidates), the chunk itself excluded."""
+        chunk, own = self._chunk_at(location, cwd or Path.cwd())
+        return self.docs_for(chunk, options, exclude=own)
+
+    def docs_for(self, chunk: Chunk, options: SearchOptions | None = None, *,
+                 exclude: str | None = None) -> list[Hit]:
+        """:meth:`docs` for a chunk in hand (``exclude``: an SQL clause of rows to leave
+        out)."""
         opts = options or SearchOptions()
         opts.validate()
         opts = replace(opts, mode=opts.mode or DEFAULT_SIMILAR_MODE)
-        chunk, own = self._chunk_at(location, cwd or Path.cwd())
         task = opts.task or "code2nl"
-        where = self._where(opts, extra=[own, self._doc_rows(task)])
+        where = self._where(opts, extra=[exclude or "", self._doc_rows(task)])
 
         def embed() -> np.ndarray:
             return code_doc_query_vector(self.handle.get(), chunk, task,
