@@ -148,10 +148,12 @@ class Searcher:
             def embed_doc() -> np.ndarray:
                 return doc_query_vector(self.handle.get(), query, doc_task, scheme)
 
+            # Without the find priors: a heading path's last word is no definition's name, and
+            # a docs path is no test (qa sets, MiniLM hybrid: dev .568 -> .619, check .619 ->
+            # .644; bench/docs_quality.py).
             doc_rows = self._doc_rows(doc_task)
             parts.append((doc_weight(task), self._ranked(embed_doc, text_query,
-                                                         self._where(opts, [doc_rows]), opts,
-                                                         query=query)))
+                                                         self._where(opts, [doc_rows]), opts)))
         return self._hits(merge_kinds(parts, opts.k), opts)
 
     def similar(self, location: str, options: SearchOptions | None = None, *,
