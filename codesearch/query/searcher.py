@@ -42,6 +42,7 @@ from codesearch.location import IndexLocation, file_at
 from codesearch.query.ranking import (
     DEFAULT_MODE,
     DEFAULT_SIMILAR_MODE,
+    DOC_SEMANTIC_WEIGHT,
     SECONDARY_KINDS,
     SECONDARY_WEIGHT,
     build_where,
@@ -152,8 +153,9 @@ class Searcher:
             # a docs path is no test (qa sets, MiniLM hybrid: dev .568 -> .619, check .619 ->
             # .644; bench/docs_quality.py).
             doc_rows = self._doc_rows(doc_task)
-            parts.append((doc_weight(task), self._ranked(embed_doc, text_query,
-                                                         self._where(opts, [doc_rows]), opts)))
+            parts.append((doc_weight(task), self._ranked(
+                embed_doc, text_query, self._where(opts, [doc_rows]), opts,
+                semantic_weight=DOC_SEMANTIC_WEIGHT)))
         return self._hits(merge_kinds(parts, opts.k), opts)
 
     def similar(self, location: str, options: SearchOptions | None = None, *,
@@ -198,7 +200,8 @@ class Searcher:
             return code_doc_query_vector(self.handle.get(), chunk, task,
                                          self.manifest.prefix_scheme)
 
-        ranked = self._ranked(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, opts)
+        ranked = self._ranked(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, opts,
+                              semantic_weight=DOC_SEMANTIC_WEIGHT)
         return self._hits(ranked, opts)
 
     # internals ------------------------------------------------------------------------------
@@ -244,11 +247,13 @@ class Searcher:
 
     def _ranked(self, embed: Callable[[], np.ndarray], text_query: str, where: str | None,
                 opts: SearchOptions, query: str | None = None,
-                namesake: frozenset[str] | None = None) -> list[tuple[float, StoredChunk]]:
-        """The best ``opts.k`` (score, row) among rows matching ``where``, in ``opts.mode``."""
+                namesake: frozenset[str] | None = None, semantic_weight: float | None = None
+                ) -> list[tuple[float, StoredChunk]]:
+        """The best ``opts.k`` (score, row) among rows matching ``where``, in ``opts.mode``
+        (``semantic_weight``: hybrid's, None for ranking.SEMANTIC_WEIGHT)."""
         k = opts.k
         if opts.mode == "hybrid":
-            return self._hybrid(embed(), text_query, where, k, query, namesake)
+            return self._hybrid(embed(), text_query, where, k, query, namesake, semantic_weight)
         if opts.mode == "semantic":
             vector = embed()
 
@@ -284,14 +289,15 @@ class Searcher:
         return scored[:k]
 
     def _hybrid(self, vector: np.ndarray, text_query: str, where: str | None,
-                k: int, query: str | None = None, namesake: frozenset[str] | None = None
-                ) -> list[tuple[float, StoredChunk]]:
+                k: int, query: str | None = None, namesake: frozenset[str] | None = None,
+                semantic_weight: float | None = None) -> list[tuple[float, StoredChunk]]:
         """Both candidate lists (``hybrid_pool(k)`` each) ranked by ranking.hybrid_rank, with the
         find priors when ``query`` is given, the similar one when ``namesake`` is."""
         pool = hybrid_pool(k)
         sem_rows = self.store.vector_search(vector, pool, where=where, with_vectors=True)
         lex_rows = self.store.text_search(text_query, pool, where=where, with_vectors=True)
-        return hybrid_rank(vector, sem_rows, lex_rows, k, query=query, namesake=namesake)
+        return hybrid_rank(vector, sem_rows, lex_rows, k, query=query, namesake=namesake,
+                           semantic_weight=semantic_weight)
 
     def _check_indexable(self, file: str, rel: str) -> None:
         """UsageError for a file this index does not hold and discovery would leave out (binary,
