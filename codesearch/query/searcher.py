@@ -200,8 +200,7 @@ class Searcher:
             return code_doc_query_vector(self.handle.get(), chunk, task,
                                          self.manifest.prefix_scheme)
 
-        ranked = self._ranked(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, opts,
-                              semantic_weight=DOC_SEMANTIC_WEIGHT)
+        ranked = self._ranked(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, opts)
         return self._hits(ranked, opts)
 
     # internals ------------------------------------------------------------------------------
