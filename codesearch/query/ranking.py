@@ -5,7 +5,9 @@
 - :func:`hybrid_rank`: the hybrid ranking of the candidates both searches found (semantic and
   BM25): max-normalised linear fusion (:func:`fuse`), the find priors (:func:`prior`: name
   coverage, test code) or the similar one (:func:`namesake_priors`), the kind prior
-  (:func:`kind_weight`), then one piece per split definition (:func:`one_per_definition`).
+  (:func:`kind_weight`), then one piece per split definition (:func:`one_per_definition`);
+- documentation beside code: :func:`find_task` (a question is ``qa``), :func:`side_tasks` (the
+  task each kind is ranked with), :func:`doc_weight` and :func:`merge_kinds` (one list of both).
 
 Every constant here was measured on the shared eval (bench/quality.py,
 bench/results/quality-log.md). :func:`hybrid_rank` takes them as keyword arguments too, so

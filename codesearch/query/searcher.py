@@ -1,4 +1,9 @@
-"""Find and similar: a query (or a FILE:LINE) -> ranked :class:`Hit` s.
+"""Find, similar and docs: a query (or a FILE:LINE) -> ranked :class:`Hit` s.
+
+Code and documentation (``doc`` chunks) are ranked apart, each against the rows of its own
+document side (documents.row_tasks; code rows ``kind != 'doc'``, doc rows by their ``task``):
+``find`` ranks both and merges them (ranking.merge_kinds), ``similar`` ranks the kind of the
+chunk it starts from, ``docs`` ranks documentation for a piece of code (code2nl).
 
 Three modes over the same index:
 - ``semantic``: the query's embedding (nl2code for natural language, code2code for code; a text
