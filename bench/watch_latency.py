@@ -108,7 +108,7 @@ def random_embed_fn(dim: int) -> Any:
 
     rng = np.random.default_rng(0)
 
-    def embed(texts: Any, progress: Any = None) -> Any:
+    def embed(texts: Any, progress: Any = None, task: str = "nl2code") -> Any:
         v = rng.standard_normal((len(texts), dim)).astype(np.float32)
         if progress:
             progress(len(texts))

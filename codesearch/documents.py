@@ -20,10 +20,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import numpy as np
 
+from codesearch.source.chunk import DOC_KIND  # every other kind is code
 from codesearch.vocabulary import (
     IDENTIFIER_RE,
     identifier_words,
@@ -110,7 +111,12 @@ def embedding_text(chunk: Chunk, style: str = CODE_STYLE) -> str:
     """The text embedded for a chunk: one line naming the file and the definition (identifiers
     split into words, which helps natural-language queries; a Rust method reads ``Type.method``,
     not ``impl Type.method``), the header if any, then the code without attribute-only lines.
+    A documentation chunk (DOC_KIND) reads ``path | Heading > Path`` and its text.
     ``style``: see WORDS_STYLE."""
+    if chunk.kind == DOC_KIND:
+        head = f"{chunk.path} | {chunk.symbol}" if chunk.symbol else chunk.path
+        text = f"{head}\n{prose(chunk.text)}"
+        return in_words(text) if style == WORDS_STYLE else text
     symbol = chunk.symbol[5:] if chunk.symbol.startswith("impl ") else chunk.symbol
     head = chunk.path
     if symbol:
@@ -132,11 +138,63 @@ def embedding_text(chunk: Chunk, style: str = CODE_STYLE) -> str:
     return in_words(text) if style == WORDS_STYLE else text
 
 
-def content_hash(chunk: Chunk) -> str:
+_ADORNMENT_LINE_RE = re.compile(r"^\s*([=\-~^\"'`#*+:.<>_])\1{2,}\s*$", re.M)
+_ROLE_RE = re.compile(r":[\w:.-]+:`([^`<]*?)(?:\s*<[^>]*>)?`")
+_LABEL_RE = re.compile(r"^\.\. _[^:\n]+:\s*$", re.M)
+
+
+def prose(text: str) -> str:
+    """A doc section's text with the markup that carries no meaning taken out, so the
+    embedder's window holds words: title underlines, reST roles (``:ref:`text <target>``` ->
+    ``text``), link labels and backticks. Measured on the qa dev set (bench/docs_quality.py,
+    MiniLM semantic): .575 -> .591."""
+    text = _LABEL_RE.sub("", _ADORNMENT_LINE_RE.sub("", _ROLE_RE.sub(r"\1", text)))
+    text = text.replace("``", "").replace("`_", "").replace("`", "")
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def content_hash(chunk: Chunk, task: str | None = None) -> str:
     """sha256 hex of what a code model sees (``embedding_text`` in CODE_STYLE, whatever the
     index's writing: the cache is keyed by the writing too): equal hashes mean equal vectors for
-    one model and writing. The chunk's row id and the embedding cache key derive from it."""
-    return hashlib.sha256(embedding_text(chunk).encode("utf-8")).hexdigest()
+    one model and writing. The chunk's row id and the embedding cache key derive from it.
+
+    A documentation chunk's rows are embedded for other tasks than code (:func:`row_tasks`), so
+    its hash names the task too (default: its first, ``qa``): the cache never hands a doc row a
+    vector made with another document prefix."""
+    text = embedding_text(chunk)
+    if chunk.kind == DOC_KIND:
+        text = f"{task or DOC_TASKS[0]}\n{text}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --- documentation chunks -------------------------------------------------------------------------
+
+# The document sides a doc chunk is stored for with a model that has task prefixes, one row each:
+# ``qa`` answers questions (cs find), ``code2nl`` answers a piece of code (cs docs). The first is
+# its main row. A model without prefixes embeds every side alike: one row, one vector.
+DOC_TASKS = ("qa", "code2nl")
+
+
+def has_prefixes(prefix_scheme: str) -> bool:
+    """Whether a (possibly recorded, ``none+words5``) prefix scheme gives tasks their own
+    prefixes."""
+    return prefix_scheme.partition("+")[0] != "none"
+
+
+def row_tasks(chunk: Chunk, prefix_scheme: str) -> tuple[str, ...]:
+    """The document-side tasks ``chunk`` is stored for, one index row (and vector) each: code
+    chunks one (DOCUMENT_TASK); doc chunks DOC_TASKS with a prefixed model, else just ``qa``."""
+    if chunk.kind != DOC_KIND:
+        return (DOCUMENT_TASK,)
+    return DOC_TASKS if has_prefixes(prefix_scheme) else DOC_TASKS[:1]
+
+
+def doc_rows_task(query_task: str, prefix_scheme: str) -> str:
+    """Which doc rows a query of ``query_task`` is compared with: ``code2nl`` rows for a code
+    query (cs docs, a code snippet given to cs find) when the model has prefixes, else the main
+    ``qa`` rows."""
+    code_query = query_task in ("code2code", "code2nl", "code2completion")
+    return DOC_TASKS[1] if code_query and has_prefixes(prefix_scheme) else DOC_TASKS[0]
 
 
 _RETURN_RE = re.compile(r"(?:return|yield)\b")
@@ -148,8 +206,8 @@ def views(chunk: Chunk, style: str) -> tuple[str, ...]:
     (the first line of :func:`embedding_text` without the path, which the text already has): its
     first line of code (usually the signature), and its last ``return``/``yield`` statement, else
     its last line of code (what it gives back). ``()`` for code models, which embed the text
-    alone."""
-    if style != WORDS_STYLE:
+    alone, and for documentation chunks (prose has no signature or return)."""
+    if style != WORDS_STYLE or chunk.kind == DOC_KIND:
         return ()
     first, *rest = embedding_text(chunk, style).split("\n")
     name = first.split(" | ", 1)[1] if " | " in first else first  # a chunk without a name: path
@@ -160,18 +218,26 @@ def views(chunk: Chunk, style: str) -> tuple[str, ...]:
     return tuple(f"{name}\n{line}" if line else name for line in (code[0] if code else "", result))
 
 
-# What the embedder sees for one chunk: its text, and its short views (none for a code model).
-Document = tuple[str, tuple[str, ...]]
+class Document(NamedTuple):
+    """What the embedder sees for one index row: its text, its short views (none for a code model
+    or a doc chunk), and the task whose document side it is embedded with."""
+
+    text: str
+    views: tuple[str, ...] = ()
+    task: str = "nl2code"
 
 
-def chunk_documents(chunks: Iterable[Chunk], style: str,
+def chunk_documents(chunks: Iterable[Chunk], prefix_scheme: str,
                     into: dict[str, Document] | None = None) -> dict[str, Document]:
-    """content hash -> :data:`Document` for ``chunks`` (added to ``into`` when given)."""
+    """row hash -> :class:`Document` for every row of ``chunks`` (:func:`row_tasks`) in an index
+    with this (recorded) prefix scheme; added to ``into`` when given."""
     docs = {} if into is None else into
+    style = document_style(prefix_scheme)
     for c in chunks:
-        h = content_hash(c)
-        if h not in docs:
-            docs[h] = (embedding_text(c, style), views(c, style))
+        for task in row_tasks(c, prefix_scheme):
+            h = content_hash(c, task)
+            if h not in docs:
+                docs[h] = Document(embedding_text(c, style), views(c, style), task)
     return docs
 
 
@@ -191,33 +257,51 @@ VIEW_WEIGHTS = (0.2, 0.1)
 
 class EmbedFn(Protocol):
     """The embedding step as a batch function: document texts -> (n, dim) float32 L2-normalised
-    vectors, in order; ``progress(k)`` as k more texts finish. :func:`embed_batch` over a loaded
-    model, or whatever an Indexer is given instead (``embed_fn``: a benchmark's stand-in)."""
+    vectors, in order, with the document side of ``task``; ``progress(k)`` as k more texts
+    finish. :func:`embed_batch` over a loaded model, or whatever an Indexer is given instead
+    (``embed_fn``: a benchmark's stand-in)."""
 
-    def __call__(self, texts: Sequence[str],
-                 progress: Callable[[int], None] | None = None) -> np.ndarray: ...
+    def __call__(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,
+                 task: str = DOCUMENT_TASK) -> np.ndarray: ...
 
 
 def embed_batch(embedder: Embedder, texts: Sequence[str],
-                progress: Callable[[int], None] | None = None) -> np.ndarray:
+                progress: Callable[[int], None] | None = None,
+                task: str = DOCUMENT_TASK) -> np.ndarray:
     """The pure embedding step: document texts -> (n, dim) float32 L2-normalised vectors."""
-    return embedder.embed_documents(list(texts), task=DOCUMENT_TASK, progress=progress)
+    return embedder.embed_documents(list(texts), task=task, progress=progress)
 
 
 def embed_documents(embed: EmbedFn, docs: Sequence[Document],
                     progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Chunk vectors for ``docs`` from a batch function over texts (progress counts the chunk
-    texts): the text vectors, with the views folded in when the documents have them."""
-    vectors = np.asarray(embed([text for text, _ in docs], progress), dtype=np.float32)
-    n_views = {len(extra) for _, extra in docs}
-    if n_views != {len(VIEW_WEIGHTS)}:
+    """Row vectors for ``docs`` from a batch function over texts (progress counts the row texts),
+    one call per task: the text vectors, with the views folded in for the documents that have
+    them."""
+    docs = [Document(*d) for d in docs]
+    out = np.zeros((len(docs), 0), dtype=np.float32)
+    for task in dict.fromkeys(d.task for d in docs):
+        rows = [i for i, d in enumerate(docs) if d.task == task]
+        part = _embed_task(embed, [docs[i] for i in rows], task, progress)
+        if out.shape[1] != part.shape[1]:
+            out = np.zeros((len(docs), part.shape[1]), dtype=np.float32)
+        out[rows] = part
+    return out
+
+
+def _embed_task(embed: EmbedFn, docs: Sequence[Document], task: str,
+                progress: Callable[[int], None] | None) -> np.ndarray:
+    """:func:`embed_documents` for documents of one task."""
+    vectors = np.asarray(embed([d.text for d in docs], progress, task=task), dtype=np.float32)
+    viewed = [i for i, d in enumerate(docs) if len(d.views) == len(VIEW_WEIGHTS)]
+    if not viewed:
         return vectors
-    folded: np.ndarray = (1 - sum(VIEW_WEIGHTS)) * vectors
+    folded: np.ndarray = (1 - sum(VIEW_WEIGHTS)) * vectors[viewed]
     for j, weight in enumerate(VIEW_WEIGHTS):
-        folded += weight * np.asarray(embed([extra[j] for _, extra in docs], None),
+        folded += weight * np.asarray(embed([docs[i].views[j] for i in viewed], None, task=task),
                                       dtype=np.float32)
     norms = np.linalg.norm(folded, axis=1, keepdims=True)
-    return (folded / np.maximum(norms, 1e-12)).astype(np.float32)
+    vectors[viewed] = folded / np.maximum(norms, 1e-12)
+    return vectors.astype(np.float32)
 
 
 # --- the full-text side --------------------------------------------------------------------------
@@ -315,6 +399,33 @@ def query_vector(embedder: Embedder, query: str, task: str, prefix_scheme: str) 
     return fold(embedder.embed_queries(texts, task=task), QUERY_VIEW_WEIGHTS)
 
 
+def doc_query_vector(embedder: Embedder, query: str, task: str, prefix_scheme: str) -> np.ndarray:
+    """A find query's vector for documentation rows: the query alone, written like the documents
+    (doc chunks have no views to fold against), with the query side of ``task`` (``qa``)."""
+    return embedder.embed_queries([written(query, prefix_scheme)], task=task)[0]
+
+
+def code_doc_query_vector(embedder: Embedder, chunk: Chunk, task: str,
+                          prefix_scheme: str) -> np.ndarray:
+    """A piece of code as a query for documentation rows (``cs docs``, task ``code2nl``): its
+    embedding text without the path (what it is called, then its code), written like the
+    documents; for a text model its two short :func:`views` (name + signature, name + what it
+    returns) folded in with CODE_DOC_VIEW_WEIGHTS, as a docstring mostly says what a function is
+    called, takes and gives back."""
+    style = document_style(prefix_scheme)
+    first, _, rest = embedding_text(chunk, style).partition("\n")
+    name = first.split(" | ", 1)[1] if " | " in first else ""
+    text = f"{name}\n{rest}" if name else rest
+    extra = views(chunk, style)
+    vectors = embedder.embed_queries([text, *extra], task=task)
+    return vectors[0] if not extra else fold(vectors, CODE_DOC_VIEW_WEIGHTS)
+
+
+# The views' weights in a code2nl query of a text model (:func:`code_doc_query_vector`).
+# code2nl dev set (bench/docs_quality.py code2nl), MiniLM hybrid: .619 -> .637.
+CODE_DOC_VIEW_WEIGHTS = (0.5, 0.5)
+
+
 def chunk_query_vector(embedder: Embedder, chunk: Chunk, task: str,
                        prefix_scheme: str) -> np.ndarray:
     """A similar query's vector: the chunk's code (written like the documents) embedded as a
@@ -322,7 +433,9 @@ def chunk_query_vector(embedder: Embedder, chunk: Chunk, task: str,
     compared with like."""
     extra = views(chunk, document_style(prefix_scheme))
 
-    def queries(texts: Sequence[str], progress: object = None) -> np.ndarray:
+    def queries(texts: Sequence[str], progress: Callable[[int], None] | None = None,
+                task: str = task) -> np.ndarray:  # the query side of the outer task
         return embedder.embed_queries(list(texts), task=task)
 
-    return embed_documents(queries, [(written(chunk.text, prefix_scheme), extra)])[0]
+    return embed_documents(queries, [Document(written(chunk.text, prefix_scheme), extra,
+                                              task)])[0]

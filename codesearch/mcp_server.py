@@ -4,9 +4,11 @@ indexed code base by meaning.
 Built on the official ``mcp`` Python SDK (``pip install 'codesearch[mcp]'``): ``MCPServer`` in mcp
 2.x, ``FastMCP`` in 1.x. Tools (all answers are structured, with a JSON schema):
 
-- ``search_code(query, k, language, path_glob)``: ``cs find``.
+- ``search_code(query, k, language, path_glob, kind)``: ``cs find`` (``kind``: ``code`` or
+  ``doc`` is ``--code`` / ``--docs``; a question ranks documentation as answers).
 - ``find_similar(file, line, k, language)``: ``cs similar FILE:LINE``; ``file`` relative to the
   root; ``language`` finds the equivalent in another language.
+- ``find_docs(file, line, k)``: ``cs docs FILE:LINE``, the documentation about that code.
 - ``find_duplicates(k, threshold, min_lines, language, path_glob, include_tests)``: ``cs dups``.
 - ``index_status()``: ``cs status --json``.
 
@@ -40,10 +42,12 @@ SERVER_NAME = "codesearch"
 INSTRUCTIONS = (
     "Semantic code search over one local repository (cs). Use search_code with a description of "
     "what the code does (or a code snippet) to find the functions, methods and classes that do "
-    "it; find_similar to find code like a given file:line (or its equivalent in another "
-    "language, with language); find_duplicates to list near-duplicate code worth merging; "
-    "index_status to see what is indexed and how stale it is. Paths are relative to the "
-    "repository root."
+    "it, or a question to find the documentation sections that answer it (kind='doc' for docs "
+    "only, kind='code' for code only); find_similar to find code like a given file:line (or "
+    "its equivalent in another language, with language); find_docs to find the documentation "
+    "describing the code at a file:line; find_duplicates to list near-duplicate code worth "
+    "merging; index_status to see what is indexed and how stale it is. Paths are relative to "
+    "the repository root."
 )
 
 
@@ -112,11 +116,15 @@ def build_server(service: QueryService, location: IndexLocation) -> Any:
                                               "typescript, go, rust.")] = None,
         path_glob: Annotated[str | None, Field(description="Only paths matching this glob, "
                                                "e.g. 'src/**/*.py'; '!tests/' excludes.")] = None,
+        kind: Annotated[str | None, Field(description="Only 'code' or only 'doc' "
+                                          "(documentation sections); both by default.")] = None,
     ) -> SearchResults:
-        """Search the repository by meaning: the functions, methods and classes that best match
-        the query, best first, each with its path, line range, symbol, score and source text."""
+        """Search the repository by meaning: the functions, methods, classes and documentation
+        sections that best match the query, best first, each with its path, line range, symbol,
+        kind ('doc' for documentation), score and text."""
         options = SearchOptions(k=k, languages=(language,) if language else (),
-                                globs=(path_glob,) if path_glob else ())
+                                globs=(path_glob,) if path_glob else (),
+                                kinds=(kind,) if kind else ())
         return await answer(Query("find", query, options))
 
     @server.tool()
@@ -156,6 +164,19 @@ def build_server(service: QueryService, location: IndexLocation) -> Any:
         result = await call(lambda: service.answer(location, Query("dups", "", options)))
         return DuplicateGroups(root=str(result.root),
                                groups=[g.to_dict() for g in result.groups or []])
+
+    @server.tool()
+    async def find_docs(
+        file: Annotated[str, Field(description="A file of the repository (relative to its "
+                                   "root, or absolute).")],
+        line: Annotated[int, Field(description="A line inside the code whose documentation "
+                                   "to find (1-based).", ge=1)],
+        k: Annotated[int, Field(description="How many results.", ge=1, le=100)] = 10,
+    ) -> SearchResults:
+        """Find the documentation sections that describe the function or class enclosing
+        file:line: the pages to read, or to update after changing that code."""
+        return await answer(Query("docs", f"{file}:{line}", SearchOptions(k=k),
+                                  cwd=location.root))
 
     @server.tool()
     async def index_status() -> dict[str, Any]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from codesearch.documents import content_hash, embedding_text
+from codesearch.documents import content_hash, embedding_text, row_tasks
 from codesearch.source.chunk import (
     CHUNKER_VERSION,
     Chunk,
@@ -409,13 +409,89 @@ def test_markdown_is_split_by_heading() -> None:
     )
     chunks = chunk_source(text, "docs/guide.md", "markdown")
     assert _outline(chunks) == [
-        ("section", "", 1, 1),
-        ("section", "Guide", 3, 4),
-        ("section", "Guide > Install", 6, 10),
-        ("section", "Guide > Install > Linux", 11, 12),
-        ("section", "Guide > Usage", 13, 14),
+        ("doc", "", 1, 1),
+        ("doc", "Guide", 3, 4),
+        ("doc", "Guide > Install", 6, 10),
+        ("doc", "Guide > Install > Linux", 11, 12),
+        ("doc", "Guide > Usage", 13, 14),
     ]
     assert {c.language for c in chunks} == {"markdown"}
+
+
+def test_restructuredtext_is_split_by_underlined_titles() -> None:
+    text = (
+        "=====\n"
+        "Guide\n"
+        "=====\n"
+        "\n"
+        "Intro.\n"
+        "\n"
+        "FAQ\n"
+        "---\n"
+        "\n"
+        "How do I retry?\n"
+        "~~~~~~~~~~~~~~~\n"
+        "\n"
+        "Pass ``retries=3``::\n"
+        "\n"
+        "    ---- not a title, a literal block\n"
+        "\n"
+        "Why is it slow?\n"
+        "~~~~~~~~~~~~~~~\n"
+        "Because.\n"
+        "\n"
+        "Install\n"
+        "-------\n"
+        "pip.\n"
+    )
+    chunks = chunk_source(text, "docs/faq.rst", "restructuredtext")
+    assert _outline(chunks) == [
+        ("doc", "Guide", 1, 5),
+        ("doc", "Guide > FAQ", 7, 8),
+        ("doc", "Guide > FAQ > How do I retry?", 10, 15),
+        ("doc", "Guide > FAQ > Why is it slow?", 17, 19),
+        ("doc", "Guide > Install", 21, 23),
+    ]
+
+
+def test_asciidoc_is_split_by_titles_outside_blocks() -> None:
+    text = "= Guide\n\nIntro.\n\n== Install\n----\n== not a title\n----\n\n=== Linux\napt\n"
+    chunks = chunk_source(text, "docs/guide.adoc", language_for_path("docs/guide.adoc"))
+    assert _outline(chunks) == [
+        ("doc", "Guide", 1, 3),
+        ("doc", "Guide > Install", 5, 8),
+        ("doc", "Guide > Install > Linux", 10, 11),
+    ]
+    assert {c.language for c in chunks} == {"asciidoc"}
+
+
+@pytest.mark.parametrize("path", ["README", "CHANGELOG.txt", "docs/notes.txt", "doc/a/b.txt"])
+def test_plain_text_docs_are_doc_chunks(path: str) -> None:
+    chunks = chunk_source("Changes\n=======\n\n1.0\n---\n- first\n", path, None)
+    assert _outline(chunks) == [("doc", "Changes", 1, 2), ("doc", "Changes > 1.0", 4, 6)]
+    plain = chunk_source("no titles here\njust text\n", path, None)
+    assert _outline(plain) == [("doc", "", 1, 2)]
+
+
+@pytest.mark.parametrize("path", ["data/x.txt", "requirements.txt", "notes.cfg"])
+def test_other_text_stays_windows(path: str) -> None:
+    chunks = chunk_source("Title\n=====\ntext\n", path, None)
+    assert {c.kind for c in chunks} == {"window"}
+
+
+def test_doc_rows_hash_their_task() -> None:
+    """A doc chunk's rows are embedded with another document prefix than code (qa, code2nl):
+    their hashes name the task, so no cached code-side vector is ever reused for them."""
+    doc = chunk_source("# Install\npip install thing\n", "README.md", "markdown")[0]
+    text = embedding_text(doc)
+    assert text == "README.md | Install\n# Install\npip install thing"
+    assert content_hash(doc) == hashlib.sha256(f"qa\n{text}".encode()).hexdigest()
+    assert content_hash(doc, "code2nl") == hashlib.sha256(f"code2nl\n{text}".encode()).hexdigest()
+    assert row_tasks(doc, "jina-code-v1") == ("qa", "code2nl")
+    assert row_tasks(doc, "none+words5") == ("qa",)
+    code = chunk_source("def f():\n    return 1\n", "a.py", "python")[0]
+    assert row_tasks(code, "jina-code-v1") == ("nl2code",)
+    assert content_hash(code) == hashlib.sha256(embedding_text(code).encode()).hexdigest()
 
 
 def test_text_without_grammar_becomes_overlapping_windows() -> None:

@@ -55,6 +55,10 @@ async def _session_calls(repo: Path, model: Path) -> dict[str, Any]:
                                      "language": "go"})
                 out["dups"] = await session.call_tool(
                     "find_duplicates", {"k": 5, "threshold": 0.5, "min_lines": 3})
+                out["docs_only"] = await session.call_tool(
+                    "search_code", {"query": "how do I compute a mean?", "k": 3, "kind": "doc"})
+                out["docs"] = await session.call_tool(
+                    "find_docs", {"file": "py/datatools/stats.py", "line": 14, "k": 2})
                 out["status"] = await session.call_tool("index_status", {})
                 out["bad_language"] = await session.call_tool(
                     "search_code", {"query": "x", "language": "cobol"})
@@ -78,9 +82,10 @@ def test_mcp_tools_end_to_end(indexed_py_go_repo: Path, tiny_model_dir: Path) ->
     out = anyio.run(_session_calls, indexed_py_go_repo, tiny_model_dir)
 
     tools = out["tools"]
-    assert set(tools) == {"search_code", "find_similar", "find_duplicates", "index_status"}
+    assert set(tools) == {"search_code", "find_similar", "find_docs", "find_duplicates",
+                          "index_status"}
     search_args = tools["search_code"].input_schema["properties"]
-    assert set(search_args) == {"query", "k", "language", "path_glob"}
+    assert set(search_args) == {"query", "k", "language", "path_glob", "kind"}
     assert tools["search_code"].input_schema["required"] == ["query"]
     assert set(tools["find_similar"].input_schema["required"]) == {"file", "line"}
     assert all(t.description for t in tools.values())
@@ -114,6 +119,14 @@ def test_mcp_tools_end_to_end(indexed_py_go_repo: Path, tiny_model_dir: Path) ->
     assert dups["groups"] == cs_json("dups", str(indexed_py_go_repo), "-k", "5",
                                      "--threshold", "0.5", "--min-lines", "3", "--json")
     assert dups["groups"]
+    docs_only = _structured(out["docs_only"])["hits"]
+    assert docs_only == cs_json("find", "how do I compute a mean?", "-k", "3", "--docs",
+                                "--path", str(indexed_py_go_repo), "--json")
+    assert docs_only and {h["kind"] for h in docs_only} == {"doc"}
+    docs = _structured(out["docs"])["hits"]
+    assert docs == cs_json("docs", str(indexed_py_go_repo / "py/datatools/stats.py") + ":14",
+                           "-k", "2", "--path", str(indexed_py_go_repo), "--json")
+    assert docs and {h["kind"] for h in docs} == {"doc"}
 
     status = _structured(out["status"])
     expected = cs_json("status", str(indexed_py_go_repo), "--json")

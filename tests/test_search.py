@@ -283,7 +283,7 @@ def test_a_text_models_find_query_folds_in_its_views(tmp_path: Path,
     index_root(root, options=IndexOptions(model="minilm"))
     searcher = Searcher.open(IndexSettings().locate(root))
     query = "Returns the mean of a numeric column"
-    hits = searcher.find(query, SearchOptions(k=3, mode="semantic"))
+    hits = searcher.find(query, SearchOptions(k=3, mode="semantic", kinds=("code",)))
     embedder = searcher.handle.get()
     texts = [in_words(t) for t in (query, *query_views(query))]
     vectors = embedder.embed_queries(texts, task="nl2code")

@@ -26,7 +26,7 @@ from typing import IO, Any
 import pytest
 
 from codesearch.config import resolve_index_uri
-from codesearch.documents import content_hash
+from codesearch.documents import content_hash, row_tasks
 from codesearch.index.indexer import IndexOptions
 from codesearch.index.watch import Watcher, WatchOptions, WatchStatus
 from codesearch.location import IndexSettings
@@ -45,12 +45,14 @@ DEADLINE = 60.0  # generous: a loaded CI machine; normally each wait ends in wel
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def expected_chunks(root: Path) -> list[tuple[str, int, int, str]]:
+def expected_chunks(root: Path, scheme: str = "jina-code-v1") -> list[tuple[str, int, int, str]]:
     """What a clean index of ``root`` holds, from discovery and the chunker."""
     out = []
     for f in Discovery(root):
         for c in chunk_source(read_source(f), f.rel, f.language):
-            out.append((c.path, c.start_line, c.end_line, content_hash(c)))
+            # One row per document side: a doc chunk has two with the (prefixed) tiny model.
+            out.extend((c.path, c.start_line, c.end_line, content_hash(c, task))
+                       for task in row_tasks(c, scheme))
     return sorted(out)
 
 

@@ -41,8 +41,12 @@ MinScore = Annotated[float | None, typer.Option("--min-score", help="Drop result
 # `cs --help` stays light; tests/test_cli_search.py checks they agree).
 Mode = Annotated[str | None, typer.Option("--mode", help="semantic, lexical or hybrid "
                                           "(default: hybrid).", show_default=False)]
-Task = Annotated[str | None, typer.Option("--task", help="nl2code or code2code (default: "
-                                          "detected from the query).", show_default=False)]
+Task = Annotated[str | None, typer.Option("--task", help="nl2code, qa or code2code (default: "
+                                          "detected from the query: a question is qa).",
+                                          show_default=False)]
+Docs = Annotated[bool, typer.Option("--docs", help="Only documentation (Markdown, reST, "
+                                    "AsciiDoc and plain-text doc sections).")]
+Code = Annotated[bool, typer.Option("--code", help="Only code.")]
 SimilarTask = Annotated[str | None, typer.Option("--task", help="nl2code or code2code "
                                                  "(default: code2code).", show_default=False)]
 Grep = Annotated[bool, typer.Option("--grep", help="path:line:symbol lines, for editors.")]
@@ -54,15 +58,18 @@ def _search(op: Op, text: str, path: Path, *, k: int, lang: list[str] | None,
             glob: list[str] | None, min_score: float | None, mode: str | None,
             task: str | None, as_json: bool, grep: bool, model: str | None,
             device: str | None, index_dir: Path | None, index_uri: str | None,
-            storage_option: list[str] | None, no_server: bool) -> None:
+            storage_option: list[str] | None, no_server: bool,
+            kinds: tuple[str, ...] = ()) -> None:
+    from dataclasses import replace
+
     from codesearch.query import client
     from codesearch.query.request import Query
     from codesearch.render import print_answer
 
     settings = index_settings(index_dir, index_uri, storage_option)
-    query = Query(op, text, search_options(k, lang, glob, min_score, mode, task), model,
-                  Path.cwd())
-    if op == "similar" and path == Path("."):
+    options = replace(search_options(k, lang, glob, min_score, mode, task), kinds=kinds)
+    query = Query(op, text, options, model, Path.cwd())
+    if op in ("similar", "docs") and path == Path("."):
         # Run outside any indexed tree: search the tree that holds FILE.
         path = settings.root_for_file(text, Path.cwd())
     answer = client.answer(query, path, settings, device=device, no_server=no_server,
@@ -81,6 +88,8 @@ def find_cmd(
     min_score: MinScore = None,
     mode: Mode = None,
     task: Task = None,
+    docs: Docs = False,
+    code: Code = False,
     as_json: Json = False,
     grep: Grep = False,
     model: Model = None,
@@ -91,14 +100,16 @@ def find_cmd(
     storage_option: StorageOpts = None,
     no_server: NoServer = False,
 ) -> None:
-    """Search the index of --path (default: the current directory) for QUERY.
+    """Search the index of --path (default: the current directory) for QUERY: code and
+    documentation in one list (a question ranks docs as answers).
 
     Exit 0 with results, 1 with none, 2 on error. A query server answers it warm: `cs serve`,
     `cs watch`, or the one the first query starts in the background (see `cs server`)."""
+    kinds = tuple(kind for kind, wanted in (("code", code), ("doc", docs)) if wanted)
     _search("find", query, path, k=k, lang=lang, glob=glob, min_score=min_score, mode=mode,
             task=task, as_json=as_json, grep=grep, model=model, device=device,
             index_dir=index_dir, index_uri=index_uri, storage_option=storage_option,
-            no_server=no_server)
+            no_server=no_server, kinds=kinds)
 
 
 @app.command("similar")
@@ -125,6 +136,34 @@ def similar_cmd(
     """Find code like the chunk enclosing FILE:LINE (itself excluded)."""
     _search("similar", location, path, k=k, lang=lang, glob=glob, min_score=min_score,
             mode=mode, task=task, as_json=as_json, grep=grep, model=model, device=device,
+            index_dir=index_dir, index_uri=index_uri, storage_option=storage_option,
+            no_server=no_server)
+
+
+@app.command("docs")
+def docs_cmd(
+    location: Annotated[str, typer.Argument(metavar="FILE:LINE",
+                                            help="A line inside the code to find the docs of.")],
+    path: RootPath = Path("."),
+    k: K = 10,
+    lang: Lang = None,
+    glob: Glob = None,
+    min_score: MinScore = None,
+    mode: Mode = None,
+    as_json: Json = False,
+    grep: Grep = False,
+    model: Model = None,
+    device: Device = None,
+    precision: Precision = None,
+    index_dir: IndexDir = None,
+    index_uri: IndexUri = None,
+    storage_option: StorageOpts = None,
+    no_server: NoServer = False,
+) -> None:
+    """Find the documentation that describes the code enclosing FILE:LINE (the pages to update
+    after changing it)."""
+    _search("docs", location, path, k=k, lang=lang, glob=glob, min_score=min_score,
+            mode=mode, task=None, as_json=as_json, grep=grep, model=model, device=device,
             index_dir=index_dir, index_uri=index_uri, storage_option=storage_option,
             no_server=no_server)
 

@@ -40,10 +40,10 @@ import numpy as np
 from codesearch import config
 from codesearch.config import is_remote
 from codesearch.documents import (
+    DOCUMENT_TASK,
     Document,
     EmbedFn,
     chunk_documents,
-    document_style,
     embed_batch,
     embed_documents,
 )
@@ -112,7 +112,8 @@ class IndexStats:
     files_failed: int = 0  # could not be read or chunked; reported, never fatal
     chunks_embedded: int = 0  # texts run through the model
     chunks_reused: int = 0  # chunks of changed files whose vector came from the index or cache
-    chunks_total: int = 0  # rows in the index after the run
+    chunks_total: int = 0  # rows in the index after the run (a doc chunk has two with a model
+    # that has task prefixes: its qa and code2nl sides; chunks_embedded/reused count rows too)
     chunks_with_vectors: int = 0  # of chunks_total, those with their vector (the rest: lexical)
     chunks_unresolved: int = 0  # phase 2: files changed since phase 1; the next run redoes them
     seconds_searchable: float = 0.0  # when phase 1 ended: the whole tree lexically searchable
@@ -380,12 +381,12 @@ class Indexer:
     def _flush(self, batch: _Batch, *, defer: bool = False) -> None:
         assert self.cache is not None and self.manifest is not None
         dim = self.manifest.dim
-        style = document_style(self.manifest.prefix_scheme)
+        scheme = self.manifest.prefix_scheme
         rows: list[ChunkRecord] = []
         docs: dict[str, Document] = {}  # hash -> what the embedder sees
         for _record, chunks in batch.files:
-            rows.extend(chunk_records(chunks))
-            chunk_documents(chunks, style, into=docs)
+            rows.extend(chunk_records(chunks, scheme))
+            chunk_documents(chunks, scheme, into=docs)
         vectors: dict[str, np.ndarray] = {}
         if rows:
             wanted = set(docs)
@@ -431,9 +432,9 @@ class Indexer:
             assert self.handle is not None
             embedder = self.handle.get()
 
-            def embed(texts: Sequence[str],
-                      progress: Callable[[int], None] | None = None) -> np.ndarray:
-                return embed_batch(embedder, texts, progress)
+            def embed(texts: Sequence[str], progress: Callable[[int], None] | None = None,
+                      task: str = DOCUMENT_TASK) -> np.ndarray:
+                return embed_batch(embedder, texts, progress, task)
 
         out = embed_documents(embed, docs, tick)
         if out.shape != (len(docs), self.manifest.dim):
@@ -623,7 +624,7 @@ class Indexer:
             chunks = chunk_source(text, path, language)
         except Exception:  # noqa: BLE001 - it chunked in phase 1; a failure now is left alone
             return None
-        return chunk_documents(chunks, document_style(self.manifest.prefix_scheme))
+        return chunk_documents(chunks, self.manifest.prefix_scheme)
 
 
 # Phase 2's smallest batch (the first, before a rate is measured, and for the slowest models).

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from codesearch.documents import content_hash, lexical_text
+from codesearch.documents import content_hash, lexical_text, row_tasks
 from codesearch.store.records import ChunkRecord, FileRecord
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,17 +55,22 @@ def chunk_id(path: str, content_hash: str, occurrence: int) -> str:
     return hashlib.sha256(key).hexdigest()[:32]
 
 
-def chunk_records(chunks: Sequence[Chunk]) -> list[ChunkRecord]:
-    """Rows for one file's chunks, with deterministic ids and the lexical text."""
+def chunk_records(chunks: Sequence[Chunk], prefix_scheme: str) -> list[ChunkRecord]:
+    """Rows for one file's chunks in an index with this (recorded) prefix scheme, with
+    deterministic ids and the lexical text: one row per chunk and document-side task
+    (documents.row_tasks: a doc chunk has a ``qa`` and a ``code2nl`` row with a prefixed
+    model)."""
     seen: dict[str, int] = {}
     out = []
     for c in chunks:
-        h = content_hash(c)
-        n = seen.get(h, 0)
-        seen[h] = n + 1
-        out.append(ChunkRecord(
-            id=chunk_id(c.path, h, n), path=c.path, language=c.language, kind=c.kind,
-            symbol=c.symbol, start_line=c.start_line, end_line=c.end_line, text=c.text, hash=h,
-            search_text=lexical_text(c.path, c.symbol, c.text), definition_line=c.definition_line,
-        ))
+        search_text = lexical_text(c.path, c.symbol, c.text)
+        for task in row_tasks(c, prefix_scheme):
+            h = content_hash(c, task)
+            n = seen.get(h, 0)
+            seen[h] = n + 1
+            out.append(ChunkRecord(
+                id=chunk_id(c.path, h, n), path=c.path, language=c.language, kind=c.kind,
+                symbol=c.symbol, start_line=c.start_line, end_line=c.end_line, text=c.text,
+                hash=h, search_text=search_text, definition_line=c.definition_line, task=task,
+            ))
     return out

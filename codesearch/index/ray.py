@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from codesearch.documents import Document, embed_batch, embed_documents
+from codesearch.documents import DOCUMENT_TASK, Document, embed_batch, embed_documents
 from codesearch.embed import load_embedder
 from codesearch.errors import UsageError
 from codesearch.index.indexer import (
@@ -77,7 +77,8 @@ class RayOptions:
 
 
 class EmbedActor:
-    """One model per actor process; Ray Data calls it with batches of ``{"i", "text"}`` rows, plus
+    """One model per actor process; Ray Data calls it with batches of ``{"i", "text", "task"}``
+    rows (task: the document side, documents.Document), ``views`` (how many views it has), plus
     ``view0``, ``view1``... for a writing with short views (see documents.embed_documents)."""
 
     def __init__(self, model: str, dim: int | None, device: str | None, dtype: str | None,
@@ -89,15 +90,19 @@ class EmbedActor:
         self.embedder = load_embedder(model, dim=dim, device=device, dtype=dtype,
                                       precision=precision)
 
-    def _embed(self, texts: Sequence[str],
-               progress: Callable[[int], None] | None = None) -> np.ndarray:
-        return embed_batch(self.embedder, texts)
+    def _embed(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,
+               task: str = DOCUMENT_TASK) -> np.ndarray:
+        return embed_batch(self.embedder, texts, task=task)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         texts = [str(t) for t in batch["text"]]
-        columns = sorted((key for key in batch if key.startswith("view")), key=lambda k: int(k[4:]))
-        extras = [tuple(str(batch[key][i]) for key in columns) for i in range(len(texts))]
-        vectors = embed_documents(self._embed, list(zip(texts, extras, strict=True)))
+        tasks = [str(t) for t in batch["task"]]
+        columns = sorted((key for key in batch if key.startswith("view") and key[4:].isdigit()),
+                         key=lambda k: int(k[4:]))
+        extras = [tuple(str(batch[key][i]) for key in columns[:int(batch["views"][i])])
+                  for i in range(len(texts))]
+        vectors = embed_documents(self._embed, [Document(*d) for d in zip(texts, extras, tasks,
+                                                                            strict=True)])
         return {"i": np.asarray(batch["i"]), "vector": np.asarray(vectors, dtype=np.float32)}
 
 
@@ -153,8 +158,12 @@ def ray_embed(docs: Sequence[Document], *, model: str, dim: int | None, device: 
     # Longest first, as the local embedder sorts: neighbouring rows (and so each Ray batch) have
     # similar lengths and the actor pads little.
     order = sorted(range(len(docs)), key=lambda i: (-len(docs[i][0]), i))
-    items = [{"i": i, "text": docs[i][0]} | {f"view{j}": v for j, v in enumerate(docs[i][1])}
-             for i in order]
+    # Every row has the same columns (Ray gives a missing one as None): a doc chunk has no views
+    # where code has two, so the view columns are padded and "views" says how many are real.
+    width = max(len(d.views) for d in docs)
+    items = [{"i": i, "text": docs[i].text, "task": docs[i].task, "views": len(docs[i].views)}
+             | {f"view{j}": docs[i].views[j] if j < len(docs[i].views) else ""
+                for j in range(width)} for i in order]
     n_blocks = max(1, min(len(items) // max(1, opts.batch_texts), 4 * workers * 4))
     ds = ray.data.from_items(items, override_num_blocks=n_blocks)
     ds = ds.map_batches(

@@ -5,7 +5,9 @@
 - :func:`hybrid_rank`: the hybrid ranking of the candidates both searches found (semantic and
   BM25): max-normalised linear fusion (:func:`fuse`), the find priors (:func:`prior`: name
   coverage, test code) or the similar one (:func:`namesake_priors`), the kind prior
-  (:func:`kind_weight`), then one piece per split definition (:func:`one_per_definition`).
+  (:func:`kind_weight`), then one piece per split definition (:func:`one_per_definition`);
+- documentation beside code: :func:`find_task` (a question is ``qa``), :func:`side_tasks` (the
+  task each kind is ranked with), :func:`doc_weight` and :func:`merge_kinds` (one list of both).
 
 Every constant here was measured on the shared eval (bench/quality.py,
 bench/results/quality-log.md). :func:`hybrid_rank` takes them as keyword arguments too, so
@@ -64,7 +66,7 @@ TEST_PENALTY = 0.3
 # hybrid: dev .938 -> .987, pairs below 0.6 similarity .725 -> .951 (quality-log.md row 15).
 NAMESAKE_BOOST = 0.2
 # Chunks whose symbol is not a definition's name (a Markdown heading path, or none): no namesakes.
-UNNAMED_KINDS = ("module", "section", "window")
+UNNAMED_KINDS = ("module", "section", "window", "doc")
 
 
 _CODE_PUNCT = re.compile(r"[{};]|=>|->|::|==|!=|&&|\|\||\w\(|\)\s*:|^\s*[@#]\w")
@@ -332,3 +334,52 @@ def hybrid_rank(vector: np.ndarray, sem_rows: Sequence[StoredChunk],
              for key, score in fuse(semantic, lexical, weight).items()}
     order = sorted(fused, key=lambda key: (-fused[key], rows[key].path, rows[key].start_line))
     return one_per_definition([(fused[key], rows[key]) for key in order])[:k]
+
+
+# --- documentation beside code (cs find over both kinds; issue 29) -------------------------------
+
+# A question's answer is as likely prose as code: its doc results and code results merge on equal
+# terms. For any other query docs weigh as the secondary kinds do (the prose sections they were
+# before they had a kind of their own), so a description of behaviour still finds code first.
+DOC_WEIGHT = {"qa": 1.0}
+# Semantic weight of the doc side of a find (code: SEMANTIC_WEIGHT): prose is matched by meaning
+# more than by shared words. qa sets, MiniLM hybrid: dev .619 -> .627, check .644 -> .670
+# (bench/docs_quality.py). `cs docs` keeps SEMANTIC_WEIGHT (code2nl dev: .637 at 0.8, .629 at 0.9).
+DOC_SEMANTIC_WEIGHT = 0.9
+_QUESTION_START = re.compile(r"^\s*(how|why|what|when|where|which|who|whom|whose)\b", re.I)
+
+
+def is_question(query: str) -> bool:
+    """Whether a natural-language query is a question ("How do I add a command?", "why does
+    the cache expire"): a find query with task ``qa``."""
+    text = query.strip()
+    return "\n" not in text and (text.endswith("?") or bool(_QUESTION_START.match(text)))
+
+
+def find_task(query: str) -> str:
+    """The task of a find query: ``qa`` for a question, else :func:`detect_task`."""
+    task = detect_task(query)
+    return "qa" if task == "nl2code" and is_question(query) else task
+
+
+def side_tasks(task: str) -> tuple[str, str]:
+    """(code task, doc task) of a find query of ``task``: code is ranked for natural language
+    with nl2code (a question too) and for code with the code task; documentation with ``qa``
+    for natural language and ``code2nl`` for code."""
+    if task in ("nl2code", "qa"):
+        return "nl2code", "qa"
+    return ("code2code" if task == "code2nl" else task), "code2nl"
+
+
+def doc_weight(task: str) -> float:
+    """What a doc result's score is multiplied by beside code results for a find of ``task``."""
+    return DOC_WEIGHT.get(task, SECONDARY_WEIGHT)
+
+
+def merge_kinds(parts: Sequence[tuple[float, Sequence[tuple[float, StoredChunk]]]], k: int
+                ) -> list[tuple[float, StoredChunk]]:
+    """Ranked lists of each kind, each with its weight, as one list of the best ``k`` by weighted
+    score (ties: path, line)."""
+    merged = [(weight * score, row) for weight, ranked in parts for score, row in ranked]
+    merged.sort(key=lambda pair: (-pair[0], pair[1].path, pair[1].start_line))
+    return merged[:k]

@@ -18,14 +18,18 @@ from codesearch.location import file_at
 
 MODES = ("semantic", "lexical", "hybrid")
 QUERY_TASKS = ("nl2code", "code2code", "qa", "code2nl", "code2completion")
-Op = Literal["find", "similar", "dups"]
+# What a result is: code, or documentation (a chunk of kind "doc"). ``--code`` / ``--docs``.
+KINDS = ("code", "doc")
+Op = Literal["find", "similar", "docs", "dups"]
+OPS = ("find", "similar", "docs", "dups")
 
 
 @dataclass(frozen=True)
 class SearchOptions:
     """What every query accepts: ``-k``, ``--lang``, ``--glob``, ``--min-score``, ``--mode``,
-    ``--task`` (None: detected). ``mode`` None: the operation's default (see query.ranking), so
-    every front end (CLI, server, MCP) agrees."""
+    ``--task`` (None: detected), ``kinds`` (``--code`` / ``--docs``; empty: both, for find).
+    ``mode`` None: the operation's default (see query.ranking), so every front end (CLI,
+    server, MCP) agrees."""
 
     k: int = 10
     languages: tuple[str, ...] = ()
@@ -38,6 +42,7 @@ class SearchOptions:
     min_lines: int | None = None
     threshold: float | None = None
     tests: bool = False
+    kinds: tuple[str, ...] = ()
 
     def validate(self) -> None:
         """UsageError for values no query can satisfy."""
@@ -50,6 +55,9 @@ class SearchOptions:
                              hint="use one of: " + ", ".join(QUERY_TASKS))
         if self.threshold is not None and not 0.0 < self.threshold <= 1.0:
             raise UsageError(f"--threshold must be in (0, 1], got {self.threshold}")
+        for kind in self.kinds:
+            if kind not in KINDS:
+                raise UsageError(f"unknown kind '{kind}'", hint="use one of: " + ", ".join(KINDS))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready values (tuples as lists)."""
@@ -65,9 +73,9 @@ class SearchOptions:
 
 @dataclass(frozen=True)
 class Query:
-    """``find`` (``text`` is the query), ``similar`` (``text`` is FILE:LINE, relative to
-    ``cwd``) or ``dups`` (``text`` unused: the whole index, or its scope), with its options
-    and the model asked for (None: the index's own)."""
+    """``find`` (``text`` is the query), ``similar`` or ``docs`` (``text`` is FILE:LINE,
+    relative to ``cwd``) or ``dups`` (``text`` unused: the whole index, or its scope), with its
+    options and the model asked for (None: the index's own)."""
 
     op: Op
     text: str
@@ -81,12 +89,13 @@ class Query:
         self.options.validate()
         if self.op == "find" and not self.text.strip():
             raise UsageError("empty query", hint='e.g. cs find "parse a CSV file"')
-        if self.op == "similar":
+        if self.op in ("similar", "docs"):
             self.check_file()
 
     def check_file(self) -> Path:
-        """For ``similar``: the file FILE:LINE names (relative to ``cwd``), checked before any
-        index is looked up, so a typo is blamed on the location and not on a missing index."""
+        """For ``similar`` and ``docs``: the file FILE:LINE names (relative to ``cwd``), checked
+        before any index is looked up, so a typo is blamed on the location and not on a missing
+        index."""
         return file_at(self.text, self.cwd or Path.cwd())[0]
 
     def to_dict(self) -> dict[str, Any]:
@@ -98,7 +107,7 @@ class Query:
     def from_dict(cls, data: Mapping[str, Any]) -> Query:
         """The inverse of :meth:`to_dict`; ValueError or TypeError for a malformed one."""
         op = data.get("op")
-        if op not in ("find", "similar", "dups"):
+        if op not in OPS:
             raise ValueError(f"unknown op {op!r}")
         cwd = data.get("cwd")
         return cls(op, str(data["text"]), SearchOptions.from_dict(data.get("options") or {}),

@@ -1,4 +1,9 @@
-"""Find and similar: a query (or a FILE:LINE) -> ranked :class:`Hit` s.
+"""Find, similar and docs: a query (or a FILE:LINE) -> ranked :class:`Hit` s.
+
+Code and documentation (``doc`` chunks) are ranked apart, each against the rows of its own
+document side (documents.row_tasks; code rows ``kind != 'doc'``, doc rows by their ``task``):
+``find`` ranks both and merges them (ranking.merge_kinds), ``similar`` ranks the kind of the
+chunk it starts from, ``docs`` ranks documentation for a piece of code (code2nl).
 
 Three modes over the same index:
 - ``semantic``: the query's embedding (nl2code for natural language, code2code for code; a text
@@ -26,7 +31,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from codesearch import config
-from codesearch.documents import chunk_query_vector, lexical_query, query_vector
+from codesearch.documents import (
+    DOC_KIND,
+    chunk_query_vector,
+    code_doc_query_vector,
+    doc_query_vector,
+    doc_rows_task,
+    lexical_query,
+    query_vector,
+)
 from codesearch.embed.handle import EmbedderHandle, check_readable, handle_for
 from codesearch.errors import IndexMissingError, UsageError
 from codesearch.hits import Hit
@@ -34,16 +47,20 @@ from codesearch.location import IndexLocation, file_at
 from codesearch.query.ranking import (
     DEFAULT_MODE,
     DEFAULT_SIMILAR_MODE,
+    DOC_SEMANTIC_WEIGHT,
     SECONDARY_KINDS,
     SECONDARY_WEIGHT,
     build_where,
-    detect_task,
+    doc_weight,
+    find_task,
     hybrid_pool,
     hybrid_rank,
+    merge_kinds,
     name_key,
     one_per_definition,
+    side_tasks,
 )
-from codesearch.query.request import SearchOptions
+from codesearch.query.request import KINDS, SearchOptions
 from codesearch.source.chunk import Chunk, chunk_source
 from codesearch.source.discover import REASON_TEXT, Discovery, Skip, SourceFile, read_source
 from codesearch.source.languages import language_for_path
@@ -52,6 +69,10 @@ from codesearch.store.store import Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from codesearch.embed import Embedder
+
+
+# Every row of a code chunk (a doc chunk's rows are found by their task: Searcher._doc_rows).
+CODE_ROWS = f"kind != {sql_str(DOC_KIND)}"
 
 
 def enclosing_chunk(chunks: Sequence[Chunk], line: int) -> Chunk | None:
@@ -108,51 +129,106 @@ class Searcher:
         return self.store.coverage_info()
 
     def find(self, query: str, options: SearchOptions | None = None) -> list[Hit]:
-        """Rank chunks for ``query`` (see the module doc for modes); empty query is a UsageError."""
+        """Rank chunks for ``query`` (see the module doc for modes); empty query is a UsageError.
+        Code and documentation are ranked apart, each with its own task (ranking.side_tasks: a
+        question's docs with ``qa``, its code with ``nl2code``), then merged
+        (ranking.merge_kinds); ``options.kinds`` keeps one of them."""
         opts = options or SearchOptions()
         opts.validate()
         opts = replace(opts, mode=opts.mode or DEFAULT_MODE)
         if not query.strip():
             raise UsageError("empty query", hint='e.g. cs find "parse a CSV file"')
-        task = opts.task or detect_task(query)
-        where = self._where(opts)
+        task = opts.task or find_task(query)
+        code_task, doc_task = side_tasks(task)
+        scheme = self.manifest.prefix_scheme
+        kinds = opts.kinds or KINDS
+        text_query = lexical_query(query)
+        parts = []
+        if "code" in kinds:
+            def embed() -> np.ndarray:  # only when a mode needs it: lexical never loads the model
+                return query_vector(self.handle.get(), query, code_task, scheme)
 
-        def embed() -> np.ndarray:  # only when a mode needs it: lexical never loads the model
-            return query_vector(self.handle.get(), query, task, self.manifest.prefix_scheme)
+            parts.append((1.0, self._ranked(embed, text_query, self._where(opts, [CODE_ROWS]),
+                                            opts, query=query)))
+        if "doc" in kinds:
+            def embed_doc() -> np.ndarray:
+                return doc_query_vector(self.handle.get(), query, doc_task, scheme)
 
-        return self._rank(embed, lexical_query(query), where, opts, query=query)
+            # Without the find priors: a heading path's last word is no definition's name, and
+            # a docs path is no test (qa sets, MiniLM hybrid: dev .568 -> .619, check .619 ->
+            # .644; bench/docs_quality.py).
+            doc_rows = self._doc_rows(doc_task)
+            parts.append((doc_weight(task), self._ranked(
+                embed_doc, text_query, self._where(opts, [doc_rows]), opts,
+                semantic_weight=DOC_SEMANTIC_WEIGHT)))
+        return self._hits(merge_kinds(parts, opts.k), opts)
 
     def similar(self, location: str, options: SearchOptions | None = None, *,
                 cwd: Path | None = None) -> list[Hit]:
-        """Chunks like the one enclosing ``FILE:LINE`` (code2code), excluding itself. The file is
-        chunked now, so an unindexed or edited file works too."""
+        """Code like the chunk enclosing ``FILE:LINE`` (code2code), excluding itself; for a line
+        of documentation, documentation like it. The file is chunked now, so an unindexed or
+        edited file works too."""
         opts = options or SearchOptions()
         opts.validate()
         opts = replace(opts, mode=opts.mode or DEFAULT_SIMILAR_MODE)
-        rel, line, text, language = self._resolve_location(location, cwd or Path.cwd())
-        chunks = chunk_source(text, rel, language)
-        chunk = enclosing_chunk(chunks, line)
-        if chunk is None:
-            raise UsageError(f"{rel}:{line} has no code to compare")
-        # Exclude every stored chunk of this file around the chosen one (itself, possibly at
-        # shifted lines if the file changed since indexing, and the other pieces of its
-        # definition when it is one piece of a long one).
-        pieces = ([c for c in chunks if c.definition_line == chunk.definition_line]
-                  if chunk.definition_line else [chunk])
-        spans = " OR ".join(f"(start_line <= {c.end_line} AND end_line >= {c.start_line})"
-                            for c in pieces)
-        own = f"NOT (path = {sql_str(rel)} AND ({spans}))"
-        where = self._where(opts, extra=[own])
+        chunk, own = self._chunk_at(location, cwd or Path.cwd())
+        same_kind = self._doc_rows("qa") if chunk.kind == DOC_KIND else CODE_ROWS
+        where = self._where(opts, extra=[own, same_kind])
         task = opts.task or "code2code"
 
         def embed() -> np.ndarray:
             return chunk_query_vector(self.handle.get(), chunk, task,
                                       self.manifest.prefix_scheme)
 
-        return self._rank(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, opts,
-                          namesake=name_key(chunk.symbol, chunk.kind))
+        ranked = self._ranked(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, opts,
+                              namesake=name_key(chunk.symbol, chunk.kind))
+        return self._hits(ranked, opts)
+
+    def docs(self, location: str, options: SearchOptions | None = None, *,
+             cwd: Path | None = None) -> list[Hit]:
+        """Documentation about the code enclosing ``FILE:LINE`` (task code2nl: its definition as
+        the query, doc chunks as the candidates), the chunk itself excluded."""
+        chunk, own = self._chunk_at(location, cwd or Path.cwd())
+        return self.docs_for(chunk, options, exclude=own)
+
+    def docs_for(self, chunk: Chunk, options: SearchOptions | None = None, *,
+                 exclude: str | None = None) -> list[Hit]:
+        """:meth:`docs` for a chunk in hand (``exclude``: an SQL clause of rows to leave
+        out)."""
+        opts = options or SearchOptions()
+        opts.validate()
+        opts = replace(opts, mode=opts.mode or DEFAULT_SIMILAR_MODE)
+        task = opts.task or "code2nl"
+        where = self._where(opts, extra=[exclude or "", self._doc_rows(task)])
+
+        def embed() -> np.ndarray:
+            return code_doc_query_vector(self.handle.get(), chunk, task,
+                                         self.manifest.prefix_scheme)
+
+        ranked = self._ranked(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, opts)
+        return self._hits(ranked, opts)
 
     # internals ------------------------------------------------------------------------------
+
+    def _doc_rows(self, doc_task: str) -> str:
+        """The SQL filter for the doc rows a query of ``doc_task`` compares with."""
+        return f"task = {sql_str(doc_rows_task(doc_task, self.manifest.prefix_scheme))}"
+
+    def _chunk_at(self, location: str, cwd: Path) -> tuple[Chunk, str]:
+        """The chunk enclosing ``FILE:LINE`` as the file is now, and the SQL clause that leaves
+        out every stored chunk of it (itself, possibly at shifted lines if the file changed
+        since indexing, and the other pieces of its definition when it is one piece of a long
+        one)."""
+        rel, line, text, language = self._resolve_location(location, cwd)
+        chunks = chunk_source(text, rel, language)
+        chunk = enclosing_chunk(chunks, line)
+        if chunk is None:
+            raise UsageError(f"{rel}:{line} has no code to compare")
+        pieces = ([c for c in chunks if c.definition_line == chunk.definition_line]
+                  if chunk.definition_line else [chunk])
+        spans = " OR ".join(f"(start_line <= {c.end_line} AND end_line >= {c.start_line})"
+                            for c in pieces)
+        return chunk, f"NOT (path = {sql_str(rel)} AND ({spans}))"
 
     def _where(self, opts: SearchOptions, extra: Sequence[str] = ()) -> str | None:
         if opts.languages:
@@ -166,35 +242,41 @@ class Searcher:
             extra = [*extra, f"starts_with(path, {sql_str(self.scope + '/')})"]
         return build_where(opts.languages, opts.globs, extra)
 
-    def _rank(self, embed: Callable[[], np.ndarray], text_query: str, where: str | None,
-              opts: SearchOptions, query: str | None = None,
-              namesake: frozenset[str] | None = None) -> list[Hit]:
-        k = opts.k
-        if opts.mode == "hybrid":
-            hits = self._hybrid(embed(), text_query, where, k, query, namesake)
-        else:
-            if opts.mode == "semantic":
-                vector = embed()
-
-                def search(flt: str | None, n: int) -> list[StoredChunk]:
-                    return self.store.vector_search(vector, n, where=flt)
-            else:
-                def search(flt: str | None, n: int) -> list[StoredChunk]:
-                    return self.store.text_search(text_query, n, where=flt)
-
-            # Pieces of one long definition collapse into one hit, so fetch more than k until k
-            # definitions are found or the candidates run out.
-            n = 2 * k + 10
-            while True:
-                rows = self._by_kind(search, where, n)
-                best = one_per_definition(rows)
-                if len(best) >= k or len(rows) < n:
-                    break
-                n *= 2
-            hits = [Hit.from_stored(r, score) for score, r in best[:k]]
+    @staticmethod
+    def _hits(ranked: Sequence[tuple[float, StoredChunk]], opts: SearchOptions) -> list[Hit]:
+        hits = [Hit.from_stored(row, score) for score, row in ranked[:opts.k]]
         if opts.min_score is not None:
             hits = [h for h in hits if h.score >= opts.min_score]
-        return hits[:k]
+        return hits
+
+    def _ranked(self, embed: Callable[[], np.ndarray], text_query: str, where: str | None,
+                opts: SearchOptions, query: str | None = None,
+                namesake: frozenset[str] | None = None, semantic_weight: float | None = None
+                ) -> list[tuple[float, StoredChunk]]:
+        """The best ``opts.k`` (score, row) among rows matching ``where``, in ``opts.mode``
+        (``semantic_weight``: hybrid's, None for ranking.SEMANTIC_WEIGHT)."""
+        k = opts.k
+        if opts.mode == "hybrid":
+            return self._hybrid(embed(), text_query, where, k, query, namesake, semantic_weight)
+        if opts.mode == "semantic":
+            vector = embed()
+
+            def search(flt: str | None, n: int) -> list[StoredChunk]:
+                return self.store.vector_search(vector, n, where=flt)
+        else:
+            def search(flt: str | None, n: int) -> list[StoredChunk]:
+                return self.store.text_search(text_query, n, where=flt)
+
+        # Pieces of one long definition collapse into one hit, so fetch more than k until k
+        # definitions are found or the candidates run out.
+        n = 2 * k + 10
+        while True:
+            rows = self._by_kind(search, where, n)
+            best = one_per_definition(rows)
+            if len(best) >= k or len(rows) < n:
+                break
+            n *= 2
+        return best[:k]
 
     @staticmethod
     def _by_kind(search: Callable[[str | None, int], list[StoredChunk]], where: str | None,
@@ -211,15 +293,15 @@ class Searcher:
         return scored[:k]
 
     def _hybrid(self, vector: np.ndarray, text_query: str, where: str | None,
-                k: int, query: str | None = None, namesake: frozenset[str] | None = None
-                ) -> list[Hit]:
+                k: int, query: str | None = None, namesake: frozenset[str] | None = None,
+                semantic_weight: float | None = None) -> list[tuple[float, StoredChunk]]:
         """Both candidate lists (``hybrid_pool(k)`` each) ranked by ranking.hybrid_rank, with the
         find priors when ``query`` is given, the similar one when ``namesake`` is."""
         pool = hybrid_pool(k)
         sem_rows = self.store.vector_search(vector, pool, where=where, with_vectors=True)
         lex_rows = self.store.text_search(text_query, pool, where=where, with_vectors=True)
-        best = hybrid_rank(vector, sem_rows, lex_rows, k, query=query, namesake=namesake)
-        return [Hit.from_stored(row, score) for score, row in best]
+        return hybrid_rank(vector, sem_rows, lex_rows, k, query=query, namesake=namesake,
+                           semantic_weight=semantic_weight)
 
     def _check_indexable(self, file: str, rel: str) -> None:
         """UsageError for a file this index does not hold and discovery would leave out (binary,

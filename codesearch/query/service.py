@@ -74,8 +74,8 @@ class QueryService:
                              loader=self._load, notify=self.notify)
 
     def answer(self, location: IndexLocation, query: Query) -> Answer:
-        """What ``cs find`` / ``cs similar`` / ``cs dups`` print for ``query`` over the index at
-        ``location`` (limited to its ``scope``), with the index's coverage."""
+        """What ``cs find`` / ``cs similar`` / ``cs docs`` / ``cs dups`` print for ``query`` over
+        the index at ``location`` (limited to its ``scope``), with the index's coverage."""
         query.check()
         searcher = self.searcher(location, query.model)
         if query.op == "dups":
@@ -83,6 +83,8 @@ class QueryService:
             return Answer([], searcher.root, searcher.coverage().to_dict(), groups)
         if query.op == "find":
             hits = searcher.find(query.text, query.options)
+        elif query.op == "docs":
+            hits = searcher.docs(query.text, query.options, cwd=query.cwd)
         else:
             hits = searcher.similar(query.text, query.options, cwd=query.cwd)
         return Answer(hits, searcher.root, searcher.coverage().to_dict())

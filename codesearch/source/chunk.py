@@ -34,9 +34,13 @@ How a file is cut (grammar languages):
 - the remaining top-level code is grouped into ``module`` chunks;
 - anything longer than the token budget is split at statement boundaries; every piece after the
   first gets a ``header`` naming the definition it continues.
-Text without a grammar: Markdown by heading (``section``), everything else by overlapping line
-windows (``window``). Line endings are normalised (``\\r\\n`` -> ``\\n``) in chunk texts so a
-checkout's line-ending setting does not change hashes.
+Documentation is kind ``doc``, one chunk per section (symbol: its heading path, ``Guide >
+Install``; a section over the budget becomes several windows of that section): Markdown by ``#``
+heading, reStructuredText by underlined (and overlined) titles, AsciiDoc by ``=`` titles, and
+plain-text docs (README, CHANGELOG, ... and ``.txt`` files under ``doc/`` or ``docs/``) by
+underlined titles where they have them. Docstrings stay with their code. Other text without a
+grammar is cut into overlapping line windows (``window``). Line endings are normalised
+(``\\r\\n`` -> ``\\n``) in chunk texts so a checkout's line-ending setting does not change hashes.
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ if TYPE_CHECKING:
 
 # Bump whenever chunk boundaries, texts or headers change, or what codesearch.documents writes
 # (embedding_text, views, lexical_text).
-CHUNKER_VERSION = "11"
+CHUNKER_VERSION = "12"
 
 DEFAULT_MAX_TOKENS = 512
 # Room left in the budget for the embedding header line and the model's document prefix.
@@ -129,8 +133,99 @@ def chunk_source(
             return _TreeChunker(lines, rel_path, lang, max_tokens).run(tree.root_node)
     cutter = _LineChunker(lines, rel_path, label, max_tokens)
     if label == "markdown":
-        return cutter.markdown()
+        return cutter.sections(markdown_headings(lines))
+    if label == "asciidoc":
+        return cutter.sections(asciidoc_headings(lines))
+    if label == "restructuredtext" or (label == "text" and is_text_doc(rel_path)):
+        return cutter.sections(underlined_headings(lines))
     return cutter.windows(0, len(lines) - 1, kind="window", symbol="")
+
+
+# --- documentation -------------------------------------------------------------------------------
+
+DOC_KIND = "doc"  # the kind of every documentation chunk (codesearch.documents.DOC_KIND)
+# Plain-text files that are documentation by name (any extension or none).
+_DOC_NAMES = frozenset({"readme", "changelog", "changes", "history", "news", "contributing",
+                        "faq", "install", "usage", "authors", "hacking", "todo"})
+_DOC_DIRS = frozenset({"doc", "docs", "documentation"})
+
+
+def is_text_doc(rel_path: str) -> bool:
+    """Whether a file without a grammar or markup language is documentation: a README,
+    CHANGELOG, ... by name, or a ``.txt`` file under a ``doc``/``docs`` folder."""
+    parts = rel_path.lower().split("/")
+    name = parts[-1]
+    stem, dot, ext = name.partition(".")
+    if stem in _DOC_NAMES and ext in ("", "txt", "text"):
+        return True
+    return name.endswith(".txt") and any(p in _DOC_DIRS for p in parts[:-1])
+
+
+Heading = tuple[int, int, str]  # row of the title line (0-based), level, title
+
+
+def markdown_headings(lines: list[str]) -> list[Heading]:
+    """``#`` headings outside fenced code blocks."""
+    headings: list[Heading] = []
+    fence: str | None = None
+    for row, line in enumerate(lines):
+        stripped = line.lstrip()
+        marker = re.match(r"(`{3,}|~{3,})", stripped)
+        if marker:
+            if fence is None:
+                fence = marker.group(1)[0] * 3
+            elif stripped.startswith(fence):
+                fence = None
+            continue
+        if fence is None:
+            match = re.match(r" {0,3}(#{1,6})\s+(.*?)\s*#*\s*$", line)
+            if match:
+                headings.append((row, len(match.group(1)), match.group(2)))
+    return headings
+
+
+def asciidoc_headings(lines: list[str]) -> list[Heading]:
+    """``= Title`` / ``== Section`` headings (or Markdown-style ``#``) outside ``----`` and
+    ``....`` delimited blocks."""
+    headings: list[Heading] = []
+    block: str | None = None
+    for row, line in enumerate(lines):
+        stripped = line.rstrip()
+        if re.fullmatch(r"(-{4,}|\.{4,}|={4,}|\+{4,}|_{4,}|\*{4,}|`{3,})", stripped):
+            block = None if block == stripped else (block or stripped)
+            continue
+        if block is None:
+            match = re.match(r"(={1,6}|#{1,6})\s+(\S.*?)\s*$", line)
+            if match:
+                headings.append((row, len(match.group(1)), match.group(2)))
+    return headings
+
+
+_ADORNMENT_RE = re.compile(r"""([=\-~^"'`#*+:.<>_!$%&,/;?@\\|])\1{2,}\s*$""")
+
+
+def underlined_headings(lines: list[str]) -> list[Heading]:
+    """reStructuredText section titles: a title line underlined (optionally also overlined) by a
+    run of one punctuation character at least as long as the title; levels in the order the
+    styles first appear, as docutils assigns them. Plain-text docs (CHANGELOG) use the same."""
+    styles: list[tuple[str, bool]] = []
+    headings: list[Heading] = []
+    row = 0
+    while row + 1 < len(lines):
+        title = lines[row].strip()
+        under = lines[row + 1].rstrip()
+        over = row > 0 and bool(_ADORNMENT_RE.fullmatch(lines[row - 1].rstrip()))
+        if (title and not _ADORNMENT_RE.fullmatch(title) and not lines[row].startswith(" ")
+                and _ADORNMENT_RE.fullmatch(under) and len(under) >= len(title)):
+            style = (under[0], over and lines[row - 1].rstrip()[0] == under[0])
+            if style not in styles:
+                styles.append(style)
+            start = row - 1 if style[1] else row
+            headings.append((start, styles.index(style) + 1, title))
+            row += 2
+            continue
+        row += 1
+    return headings
 
 
 # --- shared line machinery -----------------------------------------------------------------------
@@ -261,25 +356,11 @@ class _LineChunker(_Lines):
             cur = stop + 1 - overlap
         return self.chunks
 
-    def markdown(self) -> list[Chunk]:
-        """One chunk per heading section (symbol: the heading path, `Guide > Install`);
-        sections over the budget become windows within the section."""
-        headings: list[tuple[int, int, str]] = []  # row, level, title
-        fence: str | None = None
-        for row, line in enumerate(self.lines):
-            stripped = line.lstrip()
-            marker = re.match(r"(`{3,}|~{3,})", stripped)
-            if marker:
-                if fence is None:
-                    fence = marker.group(1)[0] * 3
-                elif stripped.startswith(fence):
-                    fence = None
-                continue
-            if fence is None:
-                match = re.match(r" {0,3}(#{1,6})\s+(.*?)\s*#*\s*$", line)
-                if match:
-                    headings.append((row, len(match.group(1)), match.group(2)))
-        bounds = [(0, 0, "")] if not headings or headings[0][0] > 0 else []
+    def sections(self, headings: list[Heading]) -> list[Chunk]:
+        """One ``doc`` chunk per heading section (symbol: the heading path, ``Guide >
+        Install``; the text before the first heading has none); sections over the budget become
+        windows within the section."""
+        bounds: list[Heading] = [(0, 0, "")] if not headings or headings[0][0] > 0 else []
         bounds += headings
         path: list[tuple[int, str]] = []
         for i, (row, level, title) in enumerate(bounds):
@@ -290,10 +371,10 @@ class _LineChunker(_Lines):
             start, end = self.trim(row, end)
             if start > end:
                 continue
-            if self.cost(start, end) <= self.budget("section", symbol):
-                self.emit(start, end, "section", symbol)
+            if self.cost(start, end) <= self.budget(DOC_KIND, symbol):
+                self.emit(start, end, DOC_KIND, symbol)
             else:
-                self.windows(start, end, kind="section", symbol=symbol)
+                self.windows(start, end, kind=DOC_KIND, symbol=symbol)
         return self.chunks
 
 

@@ -713,6 +713,7 @@ LANGUAGES: dict[str, Language] = {
         Language("protobuf"),
         Language("graphql"),
         Language("restructuredtext"),
+        Language("asciidoc"),
     ]
 }
 
@@ -775,6 +776,8 @@ EXTENSIONS: dict[str, str] = {
     ".graphql": "graphql",
     ".gql": "graphql",
     ".rst": "restructuredtext",
+    ".adoc": "asciidoc",
+    ".asciidoc": "asciidoc",
     ".cmake": "cmake",
 }
 

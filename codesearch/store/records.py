@@ -4,7 +4,8 @@ The tables (one LanceDB database per indexed root, see :mod:`codesearch.store.st
 
 - ``chunks``: one row per chunk (id, path, language, kind, symbol, start_line, end_line, text,
   hash, search_text, definition_line, vector as a fixed-size float32 list of the index's dim,
-  embedded);
+  embedded, task: the document side its vector was embedded for, ``nl2code`` for code, ``qa``
+  and ``code2nl`` for the two rows of a documentation chunk with a prefixed model);
 - ``files``: one row per indexed file (path, mtime_ns, size, hash, language, chunks, indexed_at);
 - ``manifest``: key/value rows recording what built the index and the last run's summary.
 
@@ -27,6 +28,7 @@ FILES = "files"
 MANIFEST = "manifest"
 VECTOR = "vector"
 EMBEDDED = "embedded"  # False while a chunk waits for its vector (its vector is then zeros)
+TASK = "task"  # the document-side task of a row's vector (documents.row_tasks)
 # Columns returned by searches (the vector only when asked for).
 CHUNK_FIELDS = (
     "id", "path", "language", "kind", "symbol", "start_line", "end_line", "text", "hash",
@@ -103,6 +105,7 @@ class ChunkRecord:
     hash: str  # content hash of what the embedder saw: the embedding cache key
     search_text: str = ""  # what the full-text index sees (identifiers split into words, path)
     definition_line: int = 0  # shared by the pieces of one split definition (chunk.Chunk), else 0
+    task: str = "nl2code"  # the document side its vector is embedded with (documents.row_tasks)
 
 
 @dataclass
@@ -185,6 +188,7 @@ def chunk_schema(dim: int) -> pa.Schema:
         ("definition_line", pa.int32()),
         (VECTOR, pa.list_(pa.float32(), dim)),
         pa.field(EMBEDDED, pa.bool_(), nullable=False),
+        (TASK, pa.string()),
     ])
 
 

@@ -64,6 +64,7 @@ from codesearch.store.records import (
     FILES,
     MANIFEST,
     REBUILD_HINT,
+    TASK,
     VECTOR,
     ChunkRecord,
     Coverage,
@@ -281,7 +282,8 @@ class Store:
 
     @_retry_read
     def count_chunks(self, where: str | None = None) -> int:
-        """Number of chunk rows (matching ``where``)."""
+        """Number of chunk rows (matching ``where``; a doc chunk has two with a model that has
+        task prefixes, documents.row_tasks)."""
         table = self._table(CHUNKS)
         if table is None:
             return 0
@@ -356,8 +358,9 @@ class Store:
 
     @_retry_read
     def coverage(self, where: str | None = None) -> tuple[int, int]:
-        """(chunks with a vector, all chunks), among rows matching ``where``: two counts, no
-        vectors read."""
+        """(rows with a vector, all rows), among rows matching ``where``: two counts, no
+        vectors read. Every row counts (a doc chunk's second row too), so complete means every
+        vector is there."""
         table = self._table(CHUNKS)
         if table is None:
             return 0, 0
@@ -484,10 +487,16 @@ class Store:
         chunks = self._table(CHUNKS)
         if chunks is None:
             self._create(CHUNKS, chunk_schema(dim))
-        elif not self._has_embedded_column(chunks):
-            # An index from before the progressive index: every row has its vector.
+        else:
+            names = chunks.schema.names
             with storage_errors("write", self.uri):
-                chunks.add_columns({EMBEDDED: "true"})
+                if EMBEDDED not in names:
+                    # An index from before the progressive index: every row has its vector.
+                    chunks.add_columns({EMBEDDED: "true"})
+                if TASK not in names:
+                    # From before doc chunks: every row is code (the chunker version changed
+                    # with it, so the run that adds this re-chunks every file).
+                    chunks.add_columns({TASK: "'nl2code'"})
         if self._table(FILES) is None:
             self._create(FILES, file_schema())
 
