@@ -152,7 +152,7 @@ def rank(c: Corpus, qd: dict[str, Any], *, vector: np.ndarray | None = None,
          test_penalty: float | None = None, pool: int | None = None,
          secondary_weight: float | None = None, namesake_boost: float | None = None,
          extra: Callable[[Corpus, dict, Any], float] | None = None,
-         k: int = K) -> list[int]:
+         k: int = K, levers: Any = None) -> list[int]:
     """Chunk indexes best first: ``Searcher._hybrid`` over the replayed candidate searches, the
     ranking itself being codesearch.query.ranking.hybrid_rank with these levers (None: its
     constant; ``pool``: candidates per search). ``extra(c, qd, row)`` may add a term per
@@ -178,7 +178,8 @@ def rank(c: Corpus, qd: dict[str, Any], *, vector: np.ndarray | None = None,
     best = hybrid_rank(vec, sem_rows, lex_rows, k, query=query, namesake=namesake,
                        semantic_weight=weight, name_boost=name_boost, test_penalty=test_penalty,
                        namesake_boost=namesake_boost, secondary_weight=secondary_weight,
-                       extra_prior=(lambda row: extra(c, qd, row)) if extra else None)
+                       extra_prior=(lambda row: extra(c, qd, row)) if extra else None,
+                       levers=levers)
     return [c.index[row.id] for _, row in best]
 
 
