@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--json", type=Path, help="write the per-question rows here")
     s.add_argument("--set", action="append", default=[], metavar="LEVER=VALUE",
                    help="a query.evidence.Levers field (repeatable); default: the shipped ones")
+    s.add_argument("--grid", action="append", default=[], metavar="LEVER=V1,V2",
+                   help="sweep: one line per combination of these values (repeatable)")
     args = ap.parse_args(argv)
     names = args.repos.split(",") if args.repos else None
     if args.cmd == "dump":
@@ -201,7 +203,18 @@ def main(argv: list[str] | None = None) -> int:
     from codesearch.query.evidence import LEVERS
 
     levers = replace(LEVERS, **{k: float(v) for k, v in (a.split("=") for a in args.set)})
-    rows = evaluate(load(args.dump_dir, names), ORDERS[args.mode], levers)
+    corpora = load(args.dump_dir, names)
+    if args.grid:
+        import itertools
+
+        axes = [(k, [float(x) for x in v.split(",")]) for k, v in (a.split("=") for a in args.grid)]
+        for combo in itertools.product(*(vals for _, vals in axes)):
+            lv = replace(levers, **dict(zip([k for k, _ in axes], combo, strict=True)))
+            r = report(evaluate(corpora, ORDERS[args.mode], lv))
+            print(" ".join(f"{k}={v:g}" for (k, _), v in zip(axes, combo, strict=True)),
+                  summary(r), flush=True)
+        return 0
+    rows = evaluate(corpora, ORDERS[args.mode], levers)
     r = report(rows)
     print(summary(r))
     for k, v in r["repo"].items():

@@ -61,6 +61,7 @@ def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str]
     from quality import SharedLoader, load_score  # type: ignore[import-not-found]
 
     from codesearch.documents import query_views, written
+    from codesearch.location import IndexSettings
     from codesearch.query import searcher as S
     from codesearch.source.chunk import chunk_source
     from codesearch.source.languages import language_for_path
@@ -86,7 +87,7 @@ def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str]
             if not rows:
                 continue
             root = (cdir / ("repo" if task == "find" else "pair")).resolve()
-            searcher = Recorder.open(root, loader=loader)
+            searcher = Recorder.open(IndexSettings().for_root(root), loader=loader)
             table = _chunk_table(searcher.store)
             queries = []
             for q in rows:

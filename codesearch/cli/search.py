@@ -46,6 +46,8 @@ Task = Annotated[str | None, typer.Option("--task", help="nl2code or code2code (
 SimilarTask = Annotated[str | None, typer.Option("--task", help="nl2code or code2code "
                                                  "(default: code2code).", show_default=False)]
 Grep = Annotated[bool, typer.Option("--grep", help="path:line:symbol lines, for editors.")]
+Files = Annotated[bool, typer.Option("--files", help="Rank files, not chunks: the -k files that "
+                                     "answer best, each with its best hits.")]
 NoServer = Annotated[bool, typer.Option("--no-server", help="Work in-process: use no query "
                                         "server and start none [env CS_NO_SERVER=1].")]
 
@@ -54,20 +56,23 @@ def _search(op: Op, text: str, path: Path, *, k: int, lang: list[str] | None,
             glob: list[str] | None, min_score: float | None, mode: str | None,
             task: str | None, as_json: bool, grep: bool, model: str | None,
             device: str | None, index_dir: Path | None, index_uri: str | None,
-            storage_option: list[str] | None, no_server: bool) -> None:
+            storage_option: list[str] | None, no_server: bool, files: bool = False) -> None:
+    from codesearch.hits import FILE_HITS_PER_FILE
     from codesearch.query import client
     from codesearch.query.request import Query
     from codesearch.render import print_answer
 
     settings = index_settings(index_dir, index_uri, storage_option)
-    query = Query(op, text, search_options(k, lang, glob, min_score, mode, task), model,
+    # --files ranks the files of more chunk hits than it lists.
+    chunks = k * FILE_HITS_PER_FILE if files else k
+    query = Query(op, text, search_options(chunks, lang, glob, min_score, mode, task), model,
                   Path.cwd())
     if op == "similar" and path == Path("."):
         # Run outside any indexed tree: search the tree that holds FILE.
         path = settings.root_for_file(text, Path.cwd())
     answer = client.answer(query, path, settings, device=device, no_server=no_server,
                            notify=notice)
-    if not print_answer(answer, as_json=as_json, grep=grep):
+    if not print_answer(answer, as_json=as_json, grep=grep, files=k if files else None):
         raise typer.Exit(int(ExitCode.NO_RESULTS))
 
 
@@ -83,6 +88,7 @@ def find_cmd(
     task: Task = None,
     as_json: Json = False,
     grep: Grep = False,
+    files: Files = False,
     model: Model = None,
     device: Device = None,
     precision: Precision = None,
@@ -98,7 +104,7 @@ def find_cmd(
     _search("find", query, path, k=k, lang=lang, glob=glob, min_score=min_score, mode=mode,
             task=task, as_json=as_json, grep=grep, model=model, device=device,
             index_dir=index_dir, index_uri=index_uri, storage_option=storage_option,
-            no_server=no_server)
+            no_server=no_server, files=files)
 
 
 @app.command("similar")

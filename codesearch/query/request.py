@@ -116,5 +116,5 @@ class Answer:
     def from_dict(cls, data: Mapping[str, Any]) -> Answer:
         """The inverse of :meth:`to_dict`."""
         fields = Hit.__dataclass_fields__
-        hits = [Hit(**{k: h[k] for k in fields}) for h in data["hits"]]
+        hits = [Hit(**{k: h[k] for k in fields if k in h}) for h in data["hits"]]
         return cls(hits, Path(str(data["root"])), data.get("coverage"))

@@ -42,6 +42,7 @@ from codesearch.query.ranking import (
     hybrid_rank,
     name_key,
     one_per_definition,
+    single_rank,
 )
 from codesearch.query.request import SearchOptions
 from codesearch.source.chunk import Chunk, chunk_source
@@ -182,6 +183,13 @@ class Searcher:
                 def search(flt: str | None, n: int) -> list[StoredChunk]:
                     return self.store.text_search(text_query, n, where=flt)
 
+            if query is not None:
+                # find: the kind-weighted top candidates, then the same find evidence as hybrid.
+                pool = [r for _, r in self._by_kind(search, where, hybrid_pool(k))]
+                signals: dict[str, dict[str, float]] = {}
+                best = single_rank(pool, k, query, explain=signals)
+                return self._above(opts, [Hit.from_stored(r, score, signals.get(r.id))
+                                          for score, r in best])
             # Pieces of one long definition collapse into one hit, so fetch more than k until k
             # definitions are found or the candidates run out.
             n = 2 * k + 10
@@ -192,9 +200,13 @@ class Searcher:
                     break
                 n *= 2
             hits = [Hit.from_stored(r, score) for score, r in best[:k]]
+        return self._above(opts, hits)
+
+    @staticmethod
+    def _above(opts: SearchOptions, hits: list[Hit]) -> list[Hit]:
         if opts.min_score is not None:
             hits = [h for h in hits if h.score >= opts.min_score]
-        return hits[:k]
+        return hits[:opts.k]
 
     @staticmethod
     def _by_kind(search: Callable[[str | None, int], list[StoredChunk]], where: str | None,
@@ -218,8 +230,10 @@ class Searcher:
         pool = hybrid_pool(k)
         sem_rows = self.store.vector_search(vector, pool, where=where, with_vectors=True)
         lex_rows = self.store.text_search(text_query, pool, where=where, with_vectors=True)
-        best = hybrid_rank(vector, sem_rows, lex_rows, k, query=query, namesake=namesake)
-        return [Hit.from_stored(row, score) for score, row in best]
+        signals: dict[str, dict[str, float]] = {}
+        best = hybrid_rank(vector, sem_rows, lex_rows, k, query=query, namesake=namesake,
+                           explain=signals)
+        return [Hit.from_stored(row, score, signals.get(row.id)) for score, row in best]
 
     def _check_indexable(self, file: str, rel: str) -> None:
         """UsageError for a file this index does not hold and discovery would leave out (binary,
