@@ -42,6 +42,9 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from replica import Corpus, _chunk_table, rank  # noqa: E402
+from replica import evaluate as replica_evaluate  # noqa: E402
+from replica import load as replica_load  # noqa: E402
+from replica import summary as replica_summary  # noqa: E402
 
 K = 10
 DEFAULT_DATA = Path("/tmp/semble-dev")
@@ -193,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--json", type=Path, help="write the per-question rows here")
     s.add_argument("--set", action="append", default=[], metavar="LEVER=VALUE",
                    help="a query.evidence.Levers field (repeatable); default: the shipped ones")
+    s.add_argument("--doc", type=Path, metavar="DUMP_DIR",
+                   help="also score the docstring benchmark (a bench/replica.py find dump) with "
+                        "the same levers: its MRR@10 beside each line")
     s.add_argument("--grid", action="append", default=[], metavar="LEVER=V1,V2",
                    help="sweep: one line per combination of these values (repeatable)")
     args = ap.parse_args(argv)
@@ -204,6 +210,14 @@ def main(argv: list[str] | None = None) -> int:
 
     levers = replace(LEVERS, **{k: float(v) for k, v in (a.split("=") for a in args.set)})
     corpora = load(args.dump_dir, names)
+    doc = replica_load(args.doc) if args.doc else None
+
+    def doc_line(lv: Any) -> str:
+        if doc is None:
+            return ""
+        mrr, _ = replica_evaluate(doc, lambda c, qd: ORDERS[args.mode](c, qd, levers=lv))
+        return "  | docstring " + replica_summary(mrr)
+
     if args.grid:
         import itertools
 
@@ -212,11 +226,11 @@ def main(argv: list[str] | None = None) -> int:
             lv = replace(levers, **dict(zip([k for k, _ in axes], combo, strict=True)))
             r = report(evaluate(corpora, ORDERS[args.mode], lv))
             print(" ".join(f"{k}={v:g}" for (k, _), v in zip(axes, combo, strict=True)),
-                  summary(r), flush=True)
+                  summary(r) + doc_line(lv), flush=True)
         return 0
     rows = evaluate(corpora, ORDERS[args.mode], levers)
     r = report(rows)
-    print(summary(r))
+    print(summary(r) + doc_line(levers))
     for k, v in r["repo"].items():
         print(f"  {k:20} {v:.3f}")
     if args.json:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from codesearch.vocabulary import identifier_words
@@ -23,16 +23,35 @@ from codesearch.vocabulary import identifier_words
 class Levers:
     """The weights of the find evidence (see each function below). ``semantic_weight``: the
     semantic share of a natural-language query's fusion; ``symbol_semantic_weight``: a bare
-    identifier's (its name is exact text, so BM25 counts more)."""
+    identifier's (its name is exact text, so BM25 counts more). The ``question_`` levers apply
+    to questions only (:func:`query_shape`): they ask which part of the code does something,
+    which a file answers as well as a function; a description of one behaviour ("Returns the
+    number of flags set") is answered by one function, and file evidence there promotes the
+    wrong one."""
 
     semantic_weight: float = 0.8
     symbol_semantic_weight: float = 0.8
     definition_boost: float = 0.0
     embedded_definition_boost: float = 0.0
     path_boost: float = 0.0
+    path_idf: float = 1.0
     prose_weight: float = 1.0
     file_boost: float = 0.0
     file_decay: float = 1.0
+    question_semantic_weight: float = 0.8
+    question_embedded_definition_boost: float = 0.0
+    question_path_boost: float = 0.0
+    question_file_boost: float = 0.0
+    question_file_decay: float = 1.0
+
+    def for_shape(self, shape: str) -> Levers:
+        """These levers as they apply to a query of this :func:`query_shape`."""
+        if shape != "question":
+            return self
+        return replace(self, semantic_weight=self.question_semantic_weight,
+                       embedded_definition_boost=self.question_embedded_definition_boost,
+                       path_boost=self.question_path_boost, file_boost=self.question_file_boost,
+                       file_decay=self.question_file_decay)
 
 
 LEVERS = Levers()
@@ -60,6 +79,22 @@ def symbol_query(query: str) -> str | None:
     has_shape = (any(c.isupper() for c in last) or "_" in last
                  or any(s in text for s in ("::", "\\", "->", ".", "#")))
     return last if has_shape else None
+
+
+_QUESTION_WORDS = frozenset("how where what which why when who whose".split())
+
+
+def query_shape(query: str) -> str:
+    """``symbol`` (a bare identifier, :func:`symbol_query`), ``question`` (how/where/what/...
+    or ending in ``?``: which part of the code does something) or ``description`` (any other
+    prose: what one piece of code does)."""
+    if symbol_query(query):
+        return "symbol"
+    text = query.strip()
+    first = text.split(None, 1)[0].lower() if text else ""
+    if text.endswith("?") or first in _QUESTION_WORDS:
+        return "question"
+    return "description"
 
 
 def embedded_identifiers(query: str) -> list[str]:
@@ -154,10 +189,22 @@ def _word_match(word: str, names: Iterable[str]) -> bool:
     return False
 
 
-def path_match(words: list[str], path: str) -> float:
+def path_match(words: list[str], path: str, weights: dict[str, float] | None = None) -> float:
     """The share of a query's :func:`content_words` that its file's :func:`path_words` spell
-    (0 when none): "cookie storage and persistence" -> cookies.py 0.33."""
+    (0 when none): "cookie storage and persistence" -> cookies.py 0.33. ``weights`` (word ->
+    weight, default 1; :func:`path_word_weights`) discount words that many files are named by."""
     if not words:
         return 0.0
     names = path_words(path)
-    return sum(1 for w in words if _word_match(w, names)) / len(words)
+    w = weights or {}
+    return sum(w.get(word, 1.0) for word in words if _word_match(word, names)) / len(words)
+
+
+def path_word_weights(words: list[str], paths: Iterable[str]) -> dict[str, float]:
+    """Each query word's weight for :func:`path_match` among the candidates' files: the share of
+    those files whose names do not spell it. A word in every file's path (the project's own
+    name, ``clap`` in clap/*.zig) tells the files apart no better than none."""
+    names = [path_words(p) for p in dict.fromkeys(paths)]
+    if not names:
+        return {}
+    return {w: 1.0 - sum(1 for n in names if _word_match(w, n)) / len(names) for w in words}

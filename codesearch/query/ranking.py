@@ -31,6 +31,8 @@ from codesearch.query.evidence import (
     embedded_identifiers,
     is_prose,
     path_match,
+    path_word_weights,
+    query_shape,
     symbol_query,
     wants_prose,
 )
@@ -318,7 +320,7 @@ def hybrid_rank(vector: np.ndarray, sem_rows: Sequence[StoredChunk],
     The keyword levers replace the module's constants (None: the constant; ``levers``: the find
     evidence's weights), and ``extra_prior`` adds a term per candidate before the kind prior: for
     bench/replica.py's sweeps. ``explain``, when given, receives each returned row's signals."""
-    lv = levers or LEVERS
+    lv = (levers or LEVERS).for_shape(query_shape(query) if query is not None else "")
     rows: dict[str, StoredChunk] = {r.id: r for r in sem_rows}
     for r in lex_rows:
         rows.setdefault(r.id, r)
@@ -382,6 +384,8 @@ def find_scores(query: str, base: Mapping[str, float], rows: Mapping[str, Stored
     names = [symbol] if symbol else embedded_identifiers(query)
     boost = lv.definition_boost if symbol else lv.embedded_definition_boost
     words = content_words(symbol or query)
+    word_weights = (path_word_weights(words, (r.path for r in rows.values()))
+                    if lv.path_boost and lv.path_idf else {})
     scores: dict[str, float] = {}
     signals: dict[str, dict[str, float]] = {}
     for key, value in base.items():
@@ -393,7 +397,7 @@ def find_scores(query: str, base: Mapping[str, float], rows: Mapping[str, Stored
         if boost and names and any(defines(n, r.symbol, r.text) for n in names):
             sig["definition"] = boost
         if lv.path_boost and words:
-            if (match := path_match(words, r.path)) > 0:
+            if (match := path_match(words, r.path, word_weights)) > 0:
                 sig["path"] = lv.path_boost * match
         if extra_prior is not None:
             sig["extra"] = extra_prior(r)
@@ -447,7 +451,7 @@ def single_rank(candidates: Sequence[StoredChunk], k: int, query: str,
     """``--mode semantic`` or ``lexical`` find: one search's candidates (their ``score``: cosine
     or BM25), max-normalised, with the same find evidence as hybrid (:func:`find_scores`) and
     the same selection (:func:`select`). ``explain``: as in :func:`hybrid_rank`."""
-    lv = levers or LEVERS
+    lv = (levers or LEVERS).for_shape(query_shape(query))
     rows = {r.id: r for r in candidates}
     top = max((r.score for r in rows.values()), default=0.0)
     base = {key: max(r.score, 0.0) / top if top > 0 else 0.0 for key, r in rows.items()}
