@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from codesearch.query.evidence import (
-    LEVERS,
+    Levers,
     content_words,
     defines,
     embedded_identifiers,
@@ -21,6 +21,10 @@ from codesearch.query.evidence import (
 )
 from codesearch.query.ranking import find_scores, hybrid_rank, select, single_rank
 from codesearch.store.records import StoredChunk
+
+# Every lever off: the ranking before query.evidence.
+OFF = Levers(definition_boost=0.0, prose_weight=1.0, question_embedded_definition_boost=0.0,
+             question_path_boost=0.0, question_file_decay=1.0)
 
 
 @pytest.mark.parametrize("query, symbol", [
@@ -86,15 +90,16 @@ def test_find_scores_add_each_lever_as_a_named_signal() -> None:
             "use": row("use", "src/api.py", symbol="get", text="return Session().get(url)"),
             "doc": row("doc", "README.md", kind="section", text="Session keeps cookies")}
     base = {"def": 0.5, "use": 0.8, "doc": 1.0}
-    off, _ = find_scores("Session", base, rows, LEVERS)
+    off, _ = find_scores("Session", base, rows, OFF)
     on, signals = find_scores("Session", base, rows, replace(
-        LEVERS, definition_boost=0.5, path_boost=0.2, prose_weight=0.5))
+        OFF, definition_boost=0.5, path_boost=0.2, prose_weight=0.5))
     assert max(off, key=off.__getitem__) == "doc"
     assert max(on, key=on.__getitem__) == "def"
-    assert signals["def"]["definition"] == 0.5 and signals["def"]["path"] == pytest.approx(0.2 * 2 / 3)  # 1 of 3 files
+    assert signals["def"]["definition"] == 0.5
+    assert signals["def"]["path"] == pytest.approx(0.2 * 2 / 3)  # "session" names 1 of 3 files
     assert signals["doc"]["prose"] == 0.5 and "definition" not in signals["use"]
     # a query that asks for documentation keeps its prose
-    asked, _ = find_scores("Session docs", base, rows, replace(LEVERS, prose_weight=0.5))
+    asked, _ = find_scores("Session docs", base, rows, replace(OFF, prose_weight=0.5))
     assert asked["doc"] > asked["use"]
 
 
@@ -102,10 +107,10 @@ def test_file_evidence_lifts_the_best_hit_of_a_file_with_several() -> None:
     rows = {"a1": row("a1", "a.py", start=1), "a2": row("a2", "a.py", start=10),
             "a3": row("a3", "a.py", start=20), "b": row("b", "b.py")}
     base = {"a1": 0.7, "a2": 0.6, "a3": 0.6, "b": 0.8}
-    plain, _ = find_scores("how values are read", base, rows, LEVERS)
+    plain, _ = find_scores("how values are read", base, rows, OFF)
     assert max(plain, key=plain.__getitem__) == "b"
     boosted, signals = find_scores("how values are read", base, rows,
-                                   replace(LEVERS, file_boost=0.5))
+                                   replace(OFF, file_boost=0.5))
     assert max(boosted, key=boosted.__getitem__) == "a1"
     assert "file" in signals["a1"] and "file" not in signals["a2"]
 

@@ -31,18 +31,18 @@ class Levers:
 
     semantic_weight: float = 0.8
     symbol_semantic_weight: float = 0.8
-    definition_boost: float = 0.0
+    definition_boost: float = 0.5
     embedded_definition_boost: float = 0.0
     path_boost: float = 0.0
     path_idf: float = 1.0
-    prose_weight: float = 1.0
+    prose_weight: float = 0.5
     file_boost: float = 0.0
     file_decay: float = 1.0
     question_semantic_weight: float = 0.8
-    question_embedded_definition_boost: float = 0.0
-    question_path_boost: float = 0.0
+    question_embedded_definition_boost: float = 0.3
+    question_path_boost: float = 0.3
     question_file_boost: float = 0.0
-    question_file_decay: float = 1.0
+    question_file_decay: float = 0.7
 
     def for_shape(self, shape: str) -> Levers:
         """These levers as they apply to a query of this :func:`query_shape`."""
