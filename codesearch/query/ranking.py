@@ -446,17 +446,23 @@ def select(scores: Mapping[str, float], rows: Mapping[str, StoredChunk], k: int,
 
 def single_rank(candidates: Sequence[StoredChunk], k: int, query: str,
                 levers: Levers | None = None,
-                explain: dict[str, dict[str, float]] | None = None,
+                explain: dict[str, dict[str, float]] | None = None, source: str = "score",
                 ) -> list[tuple[float, StoredChunk]]:
     """``--mode semantic`` or ``lexical`` find: one search's candidates (their ``score``: cosine
     or BM25), max-normalised, with the same find evidence as hybrid (:func:`find_scores`) and
-    the same selection (:func:`select`). ``explain``: as in :func:`hybrid_rank`."""
+    the same selection (:func:`select`), scaled back by the best score. ``explain``: as in
+    :func:`hybrid_rank` (signals on the normalised scale; ``source`` names the search's own,
+    ``semantic`` or ``lexical``)."""
     lv = (levers or LEVERS).for_shape(query_shape(query))
     rows = {r.id: r for r in candidates}
     top = max((r.score for r in rows.values()), default=0.0)
     base = {key: max(r.score, 0.0) / top if top > 0 else 0.0 for key, r in rows.items()}
     scores, signals = find_scores(query, base, rows, lv)
-    best = select(scores, rows, k, lv.file_decay)
+    for key, sig in signals.items():
+        sig[source] = base[key]
+    # Back on the search's own scale (cosine, BM25), so --min-score means what it meant.
+    scale = top if top > 0 else 1.0
+    best = [(score * scale, row) for score, row in select(scores, rows, k, lv.file_decay)]
     if explain is not None:
         for _, row in best:
             explain[row.id] = signals.get(row.id, {})
