@@ -187,7 +187,8 @@ class Searcher:
                 # find: the kind-weighted top candidates, then the same find evidence as hybrid.
                 pool = [r for _, r in self._by_kind(search, where, hybrid_pool(k))]
                 signals: dict[str, dict[str, float]] = {}
-                best = single_rank(pool, k, query, explain=signals, source=opts.mode)
+                best = single_rank(pool, k, query, explain=signals,
+                                   source=opts.mode or "score")
                 return self._above(opts, [Hit.from_stored(r, score, signals.get(r.id))
                                           for score, r in best])
             # Pieces of one long definition collapse into one hit, so fetch more than k until k
