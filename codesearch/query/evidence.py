@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
-from codesearch.vocabulary import identifier_words
+from codesearch.vocabulary import ABBREVIATIONS, identifier_words
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,11 @@ def path_words(path: str) -> set[str]:
 
 def _word_match(word: str, names: Iterable[str]) -> bool:
     # A shared prefix of at least 4 letters covering the shorter word: cookie/cookies,
-    # redirect/redirects, depend/dependencies.
+    # redirect/redirects, depend/dependencies; or the word's usual abbreviation
+    # (arguments/args, configuration/config).
+    for abbreviation in ABBREVIATIONS.get(word, ()):
+        if abbreviation in names:
+            return True
     for n in names:
         short, long = (word, n) if len(word) <= len(n) else (n, word)
         if short == long or (len(short) >= 4 and long.startswith(short)):
