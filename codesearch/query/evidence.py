@@ -33,7 +33,7 @@ class Levers:
     symbol_semantic_weight: float = 0.8
     definition_boost: float = 0.5
     embedded_definition_boost: float = 0.0
-    path_boost: float = 0.0
+    path_boost: float = 0.2
     path_idf: float = 1.0
     prose_weight: float = 0.5
     file_boost: float = 0.0
