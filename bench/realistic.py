@@ -127,12 +127,32 @@ def lexical_order(c: Corpus, qd: dict[str, Any], k: int = K, levers: Any = None)
     return [c.index[r.id] for _, r in single_rank(rows, k, qd["q"]["query"], levers)]
 
 
+def plain_order(c: Corpus, qd: dict[str, Any], k: int = K, levers: Any = None, *,
+                side: str = "semantic") -> list[int]:
+    """``--mode semantic`` / ``lexical`` before the find evidence (main before issue 26): the
+    search's own score times the kind prior, one piece per definition."""
+    from codesearch.query.ranking import kind_weight, one_per_definition
+
+    if side == "semantic":
+        sims = np.where(c.embedded, c.vectors @ qd["vector"], -np.inf)
+        top = np.argsort(-sims)[: 4 * k + 40]
+        pairs = [(float(sims[j]), c.rows[j]) for j in top]
+    else:
+        pairs = [(float(v), c.rows[c.index[i]])
+                 for i, v in zip(qd["lex_ids"], qd["lex_scores"].tolist(), strict=True)]
+    scored = sorted(((v * kind_weight(r.kind), r) for v, r in pairs),
+                    key=lambda p: (-p[0], p[1].path, p[1].start_line))
+    return [c.index[r.id] for _, r in one_per_definition(scored)[:k]]
+
+
 def hybrid_order(c: Corpus, qd: dict[str, Any], k: int = K, levers: Any = None) -> list[int]:
     return rank(c, qd, k=k, levers=levers)
 
 
 ORDERS: dict[str, Callable[..., list[int]]] = {
-    "hybrid": hybrid_order, "semantic": semantic_order, "lexical": lexical_order}
+    "hybrid": hybrid_order, "semantic": semantic_order, "lexical": lexical_order,
+    "semantic-before": lambda c, qd, k=K, levers=None: plain_order(c, qd, k, side="semantic"),
+    "lexical-before": lambda c, qd, k=K, levers=None: plain_order(c, qd, k, side="lexical")}
 
 
 def load(dump_dir: Path, names: list[str] | None = None) -> list[Corpus]:
