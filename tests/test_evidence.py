@@ -53,6 +53,8 @@ def test_embedded_identifiers_are_the_code_words_of_prose() -> None:
     ("Param", "", "pub const Param = struct {", True),
     ("Param", "", "    const p = Param(Help){ .id = 1 };", False),
     ("Router", "", "router := NewRouter()\nrouter.Handle(x)", False),
+    ("Conn", "", "defmodule Plug.Conn do", True),
+    ("Conn", "", "defmodule Plug.Conn.WrapperError do", False),
 ])
 def test_defines_reads_the_name_or_a_declaration(name: str, symbol: str, text: str,
                                                  expected: bool) -> None:

@@ -113,7 +113,8 @@ _DEFINE_WORDS = (r"class|struct|interface|enum|trait|type|typedef|data|newtype|m
 def _definition_re(name: str) -> re.Pattern[str]:
     escaped = re.escape(name)
     return re.compile(
-        rf"(?:^|[\s(])(?:{_DEFINE_WORDS})\s+(?:[\w.:<>*&]+(?:\.|::))?{escaped}(?![\w$])"
+        rf"(?:^|[\s(])(?:{_DEFINE_WORDS})\s+(?:[\w.:<>*&]+(?:\.|::))?{escaped}"
+        r"(?![\w$]|\.\w|::\w)"  # not Plug.Conn.WrapperError for Conn
         rf"|^\s*{escaped}\s*(?:::|=)\s"  # Haskell signature, Zig/JS const X = ...
         rf"|^\s*(?:pub\s+)?(?:const|var)\s+{escaped}\s*[=:]",
         re.MULTILINE)
