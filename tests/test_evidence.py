@@ -23,7 +23,7 @@ from codesearch.query.ranking import find_scores, hybrid_rank, select, single_ra
 from codesearch.store.records import StoredChunk
 
 # Every lever off: the ranking before query.evidence.
-OFF = Levers(definition_boost=0.0, path_boost=0.0, prose_weight=1.0,
+OFF = Levers(definition_boost=0.0, path_boost=0.0, prose_weight=1.0, question_semantic_weight=0.8,
              question_embedded_definition_boost=0.0,
              question_path_boost=0.0, question_file_decay=1.0)
 

@@ -38,7 +38,7 @@ class Levers:
     prose_weight: float = 0.5
     file_boost: float = 0.0
     file_decay: float = 1.0
-    question_semantic_weight: float = 0.8
+    question_semantic_weight: float = 0.65
     question_embedded_definition_boost: float = 0.3
     question_path_boost: float = 0.3
     question_file_boost: float = 0.0
