@@ -200,6 +200,50 @@ def summary(r: dict[str, Any]) -> str:
             + "  ".join(f"{k} {v:.3f}" for k, v in r["category"].items()))
 
 
+# The ranking before the find evidence (main before issue 26): every lever neutral.
+BEFORE_LEVERS = dict(definition_boost=0.0, path_boost=0.0, prose_weight=1.0,
+                     question_semantic_weight=0.8, question_embedded_definition_boost=0.0,
+                     question_path_boost=0.0, question_file_decay=1.0)
+
+
+def before_after(corpora: list[Corpus]) -> dict[str, Any]:
+    """Every mode before and after the find evidence: {mode: {"before": report, "after":
+    report}} (hybrid before: the same fusion with every lever neutral; lexical and semantic
+    before: :func:`plain_order`)."""
+    from codesearch.query.evidence import LEVERS
+
+    before = replace(LEVERS, **BEFORE_LEVERS)
+    out = {}
+    for mode in ("hybrid", "lexical", "semantic"):
+        old = (evaluate(corpora, ORDERS["hybrid"], before) if mode == "hybrid"
+               else evaluate(corpora, ORDERS[f"{mode}-before"]))
+        out[mode] = {"before": report(old), "after": report(evaluate(corpora, ORDERS[mode],
+                                                                      LEVERS))}
+    return out
+
+
+def table(results: dict[str, Any]) -> str:
+    """A Markdown table: NDCG@10 before -> after per mode, over repositories, kinds, languages."""
+    modes = list(results)
+    head = "| | " + " | ".join(modes) + " |\n|---|" + "---:|" * len(modes)
+    lines = [head]
+
+    def row(label: str, get: Callable[[dict[str, Any]], float | None]) -> None:
+        cells = []
+        for m in modes:
+            b, a = get(results[m]["before"]), get(results[m]["after"])
+            cells.append("" if a is None or b is None else f"{b:.3f} → **{a:.3f}**")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    row("ALL (mean over repositories)", lambda r: r["ndcg10"])
+    first = results[modes[0]]["after"]
+    for key in ("category", "language", "repo"):
+        for name in first[key]:
+            row(f"{key if key != 'repo' else ''} {name}".strip(),
+                lambda r, key=key, name=name: r[key].get(name))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -214,6 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--repos")
     s.add_argument("--mode", choices=sorted(ORDERS), default="hybrid")
     s.add_argument("--json", type=Path, help="write the per-question rows here")
+    s.add_argument("--before-after", type=Path, metavar="SUMMARY_JSON",
+                   help="every mode before and after the find evidence: print the table, write "
+                        "the summary here (bench/results/realistic.json)")
     s.add_argument("--set", action="append", default=[], metavar="LEVER=VALUE",
                    help="a query.evidence.Levers field (repeatable); default: the shipped ones")
     s.add_argument("--doc", type=Path, metavar="DUMP_DIR",
@@ -230,6 +277,14 @@ def main(argv: list[str] | None = None) -> int:
 
     levers = replace(LEVERS, **{k: float(v) for k, v in (a.split("=") for a in args.set)})
     corpora = load(args.dump_dir, names)
+    if args.before_after:
+        results = before_after(corpora)
+        print(table(results))
+        args.before_after.write_text(json.dumps(
+            {"benchmark": "semble realistic questions, dev split (../shared/eval/semble_bench.py)",
+             "model": "minilm", "metric": "NDCG@10 over the files of the top 10",
+             "repos": [c.data["corpus"] for c in corpora], "results": results}, indent=1))
+        return 0
     doc = replica_load(args.doc) if args.doc else None
 
     def doc_line(lv: Any) -> str:
