@@ -11,6 +11,7 @@ and on the docstring benchmark (bench/quality.py); the lever log is in the READM
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -181,15 +182,17 @@ def path_words(path: str) -> set[str]:
 
 
 def _word_match(word: str, names: Iterable[str]) -> bool:
-    # A shared prefix of at least 4 letters covering the shorter word: cookie/cookies,
-    # redirect/redirects, depend/dependencies; or the word's usual abbreviation
-    # (arguments/args, configuration/config).
+    # The same word in another form (cookie/cookies, depend/dependencies) or the word's usual
+    # abbreviation (arguments/args, configuration/config).
     for abbreviation in ABBREVIATIONS.get(word, ()):
         if abbreviation in names:
             return True
     for n in names:
-        short, long = (word, n) if len(word) <= len(n) else (n, word)
-        if short == long or (len(short) >= 4 and long.startswith(short)):
+        short = min(len(word), len(n))
+        common = len(os.path.commonprefix([word, n]))
+        # equal, or sharing all but the last two letters of the shorter word, at least 4:
+        # quantize/quantization, parse/parsers
+        if word == n or (common >= 4 and common >= short - 2):
             return True
     return False
 
