@@ -78,6 +78,10 @@ def test_path_match_is_the_share_of_query_words_the_file_name_spells() -> None:
     # the directory's name counts too, a short word only exactly
     assert path_match(content_words("the tcp stream"), "net/tcp/stream.rs") == 1.0
     assert path_match(content_words("how Key works"), "Data/Keymap.hs") == 0.0
+    # another form of the word, or its usual abbreviation
+    assert path_match(["quantize"], "model2vec/quantization.py") == 1.0
+    assert path_match(["arguments"], "clap/args.zig") == 1.0
+    assert path_match(["transform"], "lib/transport.js") == 0.0
 
 
 def row(cid: str, path: str, *, symbol: str = "", kind: str = "function", text: str = "",
