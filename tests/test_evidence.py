@@ -103,7 +103,7 @@ def test_find_scores_add_each_lever_as_a_named_signal() -> None:
     assert max(off, key=off.__getitem__) == "doc"
     assert max(on, key=on.__getitem__) == "def"
     assert signals["def"]["definition"] == 0.5
-    assert signals["def"]["path"] == pytest.approx(0.2 * 2 / 3)  # "session" names 1 of 3 files
+    assert signals["def"]["path"] == pytest.approx(0.2)
     assert signals["doc"]["prose"] == 0.5 and "definition" not in signals["use"]
     # a query that asks for documentation keeps its prose
     asked, _ = find_scores("Session docs", base, rows, replace(OFF, prose_weight=0.5))

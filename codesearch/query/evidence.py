@@ -35,7 +35,6 @@ class Levers:
     definition_boost: float = 0.5
     embedded_definition_boost: float = 0.0
     path_boost: float = 0.2
-    path_idf: float = 1.0
     prose_weight: float = 0.5
     file_boost: float = 0.0
     file_decay: float = 1.0
@@ -197,22 +196,10 @@ def _word_match(word: str, names: Iterable[str]) -> bool:
     return False
 
 
-def path_match(words: list[str], path: str, weights: dict[str, float] | None = None) -> float:
+def path_match(words: list[str], path: str) -> float:
     """The share of a query's :func:`content_words` that its file's :func:`path_words` spell
-    (0 when none): "cookie storage and persistence" -> cookies.py 0.33. ``weights`` (word ->
-    weight, default 1; :func:`path_word_weights`) discount words that many files are named by."""
+    (0 when none): "cookie storage and persistence" -> cookies.py 0.33."""
     if not words:
         return 0.0
     names = path_words(path)
-    w = weights or {}
-    return sum(w.get(word, 1.0) for word in words if _word_match(word, names)) / len(words)
-
-
-def path_word_weights(words: list[str], paths: Iterable[str]) -> dict[str, float]:
-    """Each query word's weight for :func:`path_match` among the candidates' files: the share of
-    those files whose names do not spell it. A word in every file's path (the project's own
-    name, ``clap`` in clap/*.zig) tells the files apart no better than none."""
-    names = [path_words(p) for p in dict.fromkeys(paths)]
-    if not names:
-        return {}
-    return {w: 1.0 - sum(1 for n in names if _word_match(w, n)) / len(names) for w in words}
+    return sum(1 for word in words if _word_match(word, names)) / len(words)

@@ -31,7 +31,6 @@ from codesearch.query.evidence import (
     embedded_identifiers,
     is_prose,
     path_match,
-    path_word_weights,
     query_shape,
     symbol_query,
     wants_prose,
@@ -384,8 +383,6 @@ def find_scores(query: str, base: Mapping[str, float], rows: Mapping[str, Stored
     names = [symbol] if symbol else embedded_identifiers(query)
     boost = lv.definition_boost if symbol else lv.embedded_definition_boost
     words = content_words(symbol or query)
-    word_weights = (path_word_weights(words, (r.path for r in rows.values()))
-                    if lv.path_boost and lv.path_idf else {})
     scores: dict[str, float] = {}
     signals: dict[str, dict[str, float]] = {}
     for key, value in base.items():
@@ -397,7 +394,7 @@ def find_scores(query: str, base: Mapping[str, float], rows: Mapping[str, Stored
         if boost and names and any(defines(n, r.symbol, r.text) for n in names):
             sig["definition"] = boost
         if lv.path_boost and words:
-            if (match := path_match(words, r.path, word_weights)) > 0:
+            if (match := path_match(words, r.path)) > 0:
                 sig["path"] = lv.path_boost * match
         if extra_prior is not None:
             sig["extra"] = extra_prior(r)
