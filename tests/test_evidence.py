@@ -47,6 +47,7 @@ def test_embedded_identifiers_are_the_code_words_of_prose() -> None:
     ("Session", "Session", "class Session:\n    pass", True),
     ("Session", "Session.send", "def send(self): ...", False),
     ("send", "Session.send", "def send(self): ...", True),
+    ("Timeout", "Client.timeout", "def timeout(self):", False),
     ("Key", "", "data Key = Key Int\n  deriving Show", True),
     ("windows", "", "windows :: (WindowSet -> WindowSet) -> X ()\nwindows f = do", True),
     ("Param", "", "pub fn Param(comptime Id: type) type {", True),

@@ -127,7 +127,7 @@ def defines(name: str, symbol: str, text: str) -> bool:
     if not name:
         return False
     own = re.split(r"\.|::|\s", symbol.strip())[-1] if symbol else ""
-    if own and own.lower() == name.lower():
+    if own == name:  # case counts: the type Timeout, not the property timeout
         return True
     return bool(_definition_re(name).search(text))
 
