@@ -174,10 +174,13 @@ def evaluate(corpora: list[Corpus], order: Callable[..., list[int]], levers: Any
         for qd in c.data["queries"]:
             t = qd["q"]
             files = list(dict.fromkeys(c.ch["path"][j] for j in order(c, qd, levers=levers)))[:K]
+            # scored as semble_bench.py scores them: absolute paths, so a relative one cannot
+            # match two targets (model.py and inference/model.py)
+            absolute = [str(Path(c.data["root"]) / f) for f in files]
             rows.append({"repo": c.data["corpus"], "language": c.data["language"],
                          "category": t["category"], "query": t["query"],
                          "targets": t["targets"], "files": files,
-                         "ndcg10": sb.ndcg(files, t["targets"])})
+                         "ndcg10": sb.ndcg(absolute, t["targets"])})
     return rows
 
 
