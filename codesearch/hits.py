@@ -29,15 +29,13 @@ class Hit:
     signals: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """The stable JSON form (``cs find --json``); ``signals`` only when there are some."""
-        out = {
+        """The stable JSON form (``cs find --json``; ``signals`` empty for ``similar``)."""
+        return {
             "path": self.path, "start_line": self.start_line, "end_line": self.end_line,
             "symbol": self.symbol, "language": self.language, "kind": self.kind,
             "score": round(float(self.score), 6), "text": self.text,
+            "signals": {k: round(float(v), 4) for k, v in self.signals.items()},
         }
-        if self.signals:
-            out["signals"] = {k: round(float(v), 4) for k, v in self.signals.items()}
-        return out
 
     @classmethod
     def from_stored(cls, row: StoredChunk, score: float | None = None,

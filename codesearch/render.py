@@ -55,7 +55,7 @@ def display_path(root: Path, rel: str, cwd: Path | None = None) -> str:
 
 def hits_json(hits: Sequence[Hit]) -> str:
     """The ``--json`` contract: an array of {path, start_line, end_line, symbol, language, kind,
-    score, text}, paths relative to the indexed root."""
+    score, text, signals}, paths relative to the indexed root."""
     return json.dumps([h.to_dict() for h in hits], indent=2)
 
 
