@@ -61,6 +61,7 @@ def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str]
     from quality import SharedLoader, load_score  # type: ignore[import-not-found]
 
     from codesearch.documents import query_views, written
+    from codesearch.location import IndexSettings
     from codesearch.query import searcher as S
     from codesearch.source.chunk import chunk_source
     from codesearch.source.languages import language_for_path
@@ -86,7 +87,7 @@ def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str]
             if not rows:
                 continue
             root = (cdir / ("repo" if task == "find" else "pair")).resolve()
-            searcher = Recorder.open(root, loader=loader)
+            searcher = Recorder.open(IndexSettings().for_root(root), loader=loader)
             table = _chunk_table(searcher.store)
             queries = []
             for q in rows:
@@ -152,7 +153,7 @@ def rank(c: Corpus, qd: dict[str, Any], *, vector: np.ndarray | None = None,
          test_penalty: float | None = None, pool: int | None = None,
          secondary_weight: float | None = None, namesake_boost: float | None = None,
          extra: Callable[[Corpus, dict, Any], float] | None = None,
-         k: int = K) -> list[int]:
+         k: int = K, levers: Any = None) -> list[int]:
     """Chunk indexes best first: ``Searcher._hybrid`` over the replayed candidate searches, the
     ranking itself being codesearch.query.ranking.hybrid_rank with these levers (None: its
     constant; ``pool``: candidates per search). ``extra(c, qd, row)`` may add a term per
@@ -178,7 +179,8 @@ def rank(c: Corpus, qd: dict[str, Any], *, vector: np.ndarray | None = None,
     best = hybrid_rank(vec, sem_rows, lex_rows, k, query=query, namesake=namesake,
                        semantic_weight=weight, name_boost=name_boost, test_penalty=test_penalty,
                        namesake_boost=namesake_boost, secondary_weight=secondary_weight,
-                       extra_prior=(lambda row: extra(c, qd, row)) if extra else None)
+                       extra_prior=(lambda row: extra(c, qd, row)) if extra else None,
+                       levers=levers)
     return [c.index[row.id] for _, row in best]
 
 

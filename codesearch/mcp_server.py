@@ -66,8 +66,10 @@ class SearchResults(TypedDict):
 
 
 def _hit(hit: Hit) -> Hit:
-    """The hit as ``cs find --json`` prints it (the score rounded to 6 places)."""
-    return replace(hit, score=round(float(hit.score), 6))
+    """The hit as ``cs find --json`` prints it (the score rounded to 6 places, its signals to
+    4)."""
+    return replace(hit, score=round(float(hit.score), 6),
+                   signals={k: round(float(v), 4) for k, v in hit.signals.items()})
 
 
 def _sdk() -> tuple[type, type[Exception]]:

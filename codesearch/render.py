@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from codesearch.embed.presets import PREFIX_SCHEMES
 from codesearch.errors import CodeSearchError
-from codesearch.hits import DupGroup, Hit
+from codesearch.hits import DupGroup, FileHit, Hit, group_files
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -55,7 +55,7 @@ def display_path(root: Path, rel: str, cwd: Path | None = None) -> str:
 
 def hits_json(hits: Sequence[Hit]) -> str:
     """The ``--json`` contract: an array of {path, start_line, end_line, symbol, language, kind,
-    score, text}, paths relative to the indexed root."""
+    score, text, signals}, paths relative to the indexed root."""
     return json.dumps([h.to_dict() for h in hits], indent=2)
 
 
@@ -369,15 +369,18 @@ def print_chunk_summary(
     print(line, file=sys.stderr)
 
 
-def print_answer(answer: Answer, *, as_json: bool, grep: bool) -> bool:
+def print_answer(answer: Answer, *, as_json: bool, grep: bool, files: int | None = None) -> bool:
     """A query's answer as ``cs find`` / ``cs similar`` print it: the coverage line (stderr, so
     --json stays an array) while the index lacks vectors, then the hits as JSON, grep lines or
-    rich excerpts ("No results." on stderr when there are none). Returns whether there were
-    hits (the exit code)."""
+    rich excerpts ("No results." on stderr when there are none); with ``files`` (``--files``),
+    the first ``files`` files of the hits instead (:func:`print_files`). Returns whether there
+    were hits (the exit code)."""
     line = coverage_line(answer.coverage) if answer.coverage is not None else None
     if line:
         print(line, file=sys.stderr)
     hits = answer.hits
+    if files is not None:
+        return print_files(group_files(hits, files), answer.root, as_json=as_json, grep=grep)
     if as_json:
         print(hits_json(hits))
     elif grep:
@@ -439,6 +442,33 @@ def _print_groups(groups: Sequence[DupGroup], root: Path) -> None:
         console.print(Syntax(excerpt, _lexer(first.language), line_numbers=True,
                              start_line=first.start_line, word_wrap=False, theme="ansi_dark",
                              background_color="default"))
+
+
+def print_files(files: Sequence[FileHit], root: Path, *, as_json: bool, grep: bool) -> bool:
+    """``cs find --files``: the ranked files as a JSON array of {path, language, score, hits}
+    (hits without text), ``path:line:symbol`` of each file's best hit, or one line per file
+    with its score and the names of its hits. Returns whether there were any."""
+    if as_json:
+        print(json.dumps([f.to_dict() for f in files], indent=2))
+    elif grep:
+        if files:
+            print("\n".join(f"{display_path(root, f.path)}:{f.hits[0].start_line}:"
+                            f"{f.hits[0].symbol or f.hits[0].kind}" for f in files))
+    elif files:
+        from rich.console import Console
+        from rich.text import Text
+
+        console = Console(highlight=False, soft_wrap=True)
+        for f in files:
+            line = Text()
+            line.append(display_path(root, f.path), style="bold magenta")
+            line.append(f"  {f.score:.3f}", style="green")
+            names = [f"{h.symbol or h.kind}:{h.start_line}" for h in f.hits]
+            line.append("  " + ", ".join(names), style="cyan")
+            console.print(line)
+    else:
+        print("No results.", file=sys.stderr)
+    return bool(files)
 
 
 def print_vectors(vectors: np.ndarray, *, as_json: bool) -> None:

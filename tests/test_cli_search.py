@@ -15,6 +15,8 @@ from tests.support.cli import cs
 
 pytestmark = pytest.mark.usefixtures("cpu_dtype_memo")
 HIT_KEYS = {"path", "start_line", "end_line", "symbol", "language", "kind", "score", "text"}
+# find hits also say why they ranked (query.ranking.find_scores)
+FIND_KEYS = HIT_KEYS | {"signals"}
 
 
 def line_of(path: Path, needle: str) -> int:
@@ -27,7 +29,8 @@ def test_find_json_grep_and_rich(indexed_py_go_repo: Path,
                 "-k", "4")
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)
-    assert len(hits) == 4 and all(set(h) == HIT_KEYS for h in hits)
+    assert len(hits) == 4 and all(set(h) == FIND_KEYS for h in hits)
+    assert all({"semantic", "lexical", "name"} <= set(h["signals"]) for h in hits)
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     for h in hits:  # paths relative to the root; text is exactly the file's lines
         lines = (indexed_py_go_repo / h["path"]).read_text().splitlines()
@@ -44,6 +47,35 @@ def test_find_json_grep_and_rich(indexed_py_go_repo: Path,
     first = result.stdout.splitlines()[0]
     assert first.startswith(f"{hits[0]['path']}:{hits[0]['start_line']}")
     assert f"{hits[0]['score']:.3f}" in first
+
+
+def test_find_files_ranks_files_with_their_best_hits(indexed_py_go_repo: Path) -> None:
+    """--files: the -k files that answer best, each once, in the order of their best hit in
+    the chunk ranking, with their hits (lines, symbol, score, signals; no text)."""
+    root = str(indexed_py_go_repo)
+    result = cs("find", "arithmetic mean of a column", "--path", root, "--files", "--json",
+                "-k", "2")
+    assert result.exit_code == 0, result.output
+    files = json.loads(result.stdout)
+    assert len(files) == 2 and len({f["path"] for f in files}) == 2
+    assert all(set(f) == {"path", "language", "score", "hits"} for f in files)
+    assert files[0]["score"] >= files[1]["score"]
+    for f in files:
+        assert f["score"] == f["hits"][0]["score"]
+        assert all("text" not in h and "signals" in h for h in f["hits"])
+    chunks = json.loads(cs("find", "arithmetic mean of a column", "--path", root, "--json",
+                           "-k", "8").stdout)
+    assert files[0]["path"] == chunks[0]["path"]
+    assert [f["path"] for f in files] == list(dict.fromkeys(h["path"] for h in chunks))[:2]
+    grep = cs("find", "arithmetic mean of a column", "--path", root, "--files", "--grep",
+              "-k", "2")
+    lines = grep.stdout.splitlines()  # paths as the shell sees them, here absolute
+    assert len(lines) == 2 and all(line.split(":")[0] == f"{root}/{f['path']}"
+                                   for line, f in zip(lines, files, strict=True))
+    rich = cs("find", "arithmetic mean of a column", "--path", root, "--files", "-k", "2")
+    lines = rich.stdout.splitlines()
+    assert len(lines) == 2 and all(line.split()[0] == f"{root}/{f['path']}"
+                                   for line, f in zip(lines, files, strict=True))
 
 
 def test_find_exit_codes(indexed_py_go_repo: Path) -> None:

@@ -231,13 +231,14 @@ def test_hybrid_rank_fuses_both_lists_with_its_priors_and_levers() -> None:
                                                   **levers)]
 
     # impl: .8 x 1 + .2 x .5 + NAME_BOOST x 1; glue: .8 x .9 x SECONDARY_WEIGHT;
-    # test: .8 x .8 + .2 x 1 + NAME_BOOST x 2/3 (test, num, flags: 2 of 3 words) - TEST_PENALTY
-    assert ranked() == [("a", pytest.approx(1.05)), ("b", pytest.approx(0.64)),
-                        ("m", pytest.approx(0.612))]
+    # test: .8 x .8 + .2 x 1 + NAME_BOOST x 2/3 (test, num, flags: 2 of 3 words) - TEST_PENALTY;
+    # each + .05: its file's name spells "flags", 1 of the query's 4 content words (path_boost .2)
+    assert ranked() == [("a", pytest.approx(1.1)), ("b", pytest.approx(0.69)),
+                        ("m", pytest.approx((0.72 + 0.05) * 0.85))]
     assert [cid for cid, _ in ranked(semantic_weight=0.0)] == ["b", "a", "m"]
     assert [cid for cid, _ in ranked(secondary_weight=1.0)] == ["a", "m", "b"]
-    assert ranked(name_boost=0.0, test_penalty=0.0)[:2] == [("a", pytest.approx(0.9)),
-                                                          ("b", pytest.approx(0.84))]
+    assert ranked(name_boost=0.0, test_penalty=0.0)[:2] == [("a", pytest.approx(0.95)),
+                                                          ("b", pytest.approx(0.89))]
     # similar: no query priors; the query chunk's namesakes gain NAMESAKE_BOOST (or the lever)
     namesake = name_key("Reader.NumFlags", "method")
     similar = hybrid_rank(vector, semantic, lexical, 1, namesake=namesake, namesake_boost=0.5)

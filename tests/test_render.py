@@ -29,7 +29,8 @@ from codesearch.source.discover import Skip
 from codesearch.store.records import Coverage
 from codesearch.store.store import Store
 
-PARSE = Hit("pkg/a.py", 3, 9, "parse", "python", "function", 0.12345678, "def parse():\n    pass")
+PARSE = Hit("pkg/a.py", 3, 9, "parse", "python", "function", 0.12345678, "def parse():\n    pass",
+            {"semantic": 0.912345, "name": 0.15})
 TITLE = Hit("README.md", 1, 4, "", "markdown", "section", 0.5, "# Title")
 
 # --- hits -----------------------------------------------------------------------------------------
@@ -45,7 +46,11 @@ def test_hits_json_is_the_documented_array() -> None:
     "language": "python",
     "kind": "function",
     "score": 0.123457,
-    "text": "def parse():\\n    pass"
+    "text": "def parse():\\n    pass",
+    "signals": {
+      "semantic": 0.9123,
+      "name": 0.15
+    }
   },
   {
     "path": "README.md",
@@ -55,7 +60,8 @@ def test_hits_json_is_the_documented_array() -> None:
     "language": "markdown",
     "kind": "section",
     "score": 0.5,
-    "text": "# Title"
+    "text": "# Title",
+    "signals": {}
   }
 ]"""
     assert hits_json([]) == "[]"

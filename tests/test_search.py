@@ -139,7 +139,7 @@ def test_kind_prior_ranks_definitions_first_exactly(tmp_path: Path) -> None:
     rows = [*[row(f"m{i}.py", kind, "parse csv mean") for i, kind in enumerate(glue)],
             row("f.py", "function", "parse csv mean"),
             row("g.py", "function", "tokenize words"),
-            row("d.md", "section", "tokenize words " * 4)]
+            row("d.py", "module", "tokenize words " * 4)]
     store.commit_batch(files=[FileRecord(r.path, 1, 1, r.path) for r in rows], chunks=rows,
                        vectors=np.array([[1, 0]] * len(rows), dtype=np.float32))
     store.optimize()
@@ -153,9 +153,9 @@ def test_kind_prior_ranks_definitions_first_exactly(tmp_path: Path) -> None:
     assert [h.score for h in hits[1:]] == pytest.approx([raw["m0.py"] * SECONDARY_WEIGHT] * 7)
 
     raw = {h.path: h.score for h in store.text_search("tokenize words", 10)}
-    assert raw["d.md"] * SECONDARY_WEIGHT > raw["g.py"]  # far ahead: the prior does not flip it
+    assert raw["d.py"] * SECONDARY_WEIGHT > raw["g.py"]  # far ahead: the prior does not flip it
     hits = searcher.find("tokenize words", SearchOptions(k=2, mode="lexical"))
-    assert [h.path for h in hits] == ["d.md", "g.py"]
+    assert [h.path for h in hits] == ["d.py", "g.py"]
     assert not searcher.handle.loaded
 
 
@@ -274,7 +274,7 @@ def test_a_text_models_find_query_folds_in_its_views(tmp_path: Path,
                                                      fixtures_dir: Path) -> None:
     """With MiniLM (a text model, words writing) a find query's vector is its own with its two
     views folded in, each written like the documents; semantic scores are cosines with it (times
-    the kind prior)."""
+    the kind prior; the find evidence is added on that scale)."""
     from codesearch.documents import QUERY_VIEW_WEIGHTS, in_words
     from codesearch.query.ranking import kind_weight
 
@@ -289,9 +289,13 @@ def test_a_text_models_find_query_folds_in_its_views(tmp_path: Path,
     vectors = embedder.embed_queries(texts, task="nl2code")
     expected = fold(vectors, QUERY_VIEW_WEIGHTS)
     stored = {(r.path, r.start_line): r.vector for r in searcher.store.chunks(with_vectors=True)}
+    best = max(float(np.dot(v, expected)) for v in stored.values())
     for hit in hits:
         vector = stored[(hit.path, hit.start_line)]
         cosine = float(np.dot(vector, expected))
-        assert hit.score == pytest.approx(cosine * kind_weight(hit.kind), abs=1e-4)
+        assert hit.signals["semantic"] == pytest.approx(cosine / best, abs=1e-4)
+        evidence = sum(v for k, v in hit.signals.items() if k not in ("semantic", "prose"))
+        assert hit.score == pytest.approx(
+            (cosine + evidence * best) * kind_weight(hit.kind), abs=1e-4)
     plain = vectors[0]
     assert float(np.dot(plain, expected)) < 0.999  # the views really moved the query

@@ -96,7 +96,7 @@ def test_find_through_server_equals_in_process(served: Served, indexed_repo: Pat
     if "--json" in args and via.exit_code == 0:
         hits = json.loads(via.stdout)
         assert hits and set(hits[0]) == {"path", "start_line", "end_line", "symbol", "language",
-                                         "kind", "score", "text"}
+                                         "kind", "score", "text", "signals"}
 
 
 def test_similar_through_server_resolves_paths_from_the_client_cwd(

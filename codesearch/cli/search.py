@@ -50,6 +50,8 @@ Code = Annotated[bool, typer.Option("--code", help="Only code.")]
 SimilarTask = Annotated[str | None, typer.Option("--task", help="nl2code or code2code "
                                                  "(default: code2code).", show_default=False)]
 Grep = Annotated[bool, typer.Option("--grep", help="path:line:symbol lines, for editors.")]
+Files = Annotated[bool, typer.Option("--files", help="Rank files, not chunks: the -k files that "
+                                     "answer best, each with its best hits.")]
 NoServer = Annotated[bool, typer.Option("--no-server", help="Work in-process: use no query "
                                         "server and start none [env CS_NO_SERVER=1].")]
 
@@ -59,22 +61,25 @@ def _search(op: Op, text: str, path: Path, *, k: int, lang: list[str] | None,
             task: str | None, as_json: bool, grep: bool, model: str | None,
             device: str | None, index_dir: Path | None, index_uri: str | None,
             storage_option: list[str] | None, no_server: bool,
-            kinds: tuple[str, ...] = ()) -> None:
+            kinds: tuple[str, ...] = (), files: bool = False) -> None:
     from dataclasses import replace
 
+    from codesearch.hits import FILE_HITS_PER_FILE
     from codesearch.query import client
     from codesearch.query.request import Query
     from codesearch.render import print_answer
 
     settings = index_settings(index_dir, index_uri, storage_option)
-    options = replace(search_options(k, lang, glob, min_score, mode, task), kinds=kinds)
+    # --files ranks the files of more chunk hits than it lists.
+    chunks = k * FILE_HITS_PER_FILE if files else k
+    options = replace(search_options(chunks, lang, glob, min_score, mode, task), kinds=kinds)
     query = Query(op, text, options, model, Path.cwd())
     if op in ("similar", "docs") and path == Path("."):
         # Run outside any indexed tree: search the tree that holds FILE.
         path = settings.root_for_file(text, Path.cwd())
     answer = client.answer(query, path, settings, device=device, no_server=no_server,
                            notify=notice)
-    if not print_answer(answer, as_json=as_json, grep=grep):
+    if not print_answer(answer, as_json=as_json, grep=grep, files=k if files else None):
         raise typer.Exit(int(ExitCode.NO_RESULTS))
 
 
@@ -92,6 +97,7 @@ def find_cmd(
     code: Code = False,
     as_json: Json = False,
     grep: Grep = False,
+    files: Files = False,
     model: Model = None,
     device: Device = None,
     precision: Precision = None,
@@ -109,7 +115,7 @@ def find_cmd(
     _search("find", query, path, k=k, lang=lang, glob=glob, min_score=min_score, mode=mode,
             task=task, as_json=as_json, grep=grep, model=model, device=device,
             index_dir=index_dir, index_uri=index_uri, storage_option=storage_option,
-            no_server=no_server, kinds=kinds)
+            no_server=no_server, kinds=kinds, files=files)
 
 
 @app.command("similar")

@@ -25,6 +25,18 @@ import numpy as np
 
 from codesearch.documents import own_name_words
 from codesearch.errors import UsageError
+from codesearch.query.evidence import (
+    LEVERS,
+    Levers,
+    content_words,
+    defines,
+    embedded_identifiers,
+    is_prose,
+    path_match,
+    query_shape,
+    symbol_query,
+    wants_prose,
+)
 from codesearch.store.records import StoredChunk, sql_in
 from codesearch.vocabulary import ABBREVIATIONS, identifier_words
 
@@ -296,15 +308,20 @@ def hybrid_rank(vector: np.ndarray, sem_rows: Sequence[StoredChunk],
                 test_penalty: float | None = None, namesake_boost: float | None = None,
                 secondary_weight: float | None = None,
                 extra_prior: Callable[[StoredChunk], float] | None = None,
+                levers: Levers | None = None,
+                explain: dict[str, dict[str, float]] | None = None,
                 ) -> list[tuple[float, StoredChunk]]:
     """The best ``k`` of both candidate lists as (score, row), best first: linear fusion of the
     semantic and BM25 scores (:func:`fuse`; rows need their vectors, ``lex_rows`` their BM25
-    scores), plus the find priors (:func:`prior`, only when ``query`` is given) or the similar
-    one (:func:`namesake_priors`, only when ``namesake``, the query chunk's :func:`name_key`, is
-    given), times the kind prior; one piece per split definition.
+    scores), plus the find priors (:func:`prior` and query.evidence, only when ``query`` is
+    given: :func:`find_scores`) or the similar one (:func:`namesake_priors`, only when
+    ``namesake``, the query chunk's :func:`name_key`, is given), times the kind prior; one piece
+    per split definition, files diversified (:func:`select`).
 
-    The keyword levers replace the module's constants (None: the constant), and ``extra_prior``
-    adds a term per candidate before the kind prior: for bench/replica.py's sweeps."""
+    The keyword levers replace the module's constants (None: the constant; ``levers``: the find
+    evidence's weights), and ``extra_prior`` adds a term per candidate before the kind prior: for
+    bench/replica.py's sweeps. ``explain``, when given, receives each returned row's signals."""
+    lv = (levers or LEVERS).for_shape(query_shape(query) if query is not None else "")
     rows: dict[str, StoredChunk] = {r.id: r for r in sem_rows}
     for r in lex_rows:
         rows.setdefault(r.id, r)
@@ -317,23 +334,138 @@ def hybrid_rank(vector: np.ndarray, sem_rows: Sequence[StoredChunk],
     top_lexical = max(lexical.values(), default=0.0)
     for key in rows.keys() - semantic.keys():
         semantic[key] = unembedded_semantic(lexical.get(key, 0.0), top_lexical, top_semantic)
-    terms = query_terms(query) if query is not None else None
-    tests_wanted = query is not None and wants_tests(query)
-    namesakes = (namesake_priors(namesake, {key: name_key(r.symbol, r.kind)
-                                            for key, r in rows.items()}, boost=namesake_boost)
-                 if namesake else {})
-    weight = SEMANTIC_WEIGHT if semantic_weight is None else semantic_weight
+    if semantic_weight is not None:
+        weight = semantic_weight
+    elif query is not None and symbol_query(query):
+        weight = lv.symbol_semantic_weight
+    else:
+        weight = lv.semantic_weight
+    if query is None:
+        namesakes = (namesake_priors(namesake, {key: name_key(r.symbol, r.kind)
+                                                for key, r in rows.items()},
+                                     boost=namesake_boost) if namesake else {})
+        extra = {key: namesakes.get(key, 0.0) + (extra_prior(r) if extra_prior else 0.0)
+                 for key, r in rows.items()}
+        fused = {key: (score + extra[key]) * kind_weight(rows[key].kind, secondary_weight)
+                 for key, score in fuse(semantic, lexical, weight).items()}
+        signals: dict[str, dict[str, float]] = {}
+    else:
+        base = fuse(semantic, lexical, weight)
+        fused, signals = find_scores(
+            query, base, rows, lv, name_boost=name_boost, test_penalty=test_penalty,
+            secondary_weight=secondary_weight, extra_prior=extra_prior)
+        sem_n, lex_n = max(top_semantic, 1e-12), max(top_lexical, 1e-12)
+        for key in signals:
+            signals[key]["semantic"] = max(semantic.get(key, 0.0), 0.0) / sem_n
+            signals[key]["lexical"] = max(lexical.get(key, 0.0), 0.0) / lex_n
+    best = select(fused, rows, k, lv.file_decay if query is not None else 1.0)
+    if explain is not None:
+        for _, row in best:
+            explain[row.id] = signals.get(row.id, {})
+    return best
 
-    def extra(row: StoredChunk) -> float:
-        return extra_prior(row) if extra_prior is not None else 0.0
 
-    fused = {key: (score + prior(terms, tests_wanted, rows[key].symbol, rows[key].path,
-                                 name_boost=name_boost, test_penalty=test_penalty)
-                   + namesakes.get(key, 0.0) + extra(rows[key]))
-             * kind_weight(rows[key].kind, secondary_weight)
-             for key, score in fuse(semantic, lexical, weight).items()}
-    order = sorted(fused, key=lambda key: (-fused[key], rows[key].path, rows[key].start_line))
-    return one_per_definition([(fused[key], rows[key]) for key in order])[:k]
+def find_scores(query: str, base: Mapping[str, float], rows: Mapping[str, StoredChunk],
+                levers: Levers | None = None, *, name_boost: float | None = None,
+                test_penalty: float | None = None, secondary_weight: float | None = None,
+                extra_prior: Callable[[StoredChunk], float] | None = None,
+                ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """A find query's final score of each candidate from its ``base`` score (fused, or one
+    side's max-normalised score in a single mode), and the signals behind it: the name prior
+    and test penalty (:func:`prior`), a definition of the symbol the query names
+    (evidence.defines), the file's name spelling the query (evidence.path_match), the kind prior,
+    prose and configuration below code (evidence.is_prose), then the evidence of the candidate's
+    file (the sum of its candidates' scores: several hits in one file point at that file) added
+    to the file's best candidate."""
+    lv = levers or LEVERS
+    terms = query_terms(query)
+    tests_wanted = wants_tests(query)
+    prose_ok = wants_prose(query)
+    symbol = symbol_query(query)
+    names = [symbol] if symbol else embedded_identifiers(query)
+    boost = lv.definition_boost if symbol else lv.embedded_definition_boost
+    words = content_words(symbol or query)
+    scores: dict[str, float] = {}
+    signals: dict[str, dict[str, float]] = {}
+    for key, value in base.items():
+        r = rows[key]
+        sig = {"name": (NAME_BOOST if name_boost is None else name_boost)
+               * name_coverage(terms, r.symbol)}
+        if not tests_wanted and is_test_path(r.path):
+            sig["test"] = -(TEST_PENALTY if test_penalty is None else test_penalty)
+        if boost and names and any(defines(n, r.symbol, r.text) for n in names):
+            sig["definition"] = boost
+        if lv.path_boost and words:
+            if (match := path_match(words, r.path)) > 0:
+                sig["path"] = lv.path_boost * match
+        if extra_prior is not None:
+            sig["extra"] = extra_prior(r)
+        weight = kind_weight(r.kind, secondary_weight)
+        if not prose_ok and lv.prose_weight != 1.0 and is_prose(r.path):
+            weight *= lv.prose_weight
+            sig["prose"] = lv.prose_weight
+        scores[key] = (value + sum(sig.values()) - sig.get("prose", 0.0)) * weight
+        signals[key] = sig
+    if lv.file_boost and scores:
+        top = max(scores.values())
+        by_file: dict[str, float] = {}
+        best_of: dict[str, str] = {}
+        for key, value in scores.items():
+            path = rows[key].path
+            by_file[path] = by_file.get(path, 0.0) + max(value, 0.0)
+            if path not in best_of or value > scores[best_of[path]]:
+                best_of[path] = key
+        most = max(by_file.values())
+        if most > 0:
+            for path, key in best_of.items():
+                gain = lv.file_boost * top * by_file[path] / most
+                scores[key] += gain
+                signals[key]["file"] = gain
+    return scores, signals
+
+
+def select(scores: Mapping[str, float], rows: Mapping[str, StoredChunk], k: int,
+           file_decay: float = 1.0) -> list[tuple[float, StoredChunk]]:
+    """The best ``k`` (score, row), best first, one piece per split definition; each further
+    hit from a file already listed scores ``file_decay`` times less per hit before it (1: no
+    change), so one long file does not fill the list when other files answer too."""
+    order = sorted(scores, key=lambda key: (-scores[key], rows[key].path, rows[key].start_line))
+    ranked = one_per_definition([(scores[key], rows[key]) for key in order])
+    if file_decay == 1.0:
+        return ranked[:k]
+    seen: dict[str, int] = {}
+    decayed = []
+    for score, row in ranked:
+        n = seen.get(row.path, 0)
+        seen[row.path] = n + 1
+        decayed.append((score * file_decay ** n if score > 0 else score, row))
+    decayed.sort(key=lambda pair: (-pair[0], pair[1].path, pair[1].start_line))
+    return decayed[:k]
+
+
+def single_rank(candidates: Sequence[StoredChunk], k: int, query: str,
+                levers: Levers | None = None,
+                explain: dict[str, dict[str, float]] | None = None, source: str = "score",
+                ) -> list[tuple[float, StoredChunk]]:
+    """``--mode semantic`` or ``lexical`` find: one search's candidates (their ``score``: cosine
+    or BM25), max-normalised, with the same find evidence as hybrid (:func:`find_scores`) and
+    the same selection (:func:`select`), scaled back by the best score. ``explain``: as in
+    :func:`hybrid_rank` (signals on the normalised scale; ``source`` names the search's own,
+    ``semantic`` or ``lexical``)."""
+    lv = (levers or LEVERS).for_shape(query_shape(query))
+    rows = {r.id: r for r in candidates}
+    top = max((r.score for r in rows.values()), default=0.0)
+    base = {key: max(r.score, 0.0) / top if top > 0 else 0.0 for key, r in rows.items()}
+    scores, signals = find_scores(query, base, rows, lv)
+    for key, sig in signals.items():
+        sig[source] = base[key]
+    # Back on the search's own scale (cosine, BM25), so --min-score means what it meant.
+    scale = top if top > 0 else 1.0
+    best = [(score * scale, row) for score, row in select(scores, rows, k, lv.file_decay)]
+    if explain is not None:
+        for _, row in best:
+            explain[row.id] = signals.get(row.id, {})
+    return best
 
 
 # --- documentation beside code (cs find over both kinds; issue 29) -------------------------------
@@ -371,8 +503,11 @@ def side_tasks(task: str) -> tuple[str, str]:
     return ("code2code" if task == "code2nl" else task), "code2nl"
 
 
-def doc_weight(task: str) -> float:
-    """What a doc result's score is multiplied by beside code results for a find of ``task``."""
+def doc_weight(task: str, query: str = "") -> float:
+    """What a doc result's score is multiplied by beside code results for a find of ``task``:
+    1 when the query asks for documentation itself (evidence.wants_prose)."""
+    if query and wants_prose(query):
+        return 1.0
     return DOC_WEIGHT.get(task, SECONDARY_WEIGHT)
 
 

@@ -138,7 +138,7 @@ class Answer:
     def from_dict(cls, data: Mapping[str, Any]) -> Answer:
         """The inverse of :meth:`to_dict`."""
         fields = Hit.__dataclass_fields__
-        hits = [Hit(**{k: h[k] for k in fields}) for h in data["hits"]]
+        hits = [Hit(**{k: h[k] for k in fields if k in h}) for h in data["hits"]]
         groups = data.get("groups")
         return cls(hits, Path(str(data["root"])), data.get("coverage"),
                    None if groups is None else [DupGroup.from_dict(g) for g in groups])

@@ -59,6 +59,7 @@ from codesearch.query.ranking import (
     name_key,
     one_per_definition,
     side_tasks,
+    single_rank,
 )
 from codesearch.query.request import KINDS, SearchOptions
 from codesearch.source.chunk import Chunk, chunk_source
@@ -144,12 +145,13 @@ class Searcher:
         kinds = opts.kinds or KINDS
         text_query = lexical_query(query)
         parts = []
+        signals: dict[str, dict[str, float]] = {}  # why each code result ranked
         if "code" in kinds:
             def embed() -> np.ndarray:  # only when a mode needs it: lexical never loads the model
                 return query_vector(self.handle.get(), query, code_task, scheme)
 
             parts.append((1.0, self._ranked(embed, text_query, self._where(opts, [CODE_ROWS]),
-                                            opts, query=query)))
+                                            opts, query=query, explain=signals)))
         if "doc" in kinds:
             def embed_doc() -> np.ndarray:
                 return doc_query_vector(self.handle.get(), query, doc_task, scheme)
@@ -158,10 +160,10 @@ class Searcher:
             # a docs path is no test (qa sets, MiniLM hybrid: dev .568 -> .619, check .619 ->
             # .644; bench/docs_quality.py).
             doc_rows = self._doc_rows(doc_task)
-            parts.append((doc_weight(task), self._ranked(
+            parts.append((doc_weight(task, query), self._ranked(
                 embed_doc, text_query, self._where(opts, [doc_rows]), opts,
                 semantic_weight=DOC_SEMANTIC_WEIGHT)))
-        return self._hits(merge_kinds(parts, opts.k), opts)
+        return self._hits(merge_kinds(parts, opts.k), opts, signals)
 
     def similar(self, location: str, options: SearchOptions | None = None, *,
                 cwd: Path | None = None) -> list[Hit]:
@@ -243,21 +245,26 @@ class Searcher:
         return build_where(opts.languages, opts.globs, extra)
 
     @staticmethod
-    def _hits(ranked: Sequence[tuple[float, StoredChunk]], opts: SearchOptions) -> list[Hit]:
-        hits = [Hit.from_stored(row, score) for score, row in ranked[:opts.k]]
+    def _hits(ranked: Sequence[tuple[float, StoredChunk]], opts: SearchOptions,
+              signals: dict[str, dict[str, float]] | None = None) -> list[Hit]:
+        hits = [Hit.from_stored(row, score, (signals or {}).get(row.id))
+                for score, row in ranked[:opts.k]]
         if opts.min_score is not None:
             hits = [h for h in hits if h.score >= opts.min_score]
         return hits
 
     def _ranked(self, embed: Callable[[], np.ndarray], text_query: str, where: str | None,
                 opts: SearchOptions, query: str | None = None,
-                namesake: frozenset[str] | None = None, semantic_weight: float | None = None
+                namesake: frozenset[str] | None = None, semantic_weight: float | None = None,
+                explain: dict[str, dict[str, float]] | None = None,
                 ) -> list[tuple[float, StoredChunk]]:
         """The best ``opts.k`` (score, row) among rows matching ``where``, in ``opts.mode``
-        (``semantic_weight``: hybrid's, None for ranking.SEMANTIC_WEIGHT)."""
+        (``semantic_weight``: hybrid's, None for the ranking's own); with ``query`` (find) every
+        mode applies the find evidence, whose signals go into ``explain``."""
         k = opts.k
         if opts.mode == "hybrid":
-            return self._hybrid(embed(), text_query, where, k, query, namesake, semantic_weight)
+            return self._hybrid(embed(), text_query, where, k, query, namesake, semantic_weight,
+                                explain)
         if opts.mode == "semantic":
             vector = embed()
 
@@ -267,6 +274,10 @@ class Searcher:
             def search(flt: str | None, n: int) -> list[StoredChunk]:
                 return self.store.text_search(text_query, n, where=flt)
 
+        if query is not None:
+            # find: the kind-weighted top candidates, then the same find evidence as hybrid.
+            pool = [r for _, r in self._by_kind(search, where, hybrid_pool(k))]
+            return single_rank(pool, k, query, explain=explain, source=opts.mode or "score")
         # Pieces of one long definition collapse into one hit, so fetch more than k until k
         # definitions are found or the candidates run out.
         n = 2 * k + 10
@@ -294,14 +305,16 @@ class Searcher:
 
     def _hybrid(self, vector: np.ndarray, text_query: str, where: str | None,
                 k: int, query: str | None = None, namesake: frozenset[str] | None = None,
-                semantic_weight: float | None = None) -> list[tuple[float, StoredChunk]]:
+                semantic_weight: float | None = None,
+                explain: dict[str, dict[str, float]] | None = None,
+                ) -> list[tuple[float, StoredChunk]]:
         """Both candidate lists (``hybrid_pool(k)`` each) ranked by ranking.hybrid_rank, with the
         find priors when ``query`` is given, the similar one when ``namesake`` is."""
         pool = hybrid_pool(k)
         sem_rows = self.store.vector_search(vector, pool, where=where, with_vectors=True)
         lex_rows = self.store.text_search(text_query, pool, where=where, with_vectors=True)
         return hybrid_rank(vector, sem_rows, lex_rows, k, query=query, namesake=namesake,
-                           semantic_weight=semantic_weight)
+                           semantic_weight=semantic_weight, explain=explain)
 
     def _check_indexable(self, file: str, rel: str) -> None:
         """UsageError for a file this index does not hold and discovery would leave out (binary,
