@@ -470,10 +470,14 @@ def single_rank(candidates: Sequence[StoredChunk], k: int, query: str,
 
 # --- documentation beside code (cs find over both kinds; issue 29) -------------------------------
 
-# A question's answer is as likely prose as code: its doc results and code results merge on equal
-# terms. For any other query docs weigh as the secondary kinds do (the prose sections they were
-# before they had a kind of their own), so a description of behaviour still finds code first.
-DOC_WEIGHT = {"qa": 1.0}
+# A doc result beside code results weighs what prose weighs in a code answer (evidence.Levers
+# .prose_weight: a question about how code behaves is answered by the code first; semble dev, 10
+# repositories, hybrid: doc rows at 1.0 for questions and 0.85 otherwise .887, at this weight
+# .921), unless the query asks for documentation or is a usage question ("how do I ...?", "how to
+# ..."): those weigh the same as code.
+_USAGE_QUESTION = re.compile(
+    r"^\s*(how (do|can|should|would|could) (i|we|you)|how to|can (i|we|you)|should (i|we)|"
+    r"is (it|there) (possible|a way))\b", re.I)
 # Semantic weight of the doc side of a find (code: SEMANTIC_WEIGHT): prose is matched by meaning
 # more than by shared words. qa sets, MiniLM hybrid: dev .619 -> .627, check .644 -> .670
 # (bench/docs_quality.py). `cs docs` keeps SEMANTIC_WEIGHT (code2nl dev: .637 at 0.8, .629 at 0.9).
@@ -503,12 +507,13 @@ def side_tasks(task: str) -> tuple[str, str]:
     return ("code2code" if task == "code2nl" else task), "code2nl"
 
 
-def doc_weight(task: str, query: str = "") -> float:
-    """What a doc result's score is multiplied by beside code results for a find of ``task``:
-    1 when the query asks for documentation itself (evidence.wants_prose)."""
-    if query and wants_prose(query):
+def doc_weight(query: str) -> float:
+    """What a doc result's score is multiplied by beside code results for a find of ``query``:
+    1 when it asks for documentation (evidence.wants_prose) or how to use something, else the
+    weight of prose in a code answer."""
+    if wants_prose(query) or _USAGE_QUESTION.match(query):
         return 1.0
-    return DOC_WEIGHT.get(task, SECONDARY_WEIGHT)
+    return LEVERS.prose_weight
 
 
 def merge_kinds(parts: Sequence[tuple[float, Sequence[tuple[float, StoredChunk]]]], k: int

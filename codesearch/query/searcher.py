@@ -160,7 +160,7 @@ class Searcher:
             # a docs path is no test (qa sets, MiniLM hybrid: dev .568 -> .619, check .619 ->
             # .644; bench/docs_quality.py).
             doc_rows = self._doc_rows(doc_task)
-            parts.append((doc_weight(task, query), self._ranked(
+            parts.append((doc_weight(query), self._ranked(
                 embed_doc, text_query, self._where(opts, [doc_rows]), opts,
                 semantic_weight=DOC_SEMANTIC_WEIGHT)))
         return self._hits(merge_kinds(parts, opts.k), opts, signals)
