@@ -30,7 +30,11 @@ def test_find_json_grep_and_rich(indexed_py_go_repo: Path,
     assert result.exit_code == 0, result.output
     hits = json.loads(result.stdout)
     assert len(hits) == 4 and all(set(h) == FIND_KEYS for h in hits)
-    assert all({"semantic", "lexical", "name"} <= set(h["signals"]) for h in hits)
+    # Why each ranked: code by the find evidence, docs by their side's scores and weight.
+    assert all({"semantic", "lexical", "name"} <= set(h["signals"]) for h in hits
+               if h["kind"] != "doc")
+    assert all({"semantic", "lexical", "doc"} <= set(h["signals"]) for h in hits
+               if h["kind"] == "doc")
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     for h in hits:  # paths relative to the root; text is exactly the file's lines
         lines = (indexed_py_go_repo / h["path"]).read_text().splitlines()

@@ -348,16 +348,18 @@ def hybrid_rank(vector: np.ndarray, sem_rows: Sequence[StoredChunk],
                  for key, r in rows.items()}
         fused = {key: (score + extra[key]) * kind_weight(rows[key].kind, secondary_weight)
                  for key, score in fuse(semantic, lexical, weight).items()}
-        signals: dict[str, dict[str, float]] = {}
+        signals: dict[str, dict[str, float]] = {
+            key: {"namesake": namesakes[key]} for key in rows if namesakes.get(key)}
     else:
         base = fuse(semantic, lexical, weight)
         fused, signals = find_scores(
             query, base, rows, lv, name_boost=name_boost, test_penalty=test_penalty,
             secondary_weight=secondary_weight, extra_prior=extra_prior)
-        sem_n, lex_n = max(top_semantic, 1e-12), max(top_lexical, 1e-12)
-        for key in signals:
-            signals[key]["semantic"] = max(semantic.get(key, 0.0), 0.0) / sem_n
-            signals[key]["lexical"] = max(lexical.get(key, 0.0), 0.0) / lex_n
+    sem_n, lex_n = max(top_semantic, 1e-12), max(top_lexical, 1e-12)
+    for key in rows:
+        sig = signals.setdefault(key, {})
+        sig["semantic"] = max(semantic.get(key, 0.0), 0.0) / sem_n
+        sig["lexical"] = max(lexical.get(key, 0.0), 0.0) / lex_n
     best = select(fused, rows, k, lv.file_decay if query is not None else 1.0)
     if explain is not None:
         for _, row in best:

@@ -160,9 +160,12 @@ class Searcher:
             # a docs path is no test (qa sets, MiniLM hybrid: dev .568 -> .619, check .619 ->
             # .644; bench/docs_quality.py).
             doc_rows = self._doc_rows(doc_task)
-            parts.append((doc_weight(query), self._ranked(
-                embed_doc, text_query, self._where(opts, [doc_rows]), opts,
-                semantic_weight=DOC_SEMANTIC_WEIGHT)))
+            weight = doc_weight(query)
+            ranked_docs = self._ranked(embed_doc, text_query, self._where(opts, [doc_rows]), opts,
+                                       semantic_weight=DOC_SEMANTIC_WEIGHT, explain=signals)
+            for _, row in ranked_docs:
+                signals.setdefault(row.id, {})["doc"] = weight
+            parts.append((weight, ranked_docs))
         return self._hits(merge_kinds(parts, opts.k), opts, signals)
 
     def similar(self, location: str, options: SearchOptions | None = None, *,
