@@ -475,7 +475,7 @@ def single_rank(candidates: Sequence[StoredChunk], k: int, query: str,
 # A doc result beside code results weighs what prose weighs in a code answer (evidence.Levers
 # .prose_weight: a question about how code behaves is answered by the code first; semble dev, 10
 # repositories, hybrid: doc rows at 1.0 for questions and 0.85 otherwise .887, at this weight
-# .921), unless the query asks for documentation or is a usage question ("how do I ...?", "how to
+# .920), unless the query asks for documentation or is a usage question ("how do I ...?", "how to
 # ..."): those weigh the same as code.
 _USAGE_QUESTION = re.compile(
     r"^\s*(how (do|can|should|would|could) (i|we|you)|how to|can (i|we|you)|should (i|we)|"
