@@ -349,21 +349,20 @@ def hybrid_rank(vector: np.ndarray, sem_rows: Sequence[StoredChunk],
         fused = {key: (score + extra[key]) * kind_weight(rows[key].kind, secondary_weight)
                  for key, score in fuse(semantic, lexical, weight).items()}
         signals: dict[str, dict[str, float]] = {
-            key: {"namesake": namesakes[key]} for key in rows if namesakes.get(key)}
+            key: {"namesake": value} for key, value in namesakes.items() if value}
     else:
         base = fuse(semantic, lexical, weight)
         fused, signals = find_scores(
             query, base, rows, lv, name_boost=name_boost, test_penalty=test_penalty,
             secondary_weight=secondary_weight, extra_prior=extra_prior)
-    sem_n, lex_n = max(top_semantic, 1e-12), max(top_lexical, 1e-12)
-    for key in rows:
-        sig = signals.setdefault(key, {})
-        sig["semantic"] = max(semantic.get(key, 0.0), 0.0) / sem_n
-        sig["lexical"] = max(lexical.get(key, 0.0), 0.0) / lex_n
     best = select(fused, rows, k, lv.file_decay if query is not None else 1.0)
     if explain is not None:
+        # Each side's score on its own scale (the best candidate: 1), for the returned rows only.
+        sem_n, lex_n = max(top_semantic, 1e-12), max(top_lexical, 1e-12)
         for _, row in best:
-            explain[row.id] = signals.get(row.id, {})
+            explain[row.id] = {**signals.get(row.id, {}),
+                               "semantic": max(semantic.get(row.id, 0.0), 0.0) / sem_n,
+                               "lexical": max(lexical.get(row.id, 0.0), 0.0) / lex_n}
     return best
 
 
