@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from replica import Corpus, _chunk_table, rank  # noqa: E402
+from replica import Corpus, _chunk_table, rank, recorder_class  # noqa: E402
 from replica import evaluate as replica_evaluate  # noqa: E402
 from replica import load as replica_load  # noqa: E402
 from replica import summary as replica_summary  # noqa: E402
@@ -68,21 +68,14 @@ def dump(data: Path, out: Path, names: list[str] | None, pool: int) -> None:
     sp = sb.specs(data)
     out.mkdir(parents=True, exist_ok=True)
 
-    class Recorder(S.Searcher):
-        captured: dict[str, Any]
-
-        def _rank(self, embed, text_query, where, opts, query=None,  # type: ignore[override]
-                  namesake=None):
-            self.captured = {"vector": np.asarray(embed(), dtype=np.float32),
-                             "text_query": text_query, "where": where}
-            return []
-
+    Recorder = recorder_class()
     for n in names or sb.SPLIT["repos"]:
         root = sb.bench_dir(data, sp[n]).resolve()
         searcher = Recorder.open(IndexSettings().for_root(root))
         table = _chunk_table(searcher.store)
         queries = []
         for t in sb.tasks(data, n):
+            searcher.captured = None
             searcher.find(t["query"], S.SearchOptions(k=K, mode="hybrid"))
             cap = dict(searcher.captured)
             lex = searcher.store.text_search(cap["text_query"], pool, where=cap["where"])

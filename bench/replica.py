@@ -57,6 +57,24 @@ def _chunk_table(store: Any) -> dict[str, Any]:
     }
 
 
+def recorder_class() -> type:
+    """A Searcher that records the first candidate search of each query (its vector, BM25 text
+    and filter: for find the code side, which Searcher.find ranks before the doc side) instead
+    of running it; reset ``captured`` before each query. bench/realistic.py uses it too."""
+    from codesearch.query import searcher as S
+
+    class Recorder(S.Searcher):
+        captured: dict[str, Any] | None = None
+
+        def _ranked(self, embed, text_query, where, opts, *args, **kwargs):  # type: ignore[override]
+            if self.captured is None:
+                self.captured = {"vector": np.asarray(embed(), dtype=np.float32),
+                                 "text_query": text_query, "where": where}
+            return []
+
+    return Recorder
+
+
 def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str] | None) -> None:
     from quality import SharedLoader, load_score  # type: ignore[import-not-found]
 
@@ -70,15 +88,7 @@ def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str]
     loader = SharedLoader()
     out.mkdir(parents=True, exist_ok=True)
 
-    class Recorder(S.Searcher):
-        captured: dict[str, Any]
-
-        def _rank(self, embed, text_query, where, opts, query=None,  # type: ignore[override]
-                  namesake=None):
-            self.captured = {"vector": np.asarray(embed(), dtype=np.float32),
-                             "text_query": text_query, "where": where}
-            return []
-
+    Recorder = recorder_class()
     names = corpora or sorted(p.name for p in split.iterdir() if (p / "queries.jsonl").exists())
     for corpus in names:
         for task in tasks:
@@ -91,6 +101,7 @@ def dump(split: Path, out: Path, pool: int, tasks: list[str], corpora: list[str]
             table = _chunk_table(searcher.store)
             queries = []
             for q in rows:
+                searcher.captured = None
                 if task == "find":
                     searcher.find(q["query"], S.SearchOptions(k=K, mode="hybrid"))
                 else:
