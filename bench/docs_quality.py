@@ -11,18 +11,20 @@ doc section of the pinned doc folders. ``dev`` and ``check`` are different packa
 
 **code2nl**: the shared benchmark's dev split (``../shared/eval``, built by its
 ``make_corpus.py --split dev`` into /tmp/cs-bench/dev: stripped source trees and, per function,
-the first sentence of its docstring). Per corpus every docstring sentence is one candidate doc
-file; the query is the function's code as ``cs docs`` reads it (the chunk enclosing it in the
-stripped tree, docstring gone); the target is its own docstring.
+the first sentence of its docstring), and the check split of other packages (``--split holdout
+--pins bench/holdout_pins.json`` into /tmp/cs-bench/holdout). Per corpus every docstring sentence
+is one candidate doc file under ``docs/``, beside the stripped tree under ``code/`` (a repository
+has both); the query is ``cs docs code/FILE:LINE`` at the function (the chunk enclosing it,
+docstring gone); the target is its own docstring.
 
 Both run in-process through the code the CLI runs (``Searcher.find(..., kinds=("doc",))`` is
-``cs find --docs``, ``Searcher.docs_for`` is ``cs docs``), in every mode, scored MRR@10 and R@10,
+``cs find --docs``, ``Searcher.docs`` is ``cs docs``), in every mode, scored MRR@10 and R@10,
 per doc format (qa) or code language (code2nl). The BM25 reference is plain Okapi BM25 (k1 1.2,
 b 0.75) over the same candidates' texts (words and identifier parts, lower case).
 
     python bench/docs_quality.py qa --split dev
     python bench/docs_quality.py qa --split check
-    python bench/docs_quality.py code2nl [--per-corpus 40]
+    python bench/docs_quality.py code2nl [--split check] [--per-corpus 40]
     python bench/docs_quality.py cost        # embedding cost of doc chunks on docs-heavy sdists
 
 Writes bench/results/docs_quality.json (summary, one entry per set; reruns update their entry),
@@ -54,6 +56,7 @@ sys.path.insert(0, str(PROJECT))
 
 from codesearch.index.run import IndexOptions, index_root  # noqa: E402
 from codesearch.location import IndexSettings  # noqa: E402
+from codesearch.query import ranking  # noqa: E402
 from codesearch.query.request import SearchOptions  # noqa: E402
 from codesearch.query.searcher import Searcher, enclosing_chunk  # noqa: E402
 from codesearch.source.chunk import (  # noqa: E402
@@ -67,7 +70,9 @@ from codesearch.vocabulary import identifier_words  # noqa: E402
 
 K = 10
 MODES = ("hybrid", "semantic", "lexical")
-SPLIT = Path("/tmp/cs-bench/dev")
+# code2nl sets: the shared benchmark's dev split and this project's check split (other packages:
+# make_corpus.py --split holdout --pins bench/holdout_pins.json --out /tmp/cs-bench/holdout).
+CODE2NL_SPLITS = {"dev": Path("/tmp/cs-bench/dev"), "check": Path("/tmp/cs-bench/holdout")}
 # package, pip spec, doc paths inside the sdist (folders or files)
 QA_PINS: dict[str, list[tuple[str, str, list[str]]]] = {
     "dev": [
@@ -245,19 +250,23 @@ def run_qa(split: str, limit: int | None) -> dict[str, Any]:
 # --- code2nl -----------------------------------------------------------------------------------
 
 
-def run_code2nl(per_corpus: int) -> dict[str, Any]:
-    if not SPLIT.exists():
-        raise SystemExit(f"{SPLIT} is missing: python3 ../shared/eval/make_corpus.py --split dev "
-                         f"--out {SPLIT.parent}")
+def run_code2nl(split: str, per_corpus: int) -> dict[str, Any]:
+    source = CODE2NL_SPLITS[split]
+    if not source.exists():
+        pins = " --pins bench/holdout_pins.json" if split == "check" else ""
+        raise SystemExit(f"{source} is missing: python3 ../shared/eval/make_corpus.py --split "
+                         f"{'holdout' if split == 'check' else 'dev'}{pins} --out {source}")
     per_lang: dict[str, dict[str, list[int | None]]] = defaultdict(lambda: defaultdict(list))
     dump: list[dict[str, Any]] = []
-    for corpus in sorted(p for p in SPLIT.iterdir() if (p / "queries.jsonl").exists()):
+    for corpus in sorted(p for p in source.iterdir() if (p / "queries.jsonl").exists()):
         entries = [json.loads(line) for line in (corpus / "queries.jsonl").read_text().splitlines()]
-        root = WORK / "code2nl" / corpus.name
+        root = WORK / ("code2nl" if split == "dev" else f"code2nl-{split}") / corpus.name
         if not (root / "docs").exists():
             (root / "docs").mkdir(parents=True)
             for i, e in enumerate(entries):
                 (root / "docs" / f"d{i:04d}.txt").write_text(e["query"] + "\n")
+        if not (root / "code").exists():  # the stripped tree too, as a real repository has both
+            shutil.copytree(corpus / "repo", root / "code")
         index_root(root, options=IndexOptions(model="minilm"))
         searcher = Searcher.open(IndexSettings().locate(root))
         step = max(1, len(entries) // per_corpus)
@@ -272,12 +281,13 @@ def run_code2nl(per_corpus: int) -> dict[str, Any]:
         bm25 = bm25_ranks([e["query"] for e in entries],
                           [f"{c.symbol}\n{c.text}" for c in code_chunks])
         log(f"{corpus.name}: {len(chosen)} functions, {len(entries)} docstrings")
-        for i, chunk, best in zip(chosen, code_chunks, bm25, strict=True):
+        for i, best in zip(chosen, bm25, strict=True):
             e = entries[i]
             target = f"docs/d{i:04d}.txt"
             row: dict[str, Any] = {"id": e["id"], "symbol": e["symbol"]}
             for mode in MODES:
-                hits = searcher.docs_for(chunk, SearchOptions(k=K, mode=mode))
+                hits = searcher.docs(f"code/{e['path']}:{e['start_line']}",
+                                     SearchOptions(k=K, mode=mode), cwd=root)
                 row[mode] = next((r for r, h in enumerate(hits, 1) if h.path == target), None)
             row["bm25"] = next((r for r, j in enumerate(best, 1) if j == i), None)
             for method in (*MODES, "bm25"):
@@ -285,11 +295,12 @@ def run_code2nl(per_corpus: int) -> dict[str, Any]:
                 per_lang["ALL"][method].append(row[method])
             dump.append(row)
     (HERE / "results" / "runs").mkdir(parents=True, exist_ok=True)
-    (HERE / "results" / "runs" / "docs_quality-code2nl.json").write_text(
+    (HERE / "results" / "runs" / f"docs_quality-code2nl-{split}.json").write_text(
         json.dumps(dump, indent=1))
     table = {lang: {m: summary(r) for m, r in methods.items()}
              for lang, methods in per_lang.items()}
-    return {"task": "code2nl", "split": "dev", "per_corpus": per_corpus, "table": table}
+    return {"task": "code2nl", "split": split, "per_corpus": per_corpus,
+            "subject_weight": ranking.SUBJECT_WEIGHT, "table": table}
 
 
 # --- cost ----------------------------------------------------------------------------------------
@@ -358,16 +369,22 @@ def main() -> None:
     ap.add_argument("--split", choices=("dev", "check"), default="dev")
     ap.add_argument("--limit", type=int, default=None, help="qa: questions per package")
     ap.add_argument("--per-corpus", type=int, default=40, help="code2nl: functions per corpus")
+    ap.add_argument("--subject-weight", type=float, default=None,
+                    help="code2nl: the own-subject check's weight (0: off; default: the shipped "
+                         "ranking.SUBJECT_WEIGHT)")
     args = ap.parse_args()
+    if args.subject_weight is not None:
+        ranking.SUBJECT_WEIGHT = args.subject_weight
     if args.task == "cost":
         result = run_cost()
     else:
         result = (run_qa(args.split, args.limit) if args.task == "qa"
-                  else run_code2nl(args.per_corpus))
+                  else run_code2nl(args.split, args.per_corpus))
         show(result)
     out = HERE / "results" / "docs_quality.json"
     data = json.loads(out.read_text()) if out.exists() else {}
-    data[f"{result['task']}-{result['split']}"] = result
+    lever = "" if args.subject_weight is None else f"-subject{args.subject_weight:g}"
+    data[f"{result['task']}-{result['split']}{lever}"] = result
     out.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 

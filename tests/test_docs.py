@@ -18,6 +18,7 @@ import torch
 from codesearch.documents import embedding_text
 from codesearch.index.run import IndexOptions, index_root
 from codesearch.location import IndexSettings
+from codesearch.query.ranking import SUBJECT_WEIGHT
 from codesearch.query.request import SearchOptions
 from codesearch.query.searcher import Searcher
 from codesearch.source.chunk import chunk_source
@@ -160,9 +161,16 @@ def test_query_sides_use_the_qa_and_code2nl_prefixes(doc_repo: Path, tiny_model_
     name_and_code = embedding_text(chunk).split("\n", 1)
     code_query = reference(f"{name_and_code[0].split(' | ', 1)[1]}\n{name_and_code[1]}",
                            CODE2NL_QUERY, dim)
+    # The score is the code2nl cosine plus the own-subject check (ranking.prefer_own_subject):
+    # SUBJECT_WEIGHT x (cosine to this definition's stored row - to the nearest other code).
+    own = rows[("datatools/stats.py", chunk.start_line, "nl2code")][1]
+    others = [v for (path, line, _), (kind, v) in rows.items()
+              if kind != "doc" and (path, line) != ("datatools/stats.py", chunk.start_line)]
     for hit in hits:
         comment = rows[(hit.path, hit.start_line, "code2nl")][1]
-        assert hit.score == pytest.approx(float(np.dot(comment, code_query)), abs=1e-4)
+        subject = float(np.dot(comment, own)) - max(float(np.dot(comment, v)) for v in others)
+        assert hit.score == pytest.approx(
+            float(np.dot(comment, code_query)) + SUBJECT_WEIGHT * subject, abs=1e-4)
 
 
 @pytest.mark.slow
@@ -229,3 +237,58 @@ def test_minilm_answers_a_question_from_the_docs(doc_repo: Path) -> None:
     assert (hits[0].path, hits[0].symbol) == ("docs/faq.rst", "FAQ > Why are empty lines skipped?")
     docs = searcher.docs(f"{doc_repo / 'datatools/stats.py'}:14", SearchOptions(k=2))
     assert "docs/faq.rst" in {h.path for h in docs} or "README.md" in {h.path for h in docs}
+
+
+SETTINGS_PY = '''\
+class Command:
+    def disable_colored_help(self, yes):
+        if yes:
+            self.global_setting(Settings.DISABLE_COLORED_HELP)
+        else:
+            self.unset_global_setting(Settings.DISABLE_COLORED_HELP)
+        return self
+
+    def is_disable_colored_help_set(self):
+        return self.is_set(Settings.DISABLE_COLORED_HELP)
+'''
+
+SETTINGS_MD = """\
+# Settings
+
+## Plain help
+
+Disables colorized help messages.
+
+## Checking a setting
+
+Report whether disable_colored_help is set.
+"""
+
+
+@pytest.mark.slow
+def test_cs_docs_prefers_the_docs_whose_subject_is_this_code(tmp_path: Path) -> None:
+    """A doc that names a function but describes another one (the getter's line names the
+    setter) ranks below the doc whose subject the function is: the own-subject check
+    (ranking.prefer_own_subject). Without it, MiniLM ranks the getter's line first here."""
+    (tmp_path / "command.py").write_text(SETTINGS_PY)
+    (tmp_path / "SETTINGS.md").write_text(SETTINGS_MD)
+    index_root(tmp_path, options=IndexOptions(model="minilm"))
+    searcher = Searcher.open(IndexSettings().locate(tmp_path))
+    setter = searcher.docs(f"{tmp_path / 'command.py'}:2", SearchOptions(k=2))
+    getter = searcher.docs(f"{tmp_path / 'command.py'}:9", SearchOptions(k=2))
+    assert setter[0].symbol == "Settings > Plain help"
+    assert getter[0].symbol == "Settings > Checking a setting"
+
+
+def test_the_own_subject_check_reranks_by_the_cosine_margin() -> None:
+    from codesearch.query.ranking import prefer_own_subject
+    from codesearch.store.records import StoredChunk
+
+    def row(name: str) -> StoredChunk:
+        return StoredChunk(id=name, path=f"{name}.md", language="markdown", kind="doc",
+                           symbol=name, start_line=1, end_line=2, text="", hash=name)
+
+    ranked = [(0.9, row("about_other")), (0.8, row("about_this")), (0.7, row("no_code"))]
+    out = prefer_own_subject(ranked, own=[0.5, 0.6, 0.1], other=[0.7, 0.4, None], weight=1.0)
+    assert [(round(s, 3), r.id) for s, r in out] == [
+        (1.0, "about_this"), (0.7, "about_other"), (0.7, "no_code")]

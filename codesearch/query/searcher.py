@@ -50,6 +50,7 @@ from codesearch.query.ranking import (
     DOC_SEMANTIC_WEIGHT,
     SECONDARY_KINDS,
     SECONDARY_WEIGHT,
+    SUBJECT_POOL,
     build_where,
     doc_weight,
     find_task,
@@ -58,6 +59,7 @@ from codesearch.query.ranking import (
     merge_kinds,
     name_key,
     one_per_definition,
+    prefer_own_subject,
     side_tasks,
     single_rank,
 )
@@ -178,7 +180,7 @@ class Searcher:
         opts = replace(opts, mode=opts.mode or DEFAULT_SIMILAR_MODE)
         chunk, own = self._chunk_at(location, cwd or Path.cwd())
         same_kind = self._doc_rows("qa") if chunk.kind == DOC_KIND else CODE_ROWS
-        where = self._where(opts, extra=[own, same_kind])
+        where = self._where(opts, extra=[f"NOT {own}", same_kind])
         task = opts.task or "code2code"
 
         def embed() -> np.ndarray:
@@ -194,23 +196,30 @@ class Searcher:
         """Documentation about the code enclosing ``FILE:LINE`` (task code2nl: its definition as
         the query, doc chunks as the candidates), the chunk itself excluded."""
         chunk, own = self._chunk_at(location, cwd or Path.cwd())
-        return self.docs_for(chunk, options, exclude=own)
+        return self.docs_for(chunk, options, own=own)
 
     def docs_for(self, chunk: Chunk, options: SearchOptions | None = None, *,
-                 exclude: str | None = None) -> list[Hit]:
-        """:meth:`docs` for a chunk in hand (``exclude``: an SQL clause of rows to leave
-        out)."""
+                 own: str | None = None) -> list[Hit]:
+        """:meth:`docs` for a chunk in hand (``own``: an SQL clause matching its stored rows,
+        which are left out of the candidates). Outside lexical mode the top SUBJECT_POOL are
+        reranked by whether this code is their subject (ranking.prefer_own_subject)."""
         opts = options or SearchOptions()
         opts.validate()
         opts = replace(opts, mode=opts.mode or DEFAULT_SIMILAR_MODE)
         task = opts.task or "code2nl"
-        where = self._where(opts, extra=[exclude or "", self._doc_rows(task)])
+        where = self._where(opts, extra=[f"NOT {own}" if own else "", self._doc_rows(task)])
+        vector: list[np.ndarray] = []
 
         def embed() -> np.ndarray:
-            return code_doc_query_vector(self.handle.get(), chunk, task,
-                                         self.manifest.prefix_scheme)
+            if not vector:
+                vector.append(code_doc_query_vector(self.handle.get(), chunk, task,
+                                                    self.manifest.prefix_scheme))
+            return vector[0]
 
-        ranked = self._ranked(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, opts)
+        pool = replace(opts, k=max(opts.k, SUBJECT_POOL))
+        ranked = self._ranked(embed, lexical_query(f"{chunk.symbol} {chunk.text}"), where, pool)
+        if opts.mode != "lexical" and ranked:
+            ranked = self._prefer_own_subject(ranked, embed(), own)
         return self._hits(ranked, opts)
 
     # internals ------------------------------------------------------------------------------
@@ -219,10 +228,37 @@ class Searcher:
         """The SQL filter for the doc rows a query of ``doc_task`` compares with."""
         return f"task = {sql_str(doc_rows_task(doc_task, self.manifest.prefix_scheme))}"
 
+    def _prefer_own_subject(self, ranked: Sequence[tuple[float, StoredChunk]],
+                            query_vector: np.ndarray, own: str | None
+                            ) -> list[tuple[float, StoredChunk]]:
+        """``ranked`` docs reranked by ranking.prefer_own_subject: each doc's cosine to this
+        code (its stored rows when indexed, else the query vector) against its cosine to the
+        nearest other code of the index (one batched search)."""
+        vectors: dict[str, np.ndarray] = {row.id: row.vector for _, row in ranked
+                                          if row.vector is not None}
+        if missing := [row.id for _, row in ranked if row.id not in vectors]:
+            vectors.update((r.id, r.vector) for r in self.store.chunks(sql_in("id", missing),
+                                                                        with_vectors=True)
+                           if r.vector is not None)
+        zeros = np.zeros_like(query_vector)
+        doc_vectors = np.stack([vectors.get(row.id, zeros) for _, row in ranked])
+        mine = [r.vector for r in self.store.chunks(own, with_vectors=True)
+                if r.vector is not None and r.vector.any()] if own else []
+        mine = mine or [query_vector]
+        own_cosine = (doc_vectors @ np.stack(mine).T).max(axis=1)
+        embedded = np.flatnonzero(doc_vectors.any(axis=1))  # a row still without its vector: as is
+        nearest = self.store.nearest_similarities(
+            doc_vectors[embedded], 1,
+            where=build_where(extra=[CODE_ROWS, f"NOT {own}" if own else ""]))
+        other: list[float | None] = [None] * len(ranked)
+        for i, sims in zip(embedded, nearest, strict=True):
+            other[i] = sims[0] if sims else None
+        return prefer_own_subject(ranked, own_cosine.tolist(), other)
+
     def _chunk_at(self, location: str, cwd: Path) -> tuple[Chunk, str]:
-        """The chunk enclosing ``FILE:LINE`` as the file is now, and the SQL clause that leaves
-        out every stored chunk of it (itself, possibly at shifted lines if the file changed
-        since indexing, and the other pieces of its definition when it is one piece of a long
+        """The chunk enclosing ``FILE:LINE`` as the file is now, and the SQL clause that matches
+        every stored chunk of it (itself, possibly at shifted lines if the file changed since
+        indexing, and the other pieces of its definition when it is one piece of a long
         one)."""
         rel, line, text, language = self._resolve_location(location, cwd)
         chunks = chunk_source(text, rel, language)
@@ -233,7 +269,7 @@ class Searcher:
                   if chunk.definition_line else [chunk])
         spans = " OR ".join(f"(start_line <= {c.end_line} AND end_line >= {c.start_line})"
                             for c in pieces)
-        return chunk, f"NOT (path = {sql_str(rel)} AND ({spans}))"
+        return chunk, f"(path = {sql_str(rel)} AND ({spans}))"
 
     def _where(self, opts: SearchOptions, extra: Sequence[str] = ()) -> str | None:
         if opts.languages:
