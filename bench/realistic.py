@@ -198,8 +198,8 @@ def summary(r: dict[str, Any]) -> str:
 
 # The ranking before the find evidence (main before issue 26): every lever neutral.
 BEFORE_LEVERS = dict(definition_boost=0.0, path_boost=0.0, prose_weight=1.0,
-                     question_semantic_weight=0.8, question_embedded_definition_boost=0.0,
-                     question_path_boost=0.0, question_file_decay=1.0)
+                     question_semantic_weight=0.8, area_embedded_definition_boost=0.0,
+                     area_path_boost=0.0, area_file_boost=0.0, area_file_decay=1.0)
 
 
 def before_after(corpora: list[Corpus]) -> dict[str, Any]:

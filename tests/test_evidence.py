@@ -16,6 +16,7 @@ from codesearch.query.evidence import (
     embedded_identifiers,
     is_prose,
     path_match,
+    query_shape,
     symbol_query,
     wants_prose,
 )
@@ -24,8 +25,8 @@ from codesearch.store.records import StoredChunk
 
 # Every lever off: the ranking before query.evidence.
 OFF = Levers(definition_boost=0.0, path_boost=0.0, prose_weight=1.0, question_semantic_weight=0.8,
-             question_embedded_definition_boost=0.0,
-             question_path_boost=0.0, question_file_decay=1.0)
+             area_embedded_definition_boost=0.0,
+             area_path_boost=0.0, area_file_boost=0.0, area_file_decay=1.0)
 
 
 @pytest.mark.parametrize("query, symbol", [
@@ -35,6 +36,36 @@ OFF = Levers(definition_boost=0.0, path_boost=0.0, prose_weight=1.0, question_se
 ])
 def test_symbol_query_is_one_identifier_with_a_shape(query: str, symbol: str | None) -> None:
     assert symbol_query(query) == symbol
+
+
+@pytest.mark.parametrize("query, shape", [
+    ("APIRouter", "symbol"),
+    ("how are redirects followed", "question"),
+    ("does it retry?", "question"),
+    ("Returns the number of flags set", "description"),
+    ("parse CSV and compute mean", "description"),
+    ("applies a function to every value", "description"),
+    ("The name of the group", "description"),
+    ("if the flag is set, print it", "description"),
+    ("Helper for the parser", "description"),
+    ("cookie storage and persistence", "topic"),
+    ("JSON element hierarchy and tree model", "topic"),
+    ("absl::StrCat for string concatenation", "topic"),
+    ("WebSocket client implementation", "topic"),
+])
+def test_query_shape_tells_one_behaviour_from_a_subject(query: str, shape: str) -> None:
+    assert query_shape(query) == shape
+
+
+def test_questions_and_topics_get_the_file_levers_descriptions_do_not() -> None:
+    levers = Levers()
+    for shape in ("question", "topic"):
+        lv = levers.for_shape(shape)
+        assert (lv.file_boost, lv.file_decay, lv.path_boost) == (
+            levers.area_file_boost, levers.area_file_decay, levers.area_path_boost)
+    assert levers.for_shape("question").semantic_weight == levers.question_semantic_weight
+    assert levers.for_shape("topic").semantic_weight == levers.semantic_weight
+    assert levers.for_shape("description") == levers.for_shape("symbol") == levers
 
 
 def test_embedded_identifiers_are_the_code_words_of_prose() -> None:

@@ -64,6 +64,13 @@ def test_name_coverage(query: str, symbol: str, coverage: float) -> None:
         ("lib/parser.test.js", True),
         ("examples/derive.rs", True),
         ("benches/bench.rs", True),
+        ("absl/strings/str_cat_benchmark.cc", True),
+        ("benchmarks/run.py", True),
+        ("gson/src/main/java/JsonParserTest.java", True),  # JUnit, xUnit, ScalaTest naming
+        ("Src/Tests/Linq/JObjectTests.cs", True),
+        ("core/src/MonadSpec.scala", True),
+        ("src/main/java/Latest.java", False),
+        ("src/Contest.kt", False),
         ("src/testing.rs", False),  # a module named "testing" is not a test directory
         ("src/contest/main.py", False),
         ("lib/attestation.js", False),
@@ -102,7 +109,10 @@ def test_hybrid_find_prefers_the_definition_over_its_test_copy(repo_with_tests: 
     searcher = Searcher.open(IndexSettings().locate(repo_with_tests))
     hits = searcher.find("mean of a column", SearchOptions(k=2, mode="hybrid"))
     assert [h.path for h in hits] == ["src/stats.py", "tests/test_stats.py"]
-    assert hits[0].score - hits[1].score == pytest.approx(TEST_PENALTY)  # the test penalty
+    assert hits[1].signals["test"] == -TEST_PENALTY and "test" not in hits[0].signals
+    # the same text: the scores differ by the test penalty and the file evidence it changes
+    file_gap = hits[0].signals.get("file", 0.0) - hits[1].signals.get("file", 0.0)
+    assert hits[0].score - hits[1].score == pytest.approx(TEST_PENALTY + file_gap)
 
 
 def test_lexical_mode_reads_abbreviations_written_out(tmp_path: Path, tiny_model_dir: Path) -> None:

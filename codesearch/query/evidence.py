@@ -24,11 +24,11 @@ from codesearch.vocabulary import ABBREVIATIONS, identifier_words
 class Levers:
     """The weights of the find evidence (see each function below). ``semantic_weight``: the
     semantic share of a natural-language query's fusion; ``symbol_semantic_weight``: a bare
-    identifier's (its name is exact text, so BM25 counts more). The ``question_`` levers apply
-    to questions only (:func:`query_shape`): they ask which part of the code does something,
-    which a file answers as well as a function; a description of one behaviour ("Returns the
-    number of flags set") is answered by one function, and file evidence there promotes the
-    wrong one."""
+    identifier's (its name is exact text, so BM25 counts more). The ``area_`` levers apply to
+    questions and topics (:func:`query_shape`): they ask which part of the code does something or
+    deals with a subject, which a file answers as well as a function; a description of one
+    behaviour ("Returns the number of flags set") is answered by one function, and file evidence
+    there promotes the wrong one (docstring benchmark, dev find: .630 -> .547 with them)."""
 
     semantic_weight: float = 0.8
     symbol_semantic_weight: float = 0.8
@@ -39,19 +39,20 @@ class Levers:
     file_boost: float = 0.0
     file_decay: float = 1.0
     question_semantic_weight: float = 0.65
-    question_embedded_definition_boost: float = 0.3
-    question_path_boost: float = 0.3
-    question_file_boost: float = 0.0
-    question_file_decay: float = 0.7
+    area_embedded_definition_boost: float = 0.3
+    area_path_boost: float = 0.3
+    area_file_boost: float = 0.2
+    area_file_decay: float = 0.7
 
     def for_shape(self, shape: str) -> Levers:
         """These levers as they apply to a query of this :func:`query_shape`."""
-        if shape != "question":
+        if shape not in ("question", "topic"):
             return self
-        return replace(self, semantic_weight=self.question_semantic_weight,
-                       embedded_definition_boost=self.question_embedded_definition_boost,
-                       path_boost=self.question_path_boost, file_boost=self.question_file_boost,
-                       file_decay=self.question_file_decay)
+        return replace(self, semantic_weight=(self.question_semantic_weight
+                                              if shape == "question" else self.semantic_weight),
+                       embedded_definition_boost=self.area_embedded_definition_boost,
+                       path_boost=self.area_path_boost, file_boost=self.area_file_boost,
+                       file_decay=self.area_file_decay)
 
 
 LEVERS = Levers()
@@ -82,19 +83,69 @@ def symbol_query(query: str) -> str | None:
 
 
 _QUESTION_WORDS = frozenset("how where what which why when who whose".split())
+# What a sentence about one piece of code starts with, rather than a noun phrase naming a subject:
+# a function word (an article, pronoun, conjunction, modal or adverb: "The name of the group",
+# "If the flag is set ...") or a verb, imperative or third person ("parse a CSV file", "Returns
+# the number of flags"; common verbs of code and its documentation, base forms).
+_SENTENCE_STARTS = frozenset("""
+    a an the this that these those it its if unless whether when while once only also always
+    never often usually like unlike similar given used you we can could will would should must
+    may might do does either both each every any all most some no not""".split())
+_VERBS = frozenset("""
+    accept access add adjust aggregate allocate allow append apply assert assign assume attach
+    attempt avoid break build calculate call cancel capture cast catch change check clamp
+    clean clear clone close collect combine compare compile compose compute concatenate
+    configure connect construct contain convert copy count create decode defer define delete
+    deserialize destroy detect determine disable display divide drop dump emit enable encode
+    ensure enumerate escape evaluate execute exit expand export extend extract fetch fill
+    filter find finish flatten flush follow force format free generate get give group handle
+    hash hide ignore implement import increment indicate initialize insert inspect install
+    instruct invoke is iterate join keep kill launch limit list load lock look make mark match
+    merge mock modify move normalize notify open order output overwrite pad panic parse pass
+    patch pause perform pick place poll pop prepare prepend preserve prevent print process
+    produce prompt provide push put quote raise read receive record reduce refresh register
+    reject release reload remove rename render repeat replace report represent request require
+    reset resolve restore retry return reverse run save scan schedule search select send
+    serialize set show shuffle skip sleep sort specify split start stop store strip submit
+    subscribe swap take tell test throw toggle transform translate traverse trigger trim
+    truncate try turn undo unlock unpack unregister unwrap update upload use validate verify
+    visit wait walk warn watch wrap write yield zip""".split())
+
+
+# A capitalised ordinary word, as a sentence starts (not an acronym, identifier or name-like
+# word: JSON, JsonReader, absl::Status).
+_SENTENCE_CASE = re.compile(r"^[A-Z][a-z]+[\s,]")
+
+
+def _is_verb(word: str) -> bool:
+    """A verb of :data:`_VERBS` in its base or third-person form (returns, matches, applies)."""
+    if word in _VERBS:
+        return True
+    if word.endswith("ies") and word[:-3] + "y" in _VERBS:
+        return True
+    if word.endswith("es") and word[:-2] in _VERBS:
+        return True
+    return word.endswith("s") and word[:-1] in _VERBS
 
 
 def query_shape(query: str) -> str:
     """``symbol`` (a bare identifier, :func:`symbol_query`), ``question`` (how/where/what/...
-    or ending in ``?``: which part of the code does something) or ``description`` (any other
-    prose: what one piece of code does)."""
+    or ending in ``?``: which part of the code does something), ``description`` (a sentence about
+    one piece of code: it starts with a verb or a function word, "Returns the number of flags",
+    "parse a CSV file", or is written as a capitalised sentence, as docstrings are: "Helper for
+    the parser") or ``topic`` (any other prose, a noun phrase naming a subject: "cookie storage
+    and persistence", "JSON element hierarchy", "absl::StrCat for concatenation"). A verb that is
+    also a noun ("request body encoding") reads as a description: the function-level answer is
+    the safer one."""
     if symbol_query(query):
         return "symbol"
     text = query.strip()
     first = text.split(None, 1)[0].lower() if text else ""
     if text.endswith("?") or first in _QUESTION_WORDS:
         return "question"
-    return "description"
+    if first in _SENTENCE_STARTS or _is_verb(first) or _SENTENCE_CASE.match(text):
+        return "description"
+    return "topic"
 
 
 def embedded_identifiers(query: str) -> list[str]:

@@ -262,8 +262,10 @@ def name_coverage(terms: frozenset[str], symbol: str) -> float:
 
 
 _TEST_PATH = re.compile(
-    r"(^|/)(tests?|__tests__|__mocks__|spec|specs|testing|testdata|benches|examples?)(/|$)"
-    r"|(^|/)(test_[^/]*|[^/]*_test\.\w+|conftest\.py|[^/]*\.(test|spec)\.\w+)$"
+    r"(^|/)(tests?|__tests__|__mocks__|spec|specs|testing|testdata|benches|benchmarks?"
+    r"|examples?)(/|$)"
+    r"|(^|/)(test_[^/]*|[^/]*_(test|benchmark)\.\w+|conftest\.py|[^/]*\.(test|spec)\.\w+"
+    r"|[A-Z]\w*(Tests?|Spec|Benchmark)\.(java|kt|cs|scala|swift|groovy|php))$"
 )
 _WORD = re.compile(r"[A-Za-z0-9]+")
 _TEST_WORDS = frozenset({"test", "tests", "testing", "spec", "specs", "example", "examples",
