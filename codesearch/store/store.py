@@ -445,15 +445,8 @@ class Store:
         if table is None or k <= 0:
             return []
         cols = list(CHUNK_FIELDS) + ([VECTOR] if with_vectors else [])
-        with storage_errors("search", self.uri):
-            query = (table.search(np.asarray(vector, dtype=np.float32), vector_column_name=VECTOR)
-                     .distance_type("cosine").select(cols).limit(k)
-                     .nprobes(nprobes).ef(ANN_EF).refine_factor(refine_factor))
-            # Rows still waiting for their vector hold zeros: never candidates here.
-            where = self._only_embedded(table, where)
-            if where:
-                query = query.where(where, prefilter=True)
-            data = query.to_arrow()
+        data = self._nearest(table, np.asarray(vector, dtype=np.float32), cols, k, where,
+                             nprobes, refine_factor)
         return rows_to_chunks(data, self._dim(table), score_from="_distance",
                                invert_distance=True)
 
@@ -465,18 +458,25 @@ class Store:
         out: list[list[float]] = [[] for _ in range(len(vectors))]
         if (table := self._table(CHUNKS)) is None or k <= 0 or not len(vectors):
             return out
-        with storage_errors("search", self.uri):
-            query = (table.search(list(np.asarray(vectors, dtype=np.float32)),
-                                  vector_column_name=VECTOR).distance_type("cosine")
-                     .select(["_distance"]).limit(k).nprobes(ANN_PROBES).ef(ANN_EF).refine_factor(4))
-            if where := self._only_embedded(table, where):
-                query = query.where(where, prefilter=True)
-            data = query.to_arrow()
+        data = self._nearest(table, list(np.asarray(vectors, dtype=np.float32)), ["_distance"],
+                             k, where)
         one = "query_index" not in data.column_names  # one vector: a plain result
         for i, distance in zip([0] * data.num_rows if one else data["query_index"].to_pylist(),
                                data["_distance"].to_pylist(), strict=True):
             out[i].append(1.0 - distance)
         return [sorted(sims, reverse=True) for sims in out]
+
+    def _nearest(self, table: Any, vectors: Any, cols: list[str], k: int, where: str | None,
+                 nprobes: int = ANN_PROBES, refine_factor: int = 4) -> pa.Table:
+        """Cosine kNN of one vector or a list (then with ``query_index``), ``where`` first."""
+        with storage_errors("search", self.uri):
+            query = (table.search(vectors, vector_column_name=VECTOR).distance_type("cosine")
+                     .select(cols).limit(k).nprobes(nprobes).ef(ANN_EF)
+                     .refine_factor(refine_factor))
+            # Rows still waiting for their vector hold zeros: never candidates here.
+            if where := self._only_embedded(table, where):
+                query = query.where(where, prefilter=True)
+            return query.to_arrow()
 
     @_retry_read
     def text_search(self, text: str, k: int, *, where: str | None = None,
