@@ -135,6 +135,17 @@ def summary(ranks: list[int | None]) -> dict[str, float]:
             "r10": round(sum(1 for r in ranks if r) / n, 4), "n": len(ranks)}
 
 
+def per_query_and_table(name: str, dump: list[dict[str, Any]],
+                        groups: dict[str, dict[str, list[int | None]]]
+                        ) -> dict[str, dict[str, dict[str, float]]]:
+    """Writes the per-query ranks to bench/results/runs/docs_quality-NAME.json; returns the
+    summary of every group and method."""
+    (HERE / "results" / "runs").mkdir(parents=True, exist_ok=True)
+    (HERE / "results" / "runs" / f"docs_quality-{name}.json").write_text(
+        json.dumps(dump, indent=1))
+    return {group: {m: summary(r) for m, r in methods.items()} for group, methods in groups.items()}
+
+
 # --- qa ----------------------------------------------------------------------------------------
 
 
@@ -238,11 +249,7 @@ def run_qa(split: str, limit: int | None) -> dict[str, Any]:
                 per_format[q["format"]][method].append(row[method])
                 per_format["ALL"][method].append(row[method])
             dump.append(row)
-    (HERE / "results" / "runs").mkdir(parents=True, exist_ok=True)
-    (HERE / "results" / "runs" / f"docs_quality-qa-{split}.json").write_text(
-        json.dumps(dump, indent=1))
-    table = {fmt: {m: summary(r) for m, r in methods.items()}
-             for fmt, methods in per_format.items()}
+    table = per_query_and_table(f"qa-{split}", dump, per_format)
     return {"task": "qa", "split": split, "packages": [s for _, s, _ in QA_PINS[split]],
             "chunks": chunks, "index_seconds": round(index_seconds, 1), "table": table}
 
@@ -294,11 +301,7 @@ def run_code2nl(split: str, per_corpus: int) -> dict[str, Any]:
                 per_lang[e["language"]][method].append(row[method])
                 per_lang["ALL"][method].append(row[method])
             dump.append(row)
-    (HERE / "results" / "runs").mkdir(parents=True, exist_ok=True)
-    (HERE / "results" / "runs" / f"docs_quality-code2nl-{split}.json").write_text(
-        json.dumps(dump, indent=1))
-    table = {lang: {m: summary(r) for m, r in methods.items()}
-             for lang, methods in per_lang.items()}
+    table = per_query_and_table(f"code2nl-{split}", dump, per_lang)
     return {"task": "code2nl", "split": split, "per_corpus": per_corpus,
             "subject_weight": ranking.SUBJECT_WEIGHT, "table": table}
 
