@@ -105,7 +105,9 @@ def test_a_run_that_changes_nothing_drops_the_versions_past_their_grace(
     assert out["files_changed"] == 0
     after = _footprint(repo)
     assert after["versions"]["chunks"] == 1, after
-    assert after["bytes"] <= pruned["bytes"]
+    # The chunks table, not the whole index: the manifest's record of the run (its timings)
+    # can be a byte longer than the last one's.
+    assert after["tables"]["chunks"] <= pruned["tables"]["chunks"]
     assert stored_chunks(repo) == expected_chunks(repo)
 
 

@@ -684,17 +684,15 @@ class Store:
     @_retry_read
     def footprint(self) -> dict[str, Any]:
         """``cs status``: the index's bytes on disk (for an object store, the data and index
-        files of the latest versions) and each table's number of versions."""
+        files of the latest versions), and each table's bytes and number of versions."""
         versions: dict[str, int] = {}
-        stored = 0
+        tables: dict[str, int] = {}
+        remote = config.is_remote(self.uri)
         with storage_errors("read", self.uri):
             for name in (CHUNKS, FILES, MANIFEST):
-                table = self._table(name)
-                if table is not None:
+                if (table := self._table(name)) is not None:
                     versions[name] = len(table.list_versions())
-                    if config.is_remote(self.uri):
-                        stored += int(table.stats()["total_bytes"])
-        size = stored if config.is_remote(self.uri) else directory_bytes(Path(self.uri))
-        return {"bytes": size, "versions": versions}
-
-
+                    tables[name] = (int(table.stats()["total_bytes"]) if remote
+                                    else directory_bytes(Path(self.uri) / f"{name}.lance"))
+        size = sum(tables.values()) if remote else directory_bytes(Path(self.uri))
+        return {"bytes": size, "tables": tables, "versions": versions}
