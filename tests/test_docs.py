@@ -226,6 +226,19 @@ def test_questions_are_told_from_descriptions_and_code() -> None:
     assert side_tasks("code2code") == ("code2code", "code2nl")
 
 
+def test_the_embedder_reads_a_doc_section_without_its_markup() -> None:
+    """What the model reads of a Markdown or reST section: the words, not heading markers, link
+    targets, emphasis, roles or backticks; identifiers such as ``__init__`` stay whole."""
+    markdown = ("## Retries\n\nSee [the _retry_ guide](docs/retry.md#limits) and **always** set "
+                "<b>max</b> in `__init__` (snake_case_name, *args).\n")
+    text = embedding_text(chunk_source(markdown, "docs/guide.md", "markdown")[0])
+    assert text.endswith("Retries\n\nSee the retry guide and always set max in __init__ "
+                         "(snake_case_name, *args).")
+    rst = "Retries\n=======\n\nSee :ref:`the guide <retry-guide>`, ``__init__`` and `docs`_.\n"
+    text = embedding_text(chunk_source(rst, "docs/guide.rst", "restructuredtext")[0])
+    assert text.endswith("Retries\n\nSee the guide, __init__ and docs.")
+
+
 @pytest.mark.slow
 def test_minilm_answers_a_question_from_the_docs(doc_repo: Path) -> None:
     """Meaning: with MiniLM (no prefixes: one vector per doc chunk) the FAQ entry answers its

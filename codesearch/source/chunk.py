@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 # Bump whenever chunk boundaries, texts or headers change, or what codesearch.documents writes
 # (embedding_text, views, lexical_text).
-CHUNKER_VERSION = "12"
+CHUNKER_VERSION = "13"
 
 DEFAULT_MAX_TOKENS = 512
 # Room left in the budget for the embedding header line and the model's document prefix.
