@@ -27,6 +27,9 @@ b 0.75) over the same candidates' texts (words and identifier parts, lower case)
     python bench/docs_quality.py code2nl [--split check] [--per-corpus 40]
     python bench/docs_quality.py cost        # embedding cost of doc chunks on docs-heavy sdists
 
+The model runs at the precision ``auto`` picks on this machine (``CS_PRECISION=fp32|bf16|int8``
+pins it; the result records it): MRR moves by up to .02 between int8 and the float ones.
+
 Writes bench/results/docs_quality.json (summary, one entry per set; reruns update their entry),
 per-query ranks in bench/results/runs/docs_quality-*.json, and prints a table. A private CS_HOME
 (/tmp/cs-docs-bench/home; CS_DOCS_BENCH) keeps indexes and the embedding cache between runs.
@@ -227,6 +230,7 @@ def run_qa(split: str, limit: int | None) -> dict[str, Any]:
     dump: list[dict[str, Any]] = []
     index_seconds = 0.0
     chunks = 0
+    precisions: set[str] = set()
     for name, spec, paths in QA_PINS[split]:
         root, queries = build_qa(name, spec, paths)
         queries = queries[:limit] if limit else queries
@@ -235,6 +239,7 @@ def run_qa(split: str, limit: int | None) -> dict[str, Any]:
         index_seconds += time.monotonic() - began
         chunks += stats.chunks_total
         searcher = Searcher.open(IndexSettings().locate(root))
+        precisions.add(searcher.manifest.precision)
         docs = searcher.store.chunks("kind = 'doc' AND task = 'qa'")
         bm25 = bm25_ranks([f"{d.symbol}\n{d.text}" for d in docs], [q["query"] for q in queries])
         log(f"{name}: {len(queries)} questions, {len(docs)} doc chunks")
@@ -251,7 +256,8 @@ def run_qa(split: str, limit: int | None) -> dict[str, Any]:
             dump.append(row)
     table = per_query_and_table(f"qa-{split}", dump, per_format)
     return {"task": "qa", "split": split, "packages": [s for _, s, _ in QA_PINS[split]],
-            "chunks": chunks, "index_seconds": round(index_seconds, 1), "table": table}
+            "precision": "/".join(sorted(precisions)), "chunks": chunks,
+            "index_seconds": round(index_seconds, 1), "table": table}
 
 
 # --- code2nl -----------------------------------------------------------------------------------
@@ -265,6 +271,7 @@ def run_code2nl(split: str, per_corpus: int) -> dict[str, Any]:
                          f"{'holdout' if split == 'check' else 'dev'}{pins} --out {source}")
     per_lang: dict[str, dict[str, list[int | None]]] = defaultdict(lambda: defaultdict(list))
     dump: list[dict[str, Any]] = []
+    precisions: set[str] = set()
     for corpus in sorted(p for p in source.iterdir() if (p / "queries.jsonl").exists()):
         entries = [json.loads(line) for line in (corpus / "queries.jsonl").read_text().splitlines()]
         root = WORK / ("code2nl" if split == "dev" else f"code2nl-{split}") / corpus.name
@@ -276,6 +283,7 @@ def run_code2nl(split: str, per_corpus: int) -> dict[str, Any]:
             shutil.copytree(corpus / "repo", root / "code")
         index_root(root, options=IndexOptions(model="minilm"))
         searcher = Searcher.open(IndexSettings().locate(root))
+        precisions.add(searcher.manifest.precision)
         step = max(1, len(entries) // per_corpus)
         chosen = list(range(0, len(entries), step))[:per_corpus]
         code_chunks = []
@@ -303,6 +311,7 @@ def run_code2nl(split: str, per_corpus: int) -> dict[str, Any]:
             dump.append(row)
     table = per_query_and_table(f"code2nl-{split}", dump, per_lang)
     return {"task": "code2nl", "split": split, "per_corpus": per_corpus,
+            "precision": "/".join(sorted(precisions)),
             "subject_weight": ranking.SUBJECT_WEIGHT, "table": table}
 
 
@@ -356,7 +365,7 @@ def run_cost() -> dict[str, Any]:
 
 
 def show(result: dict[str, Any]) -> None:
-    print(f"\n{result['task']} ({result['split']}): MRR@10 (R@10), n")
+    print(f"\n{result['task']} ({result['split']}, MiniLM {result['precision']}): MRR@10 (R@10), n")
     print(f"{'':18}" + "".join(f"{m:>16}" for m in (*MODES, "bm25")) + "   ratio")
     for key, methods in result["table"].items():
         cells = "".join(f"{methods[m]['mrr']:>9.3f} ({methods[m]['r10']:.2f})" for m in

@@ -484,7 +484,7 @@ def test_doc_rows_hash_their_task() -> None:
     their hashes name the task, so no cached code-side vector is ever reused for them."""
     doc = chunk_source("# Install\npip install thing\n", "README.md", "markdown")[0]
     text = embedding_text(doc)
-    assert text == "README.md | Install\n# Install\npip install thing"
+    assert text == "README.md | Install\nInstall\npip install thing"
     assert content_hash(doc) == hashlib.sha256(f"qa\n{text}".encode()).hexdigest()
     assert content_hash(doc, "code2nl") == hashlib.sha256(f"code2nl\n{text}".encode()).hexdigest()
     assert row_tasks(doc, "jina-code-v1") == ("qa", "code2nl")
