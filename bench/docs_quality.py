@@ -41,6 +41,7 @@ import argparse
 import json
 import math
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -138,15 +139,37 @@ def summary(ranks: list[int | None]) -> dict[str, float]:
             "r10": round(sum(1 for r in ranks if r) / n, 4), "n": len(ranks)}
 
 
+def ratio_interval(ours: list[int | None], reference: list[int | None], rounds: int = 2000
+                   ) -> dict[str, float]:
+    """MRR(ours) / MRR(reference) over the same queries, with the 2.5th and 97.5th percentiles of
+    the ratio over ``rounds`` resamples of the queries (paired bootstrap, fixed seed): how far a
+    set of this size pins the ratio down."""
+    rr = [(1 / a if a else 0.0, 1 / b if b else 0.0) for a, b in zip(ours, reference, strict=True)]
+    rng = random.Random(0)
+    ratios = []
+    for _ in range(rounds):
+        sample = [rr[rng.randrange(len(rr))] for _ in rr]
+        total = sum(b for _, b in sample)
+        if total:
+            ratios.append(sum(a for a, _ in sample) / total)
+    ratios.sort()
+    base = sum(b for _, b in rr)
+    return {"value": round(sum(a for a, _ in rr) / base, 3) if base else math.inf,
+            "low": round(ratios[int(0.025 * len(ratios))], 3) if ratios else math.nan,
+            "high": round(ratios[int(0.975 * len(ratios)) - 1], 3) if ratios else math.nan}
+
+
 def per_query_and_table(name: str, dump: list[dict[str, Any]],
                         groups: dict[str, dict[str, list[int | None]]]
                         ) -> dict[str, dict[str, dict[str, float]]]:
     """Writes the per-query ranks to bench/results/runs/docs_quality-NAME.json; returns the
-    summary of every group and method."""
+    summary of every group and method, and each group's hybrid / BM25 ratio with its interval."""
     (HERE / "results" / "runs").mkdir(parents=True, exist_ok=True)
     (HERE / "results" / "runs" / f"docs_quality-{name}.json").write_text(
         json.dumps(dump, indent=1))
-    return {group: {m: summary(r) for m, r in methods.items()} for group, methods in groups.items()}
+    return {group: {**{m: summary(r) for m, r in methods.items()},
+                    "ratio": ratio_interval(methods["hybrid"], methods["bm25"])}
+            for group, methods in groups.items()}
 
 
 # --- qa ----------------------------------------------------------------------------------------
@@ -366,13 +389,14 @@ def run_cost() -> dict[str, Any]:
 
 def show(result: dict[str, Any]) -> None:
     print(f"\n{result['task']} ({result['split']}, MiniLM {result['precision']}): MRR@10 (R@10), n")
-    print(f"{'':18}" + "".join(f"{m:>16}" for m in (*MODES, "bm25")) + "   ratio")
+    print(f"{'':18}" + "".join(f"{m:>16}" for m in (*MODES, "bm25"))
+          + "   hybrid/bm25 [95% bootstrap]")
     for key, methods in result["table"].items():
         cells = "".join(f"{methods[m]['mrr']:>9.3f} ({methods[m]['r10']:.2f})" for m in
                         (*MODES, "bm25"))
-        bm = methods["bm25"]["mrr"]
-        ratio = methods["hybrid"]["mrr"] / bm if bm else float("inf")
-        print(f"{key:12} {methods['hybrid']['n']:>5}" + cells + f"   {ratio:.2f}x")
+        ratio = methods["ratio"]
+        print(f"{key:12} {methods['hybrid']['n']:>5}" + cells
+              + f"   {ratio['value']:.3f}x [{ratio['low']:.2f}, {ratio['high']:.2f}]")
 
 
 def main() -> None:
