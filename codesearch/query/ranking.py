@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -427,13 +427,18 @@ def find_scores(query: str, base: Mapping[str, float], rows: Mapping[str, Stored
     return scores, signals
 
 
+def best_first(pairs: Iterable[tuple[float, StoredChunk]]) -> list[tuple[float, StoredChunk]]:
+    """(score, row) pairs best first; equal scores by path, then line, so that an order never
+    depends on the order the candidates came in."""
+    return sorted(pairs, key=lambda pair: (-pair[0], pair[1].path, pair[1].start_line))
+
+
 def select(scores: Mapping[str, float], rows: Mapping[str, StoredChunk], k: int,
            file_decay: float = 1.0) -> list[tuple[float, StoredChunk]]:
     """The best ``k`` (score, row), best first, one piece per split definition; each further
     hit from a file already listed scores ``file_decay`` times less per hit before it (1: no
     change), so one long file does not fill the list when other files answer too."""
-    order = sorted(scores, key=lambda key: (-scores[key], rows[key].path, rows[key].start_line))
-    ranked = one_per_definition([(scores[key], rows[key]) for key in order])
+    ranked = one_per_definition(best_first((score, rows[key]) for key, score in scores.items()))
     if file_decay == 1.0:
         return ranked[:k]
     seen: dict[str, int] = {}
@@ -442,8 +447,7 @@ def select(scores: Mapping[str, float], rows: Mapping[str, StoredChunk], k: int,
         n = seen.get(row.path, 0)
         seen[row.path] = n + 1
         decayed.append((score * file_decay ** n if score > 0 else score, row))
-    decayed.sort(key=lambda pair: (-pair[0], pair[1].path, pair[1].start_line))
-    return decayed[:k]
+    return best_first(decayed)[:k]
 
 
 def single_rank(candidates: Sequence[StoredChunk], k: int, query: str,
@@ -523,9 +527,8 @@ def merge_kinds(parts: Sequence[tuple[float, Sequence[tuple[float, StoredChunk]]
                 ) -> list[tuple[float, StoredChunk]]:
     """Ranked lists of each kind, each with its weight, as one list of the best ``k`` by weighted
     score (ties: path, line)."""
-    merged = [(weight * score, row) for weight, ranked in parts for score, row in ranked]
-    merged.sort(key=lambda pair: (-pair[0], pair[1].path, pair[1].start_line))
-    return merged[:k]
+    return best_first((weight * score, row)
+                      for weight, ranked in parts for score, row in ranked)[:k]
 
 
 # `cs docs`: how far down the list the own-subject check reaches, and its weight. A doc that
@@ -544,7 +547,5 @@ def prefer_own_subject(ranked: Sequence[tuple[float, StoredChunk]],
     ``weight`` (None: SUBJECT_WEIGHT) x (its cosine to the code, ``own``, minus its cosine to the
     nearest other code, ``other``; None where there is none: unchanged)."""
     weight = SUBJECT_WEIGHT if weight is None else weight
-    rescored = [(score + (weight * (mine - best) if best is not None else 0.0), row)
-                for (score, row), mine, best in zip(ranked, own, other, strict=True)]
-    rescored.sort(key=lambda pair: (-pair[0], pair[1].path, pair[1].start_line))
-    return rescored
+    return best_first((score + (weight * (mine - best) if best is not None else 0.0), row)
+                      for (score, row), mine, best in zip(ranked, own, other, strict=True))

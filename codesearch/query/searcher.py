@@ -51,6 +51,7 @@ from codesearch.query.ranking import (
     SECONDARY_KINDS,
     SECONDARY_WEIGHT,
     SUBJECT_POOL,
+    best_first,
     build_where,
     doc_weight,
     find_task,
@@ -338,9 +339,8 @@ class Searcher:
         secondary = sql_in("kind", list(SECONDARY_KINDS))
         primary = search(build_where(extra=[where or "", f"NOT ({secondary})"]), k)
         others = search(build_where(extra=[where or "", secondary]), k)
-        scored = [(r.score, r) for r in primary] + [(r.score * SECONDARY_WEIGHT, r) for r in others]
-        scored.sort(key=lambda pair: (-pair[0], pair[1].path, pair[1].start_line))
-        return scored[:k]
+        return best_first([(r.score, r) for r in primary]
+                          + [(r.score * SECONDARY_WEIGHT, r) for r in others])[:k]
 
     def _hybrid(self, vector: np.ndarray, text_query: str, where: str | None,
                 k: int, query: str | None = None, namesake: frozenset[str] | None = None,
