@@ -282,8 +282,8 @@ def run_qa(split: str, limit: int | None) -> dict[str, Any]:
             row["bm25"] = hit_rank([docs[i] for i in best], q["path"], q["start_line"],
                                    q["end_line"])
             for method in (*MODES, "bm25"):
-                per_format[q["format"]][method].append(row[method])
-                per_format["ALL"][method].append(row[method])
+                for group in (q["format"], f"package {name}", "ALL"):
+                    per_format[group][method].append(row[method])
             dump.append(row)
     table = per_query_and_table(f"qa-{split}", dump, per_format)
     return {"task": "qa", "split": split, "packages": [s for _, s, _ in QA_PINS[split]],
@@ -397,13 +397,15 @@ def run_cost() -> dict[str, Any]:
 
 def show(result: dict[str, Any]) -> None:
     print(f"\n{result['task']} ({result['split']}, MiniLM {result['precision']}): MRR@10 (R@10), n")
-    print(f"{'':18}" + "".join(f"{m:>16}" for m in (*MODES, "bm25"))
+    print(f"{'':24}" + "".join(f"{m:>16}" for m in (*MODES, "bm25"))
           + "   hybrid/bm25 [95% bootstrap]")
-    for key, methods in result["table"].items():
+    table = result["table"]
+    order = sorted(table, key=lambda key: (key == "ALL", key.startswith("package "), key))
+    for key, methods in ((key, table[key]) for key in order):
         cells = "".join(f"{methods[m]['mrr']:>9.3f} ({methods[m]['r10']:.2f})" for m in
                         (*MODES, "bm25"))
         ratio = methods["ratio"]
-        print(f"{key:12} {methods['hybrid']['n']:>5}" + cells
+        print(f"{key:18} {methods['hybrid']['n']:>5}" + cells
               + f"   {ratio['value']:.3f}x [{ratio['low']:.2f}, {ratio['high']:.2f}]")
 
 

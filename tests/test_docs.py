@@ -305,3 +305,57 @@ def test_the_own_subject_check_reranks_by_the_cosine_margin() -> None:
     out = prefer_own_subject(ranked, own=[0.5, 0.6, 0.1], other=[0.7, 0.4, None], weight=1.0)
     assert [(round(s, 3), r.id) for s, r in out] == [
         (1.0, "about_this"), (0.7, "about_other"), (0.7, "no_code")]
+
+
+def test_token_match_weighs_the_words_only_some_candidates_hold() -> None:
+    """idf over the candidates: a token every doc holds (here 1, e.g. a special token or the
+    project's name) weighs nothing, so the doc holding the rarer question token (2) wins."""
+    from codesearch.query.ranking import token_match
+
+    e = np.eye(4)
+    query = (np.array([1, 2]), e[[1, 2]])
+    docs = [(np.array([1, 3]), e[[1, 3]]), (np.array([1, 2]), e[[1, 2]]),
+            (np.array([1]), e[[1]]), (np.array([], dtype=np.int64), np.empty((0, 4)))]
+    scores = token_match(query, docs)
+    assert scores[1] > scores[0] == scores[2] > scores[3] == 0.0
+    # Token 1 is in 3 of 4 candidates (weight log(5/4)); token 2 in 1 (log(5/2)).
+    w1, w2 = np.log(5 / 4) + 1e-3, np.log(5 / 2) + 1e-3
+    assert scores[0] == pytest.approx(w1 / (w1 + w2))
+
+
+def test_token_matches_rerank_without_raising_the_top_score() -> None:
+    from codesearch.query.ranking import prefer_token_matches
+    from codesearch.store.records import StoredChunk
+
+    def row(name: str) -> StoredChunk:
+        return StoredChunk(id=name, path=f"{name}.md", language="markdown", kind="doc",
+                           symbol=name, start_line=1, end_line=2, text="", hash=name)
+
+    ranked = [(0.8, row("sibling")), (0.76, row("answer")), (0.4, row("far"))]
+    out = prefer_token_matches(ranked, [0.5, 1.0, 0.9], weight=0.5)
+    assert [r.id for _, r in out] == ["answer", "sibling", "far"]
+    assert out[0][0] == pytest.approx(0.8 * (0.76 / 0.8 + 0.5) / 1.5) and out[0][0] <= 0.8
+    assert prefer_token_matches(ranked, [0.0, 0.0, 0.0]) == ranked
+
+
+@pytest.mark.slow
+def test_a_question_s_docs_are_reranked_by_token_matches_with_a_text_model_only(
+        doc_repo: Path, tiny_model_dir: Path, cs_home: Path) -> None:
+    """MiniLM (no task prefixes): a question's doc hits carry their token match; in lexical mode,
+    for a description, and with a prefixed model (the tiny jina-shaped one, whose qa task asks
+    for the answer) they do not."""
+    index_root(doc_repo, options=IndexOptions(model="minilm"))
+    searcher = Searcher.open(IndexSettings().locate(doc_repo))
+    question = "Why are blank rows skipped?"
+    hits = searcher.find(question, SearchOptions(k=3, kinds=("doc",)))
+    assert hits[0].symbol == "FAQ > Why are empty lines skipped?"
+    assert all(0 < h.signals["token_match"] <= 1 for h in hits)
+    for query, mode in ((question, "lexical"), ("skip blank rows", "hybrid")):
+        hits = searcher.find(query, SearchOptions(k=3, kinds=("doc",), mode=mode))
+        assert hits and not any("token_match" in h.signals for h in hits)
+    other = doc_repo.parent / "prefixed"
+    shutil.copytree(doc_repo, other)
+    index_root(other, options=IndexOptions(model=str(tiny_model_dir)))
+    hits = Searcher.open(IndexSettings().locate(other)).find(
+        question, SearchOptions(k=3, kinds=("doc",)))
+    assert hits and not any("token_match" in h.signals for h in hits)

@@ -177,3 +177,27 @@ def test_without_torch_a_preset_runs_its_published_onnx_export(tmp_path: Path) -
     assert vectors.returncode == 0, vectors.stderr
     expected = load_embedder("minilm", precision="fp32", engine="torch").embed_documents(TEXTS[:2])
     np.testing.assert_allclose(np.array(json.loads(vectors.stdout)), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("engine, precision, side", [
+    ("torch", "fp32", "right"), ("torch", "fp32", "left"), ("onnx", "fp32", "left"),
+    ("onnx", "int8", "right")])
+def test_token_vectors_are_the_states_the_pooled_vector_comes_from(
+        engine: str, precision: str, side: str, tiny_model_dir: Path, exported: Path) -> None:
+    """The token vectors a question's docs are reranked with (ranking.token_match) are the
+    model's last hidden states of each text's real tokens, under either padding: for this
+    last-token model, a text's last token vector is its full-size embedding."""
+    path = tiny_model_dir if engine == "torch" else exported
+    emb = load_embedder(str(path), precision=precision, engine=engine, padding_side=side)
+    emb = load_embedder(str(path), precision=precision, engine=engine, padding_side=side,
+                        dim=max(emb.dims))
+    assert (emb.engine, emb.precision) == (engine, precision)
+    texts = [*TEXTS, "x"]  # lengths differ, so a padded batch pads most of them
+    tokens = emb.token_vectors(texts, "qa", "document")
+    assert tokens is not None
+    expected = emb.embed(texts, task="qa", side="document")
+    for (ids, vectors), sequence, vector in zip(tokens, emb.tokenize(texts, "qa", "document"),
+                                                expected, strict=True):
+        assert ids.tolist() == sequence and vectors.shape[0] == len(sequence)
+        np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(vectors[-1], vector, atol=2e-4 if precision == "int8" else 1e-5)

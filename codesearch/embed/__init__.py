@@ -14,6 +14,8 @@ CONTRACT (owned by the embedding work, issue 3; other modules rely on these name
         def embed_documents(self, texts: Sequence[str], task: str = "nl2code",
                             progress: Callable[[int], None] | None = None) -> np.ndarray: ...
         # (n, dim) float32, rows L2-normalised; progress(k) is called as k more texts finish.
+        def token_vectors(self, texts, task, side, max_length=None) -> list[(ids, vectors)] | None
+        # per text: token ids and L2-normalised token states (None: the engine only pools)
 
     def load_embedder(model: str | None = None, *, dim: int | None = None,
                       device: str | None = None, pooling: str | None = None,
@@ -67,6 +69,11 @@ class Embedder(Protocol):
         task: str = "nl2code",
         progress: Callable[[int], None] | None = None,
     ) -> np.ndarray: ...
+
+    def token_vectors(self, texts: Sequence[str], task: str, side: str,
+                      max_length: int | None = None
+                      ) -> list[tuple[np.ndarray, np.ndarray]] | None: ...
+    # each text's token ids and normalised token vectors; None if the engine only pools
 
 
 @dataclass(frozen=True)

@@ -80,20 +80,44 @@ class BaseEmbedder:
         truncation and normalisation."""
         raise NotImplementedError
 
-    def tokenize(self, texts: Sequence[str], task: str, side: str) -> list[list[int]]:
-        """Token ids of ``prefix + text`` for each text, truncated to ``max_length`` tokens (the
-        model's end token kept last, when it has one)."""
+    def forward_tokens(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray] | None:
+        """One forward pass over ``sequences``: each one's last hidden states, (its length,
+        hidden) float32; None when the engine yields only pooled vectors (a graph that pools)."""
+        return None
+
+    def token_vectors(self, texts: Sequence[str], task: str, side: str,
+                      max_length: int | None = None) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """Each text's token ids and L2-normalised contextual token vectors (at most
+        ``max_length`` tokens, None: the model's), as ranking.token_match reads them; None when
+        this engine yields only pooled vectors."""
+        sequences = self.tokenize(texts, task, side, max_length)
+        out: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0), np.empty(0))] * len(sequences)
+        for batch in plan_batches([len(s) for s in sequences], self.token_budget, MAX_BATCH):
+            states = self.forward_tokens([sequences[i] for i in batch])
+            if states is None:
+                return None
+            for i, hidden in zip(batch, states, strict=True):
+                norms = np.linalg.norm(hidden, axis=1, keepdims=True)
+                out[i] = (np.asarray(sequences[i], dtype=np.int64),
+                          hidden / np.maximum(norms, 1e-12))
+        return out
+
+    def tokenize(self, texts: Sequence[str], task: str, side: str,
+                 max_length: int | None = None) -> list[list[int]]:
+        """Token ids of ``prefix + text`` for each text, truncated to ``max_length`` tokens (None:
+        the model's; the model's end token kept last, when it has one)."""
+        limit = min(max_length or self.max_length, self.max_length)
         prefix = self.resolved.prefix(check_task(task), check_side(side))
         if not texts:
             return []
         inputs = [prefix + t for t in texts]
         if self.resolved.lowercase:
             inputs = [t.lower() for t in inputs]
-        encoded = self.tokenizer.encode(inputs, self.max_length)
+        encoded = self.tokenizer.encode(inputs, limit)
         end = self._end_id
         if end is not None:
             # What the current tokenizer appends itself, for a snapshot whose tokenizer does not.
-            encoded = [ids if ids and ids[-1] == end else [*ids[: self.max_length - 1], end]
+            encoded = [ids if ids and ids[-1] == end else [*ids[: limit - 1], end]
                        for ids in encoded]
         # An empty text with no prefix and no special tokens would be a zero-length row.
         return [ids if ids else [self._filler_id] for ids in encoded]

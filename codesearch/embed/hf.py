@@ -22,7 +22,7 @@ from codesearch.config import default_device
 from codesearch.embed.base import BaseEmbedder
 from codesearch.embed.batching import pad_batch
 from codesearch.embed.export import load_torch_model
-from codesearch.embed.ort import int8_pooled
+from codesearch.embed.ort import int8_pooled, int8_tokens, unpadded
 from codesearch.embed.pooling import pool
 from codesearch.embed.resolve import ResolvedModel, resolve_model
 from codesearch.embed.tokenizer import load_tokenizer
@@ -219,6 +219,18 @@ class HFEmbedder(BaseEmbedder):
         before truncation and normalisation."""
         if self._int8 is not None:
             return int8_pooled(self._int8, sequences, self.pooling)
+        hidden, mask = self._hidden(sequences)
+        with torch.inference_mode():
+            return pool(self.pooling, hidden, mask).float().cpu().numpy()
+
+    def forward_tokens(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray] | None:
+        if self._int8 is not None:
+            return int8_tokens(self._int8, sequences)
+        hidden, mask = self._hidden(sequences)
+        return unpadded(hidden.float().cpu().numpy(), mask.cpu().numpy())
+
+    def _hidden(self, sequences: Sequence[Sequence[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last hidden states of ``sequences`` padded together, and their attention mask."""
         ids_np, mask_np = pad_batch(sequences, self._pad_id, self.padding_side)
         assert self.model is not None
         ids = torch.from_numpy(ids_np).to(self.device, non_blocking=True)
@@ -229,9 +241,7 @@ class HFEmbedder(BaseEmbedder):
             kwargs["position_ids"] = (mask.cumsum(dim=1) - 1).clamp(min=0)
         with torch.inference_mode():
             out = self.model(**kwargs)
-            hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-            pooled = pool(self.pooling, hidden, mask)
-            return pooled.float().cpu().numpy()
+            return (out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]), mask
 
 
 def measure_cpu_dtype(

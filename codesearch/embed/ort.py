@@ -55,15 +55,38 @@ def int8_pooled(runner: Any, sequences: Sequence[Sequence[int]], pooling: str) -
     return np.stack(rows) if rows else np.empty((0, 0), dtype=np.float32)
 
 
-def padded_pooled(runner: OrtRunner, sequences: Sequence[Sequence[int]], pooling: str,
-                  pad_id: int, side: str) -> np.ndarray:
-    """Pooled vectors from an fp32 graph over one padded batch (positions counted from each
-    row's first real token under left padding, as without padding)."""
+def unpadded(hidden: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
+    """Each row's hidden states at its real tokens (either padding side)."""
+    return [row[keep.astype(bool)] for row, keep in zip(hidden, mask, strict=True)]
+
+
+def int8_tokens(runner: Any, sequences: Sequence[Sequence[int]]) -> list[np.ndarray] | None:
+    """Token states from the int8 engine, one text per run (as int8_pooled, for the same
+    reason); None when its graph pools."""
+    rows = []
+    for seq in sequences:
+        hidden = runner(np.asarray([seq], dtype=np.int64), np.ones((1, len(seq)), np.int64))
+        if hidden.ndim != 3:
+            return None
+        rows.append(hidden[0])
+    return rows
+
+
+def padded_hidden(runner: OrtRunner, sequences: Sequence[Sequence[int]], pad_id: int,
+                  side: str) -> tuple[np.ndarray, np.ndarray]:
+    """An fp32 graph's output over one padded batch (positions counted from each row's first
+    real token under left padding, as without padding), and the batch's mask."""
     ids, mask = pad_batch(sequences, pad_id, side)
     positions = None
     if side == "left":
         positions = np.clip(mask.cumsum(axis=1) - 1, 0, None).astype(np.int64)
-    hidden = runner(ids, mask, positions)
+    return runner(ids, mask, positions), mask
+
+
+def padded_pooled(runner: OrtRunner, sequences: Sequence[Sequence[int]], pooling: str,
+                  pad_id: int, side: str) -> np.ndarray:
+    """Pooled vectors from an fp32 graph over one padded batch."""
+    hidden, mask = padded_hidden(runner, sequences, pad_id, side)
     return hidden if hidden.ndim == 2 else pool_array(pooling, hidden, mask)
 
 
@@ -181,6 +204,12 @@ class OnnxEmbedder(BaseEmbedder):
         if won:
             self._runner, self.int8 = int8, True
         return "int8" if won else "fp32"
+
+    def forward_tokens(self, sequences: Sequence[Sequence[int]]) -> list[np.ndarray] | None:
+        if self.int8:
+            return int8_tokens(self._runner, sequences)
+        hidden, mask = padded_hidden(self._runner, sequences, self._pad_id, self.padding_side)
+        return unpadded(hidden, mask) if hidden.ndim == 3 else None
 
     def forward_pooled(self, sequences: Sequence[Sequence[int]]) -> np.ndarray:
         """Pooled full-size float32 vectors for ``sequences`` (int8: one text per run)."""

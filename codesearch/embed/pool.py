@@ -45,6 +45,11 @@ class _ModelThread:
         return self._thread.submit(self._inner.embed_documents, texts, task=task,
                                    progress=progress).result()
 
+    def token_vectors(self, texts: Sequence[str], task: str, side: str,
+                      max_length: int | None = None) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        return self._thread.submit(self._inner.token_vectors, texts, task, side,
+                                   max_length).result()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 

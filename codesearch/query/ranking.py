@@ -549,3 +549,45 @@ def prefer_own_subject(ranked: Sequence[tuple[float, StoredChunk]],
     weight = SUBJECT_WEIGHT if weight is None else weight
     return best_first((score + (weight * (mine - best) if best is not None else 0.0), row)
                       for (score, row), mine, best in zip(ranked, own, other, strict=True))
+
+
+# A question's docs, with a text model (no task prefixes: nothing tells it a question seeks its
+# answer): the top TOKEN_MATCH_POOL reranked by soft token matching, each question token's best
+# cosine among a doc's contextual token vectors (BERTScore's recall; the same model's last hidden
+# states over the section's first TOKEN_MATCH_TOKENS tokens, the length MiniLM was trained at).
+# A bi-encoder's one vector per section scores sibling FAQ answers alike; which one holds the
+# question's own words, or their near synonyms, tells them apart. qa sets, MiniLM hybrid, replayed
+# (bench/docs_quality.py's sets): dev .646 -> .672, check .582 -> .621; the top 20 at 256 tokens
+# (4x the model time): .662 / .615; weight 1.0 there: .651 / .626.
+TOKEN_MATCH_POOL = 10
+TOKEN_MATCH_TOKENS = 128
+TOKEN_MATCH_WEIGHT = 0.5
+
+
+def token_match(query: tuple[np.ndarray, np.ndarray],
+                docs: Sequence[tuple[np.ndarray, np.ndarray]]) -> list[float]:
+    """Each doc's soft match of the query's tokens: every query token's best cosine among the
+    doc's token vectors, averaged with idf weights taken over these candidates, so a token
+    every candidate holds (special tokens, the project's name) weighs nothing. ``query`` and each
+    doc: (token ids, L2-normalised token vectors)."""
+    query_ids, query_vectors = query
+    held = [set(ids.tolist()) for ids, _ in docs]
+    n = len(docs)
+    weights = np.array([math.log((n + 1) / (sum(t in h for h in held) + 1)) for t in
+                        query_ids.tolist()]) + 1e-3
+    weights /= weights.sum()
+    return [float((query_vectors @ vectors.T).max(axis=1) @ weights) if len(vectors) else 0.0
+            for _, vectors in docs]
+
+
+def prefer_token_matches(ranked: Sequence[tuple[float, StoredChunk]], matches: Sequence[float],
+                         weight: float = TOKEN_MATCH_WEIGHT) -> list[tuple[float, StoredChunk]]:
+    """``ranked`` reordered by score/top + ``weight`` x match/top match, rescaled so the best
+    possible stays the top score (the merged list compares it with code scores)."""
+    top_score = max((score for score, _ in ranked), default=0.0)
+    top_match = max(matches, default=0.0)
+    if top_score <= 0 or top_match <= 0:
+        return list(ranked)
+    return best_first((top_score * (score / top_score + weight * match / top_match)
+                       / (1 + weight), row)
+                      for (score, row), match in zip(ranked, matches, strict=True))

@@ -37,8 +37,11 @@ from codesearch.documents import (
     code_doc_query_vector,
     doc_query_vector,
     doc_rows_task,
+    has_prefixes,
     lexical_query,
+    prose,
     query_vector,
+    written,
 )
 from codesearch.embed.handle import EmbedderHandle, check_readable, handle_for
 from codesearch.errors import IndexMissingError, UsageError
@@ -51,6 +54,8 @@ from codesearch.query.ranking import (
     SECONDARY_KINDS,
     SECONDARY_WEIGHT,
     SUBJECT_POOL,
+    TOKEN_MATCH_POOL,
+    TOKEN_MATCH_TOKENS,
     best_first,
     build_where,
     doc_weight,
@@ -61,8 +66,10 @@ from codesearch.query.ranking import (
     name_key,
     one_per_definition,
     prefer_own_subject,
+    prefer_token_matches,
     side_tasks,
     single_rank,
+    token_match,
 )
 from codesearch.query.request import KINDS, SearchOptions
 from codesearch.source.chunk import Chunk, chunk_source
@@ -164,8 +171,15 @@ class Searcher:
             # .644; bench/docs_quality.py).
             doc_rows = self._doc_rows(doc_task)
             weight = doc_weight(query)
-            ranked_docs = self._ranked(embed_doc, text_query, self._where(opts, [doc_rows]), opts,
-                                       semantic_weight=DOC_SEMANTIC_WEIGHT, explain=signals)
+            # A question (not a description, whose docs are ranked with qa too) with a text
+            # model: its top docs reranked by token matches (ranking.TOKEN_MATCH_POOL).
+            match_tokens = task == "qa" and opts.mode != "lexical" and not has_prefixes(scheme)
+            doc_opts = replace(opts, k=max(opts.k, TOKEN_MATCH_POOL)) if match_tokens else opts
+            ranked_docs = self._ranked(embed_doc, text_query, self._where(opts, [doc_rows]),
+                                       doc_opts, semantic_weight=DOC_SEMANTIC_WEIGHT,
+                                       explain=signals)
+            if match_tokens:
+                ranked_docs = self._prefer_token_matches(query, ranked_docs, signals)[:opts.k]
             for _, row in ranked_docs:
                 signals.setdefault(row.id, {})["doc"] = weight
             parts.append((weight, ranked_docs))
@@ -255,6 +269,24 @@ class Searcher:
         for i, sims in zip(embedded, nearest, strict=True):
             other[i] = sims[0] if sims else None
         return prefer_own_subject(ranked, own_cosine.tolist(), other)
+
+    def _prefer_token_matches(self, query: str, ranked: Sequence[tuple[float, StoredChunk]],
+                              explain: dict[str, dict[str, float]]
+                              ) -> list[tuple[float, StoredChunk]]:
+        """A question's ``ranked`` docs reranked by ranking.prefer_token_matches (the model's
+        token vectors of the question and of each section's prose); as they are when the engine
+        yields only pooled vectors."""
+        scheme = self.manifest.prefix_scheme
+        texts = [written(query, scheme), *(written(prose(row.text, row.language == "markdown"),
+                                                   scheme) for _, row in ranked)]
+        # Only for a model without prefixes (see find), which reads both sides alike: one call.
+        tokens = self.handle.get().token_vectors(texts, "qa", "document", TOKEN_MATCH_TOKENS)
+        if tokens is None or not ranked:
+            return list(ranked)
+        matches = token_match(tokens[0], tokens[1:])
+        for (_, row), match in zip(ranked, matches, strict=True):
+            explain.setdefault(row.id, {})["token_match"] = match
+        return prefer_token_matches(ranked, matches)
 
     def _chunk_at(self, location: str, cwd: Path) -> tuple[Chunk, str]:
         """The chunk enclosing ``FILE:LINE`` as the file is now, and the SQL clause that matches
