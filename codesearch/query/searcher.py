@@ -276,12 +276,14 @@ class Searcher:
         """A question's ``ranked`` docs reranked by ranking.prefer_token_matches (the model's
         token vectors of the question and of each section's prose); as they are when the engine
         yields only pooled vectors."""
+        if not ranked:
+            return []
         scheme = self.manifest.prefix_scheme
         texts = [written(query, scheme), *(written(prose(row.text, row.language == "markdown"),
                                                    scheme) for _, row in ranked)]
         # Only for a model without prefixes (see find), which reads both sides alike: one call.
         tokens = self.handle.get().token_vectors(texts, "qa", "document", TOKEN_MATCH_TOKENS)
-        if tokens is None or not ranked:
+        if tokens is None:
             return list(ranked)
         matches = token_match(tokens[0], tokens[1:])
         for (_, row), match in zip(ranked, matches, strict=True):
