@@ -7,7 +7,9 @@
   coverage, test code) or the similar one (:func:`namesake_priors`), the kind prior
   (:func:`kind_weight`), then one piece per split definition (:func:`one_per_definition`);
 - documentation beside code: :func:`find_task` (a question is ``qa``), :func:`side_tasks` (the
-  task each kind is ranked with), :func:`doc_weight` and :func:`merge_kinds` (one list of both).
+  task each kind is ranked with), :func:`doc_weight` and :func:`merge_kinds` (one list of both),
+  and the docs' rerankers: :func:`prefer_token_matches` (a question's, by :func:`token_match`)
+  and :func:`prefer_own_subject` (a piece of code's).
 
 Every constant here was measured on the shared eval (bench/quality.py,
 bench/results/quality-log.md). :func:`hybrid_rank` takes them as keyword arguments too, so

@@ -3,7 +3,10 @@
 Code and documentation (``doc`` chunks) are ranked apart, each against the rows of its own
 document side (documents.row_tasks; code rows ``kind != 'doc'``, doc rows by their ``task``):
 ``find`` ranks both and merges them (ranking.merge_kinds), ``similar`` ranks the kind of the
-chunk it starts from, ``docs`` ranks documentation for a piece of code (code2nl).
+chunk it starts from, ``docs`` ranks documentation for a piece of code (code2nl). Two rerankers
+look past one vector per chunk: a question's docs, with a text model, by the model's token
+vectors (ranking.token_match); ``docs`` by whether the code is their subject
+(ranking.prefer_own_subject).
 
 Three modes over the same index:
 - ``semantic``: the query's embedding (nl2code for natural language, code2code for code; a text
