@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -41,17 +41,23 @@ def no_graph_error(res: ResolvedModel, reason: str) -> ModelError:
     )
 
 
-def int8_pooled(runner: Any, sequences: Sequence[Sequence[int]], pooling: str) -> np.ndarray:
-    """Pooled vectors from the int8 engine, one text per run. Dynamic quantisation takes each
-    activation's scale from the whole input, so a padded batch would make a text's vector depend
-    on its batch-mates (cosine 0.99 apart on the 0.5B architecture); alone, the same text always
-    gets the same vector, and no padding is computed (1.4x faster than padded batches there)."""
-    rows = []
+def int8_alone(runner: Any, sequences: Sequence[Sequence[int]]
+               ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The int8 graph's output for each text run alone, and its (all-ones) mask. Dynamic
+    quantisation takes each activation's scale from the whole input, so a padded batch would make
+    a text's vector depend on its batch-mates (cosine 0.99 apart on the 0.5B architecture); alone,
+    the same text always gets the same vector, and no padding is computed (1.4x faster than padded
+    batches there)."""
     for seq in sequences:
         ids = np.asarray([seq], dtype=np.int64)
         mask = np.ones_like(ids)
-        hidden = runner(ids, mask)
-        rows.append(hidden[0] if hidden.ndim == 2 else pool_array(pooling, hidden, mask)[0])
+        yield runner(ids, mask), mask
+
+
+def int8_pooled(runner: Any, sequences: Sequence[Sequence[int]], pooling: str) -> np.ndarray:
+    """Pooled vectors from the int8 engine, one text per run (:func:`int8_alone`)."""
+    rows = [hidden[0] if hidden.ndim == 2 else pool_array(pooling, hidden, mask)[0]
+            for hidden, mask in int8_alone(runner, sequences)]
     return np.stack(rows) if rows else np.empty((0, 0), dtype=np.float32)
 
 
@@ -61,11 +67,10 @@ def unpadded(hidden: np.ndarray, mask: np.ndarray) -> list[np.ndarray]:
 
 
 def int8_tokens(runner: Any, sequences: Sequence[Sequence[int]]) -> list[np.ndarray] | None:
-    """Token states from the int8 engine, one text per run (as int8_pooled, for the same
-    reason); None when its graph pools."""
+    """Token states from the int8 engine, one text per run (:func:`int8_alone`); None when its
+    graph pools."""
     rows = []
-    for seq in sequences:
-        hidden = runner(np.asarray([seq], dtype=np.int64), np.ones((1, len(seq)), np.int64))
+    for hidden, _ in int8_alone(runner, sequences):
         if hidden.ndim != 3:
             return None
         rows.append(hidden[0])
